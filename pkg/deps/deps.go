@@ -1,0 +1,164 @@
+// Package deps knows which Debian packages each stage needs and installs the
+// missing ones with apt-get when running as root. When not root it stops
+// with the exact apt-get line to run. It does not decide what a stage does;
+// stages ask it for their packages.
+package deps
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+
+	"github.com/diskless/diskless/pkg/arch"
+)
+
+// KernelSourcePackage provides /usr/src/linux-source-6.1.tar.xz, the
+// default kernel source.
+const KernelSourcePackage = "linux-source-6.1"
+
+// KernelBuild lists the packages a kernel build for a needs on this host.
+// withSource adds the default kernel source package (when KERNEL_SRC is not
+// given).
+func KernelBuild(a arch.Arch, withSource bool) []string {
+	pkgs := []string{"build-essential", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio", "xz-utils", "ccache", "kmod"}
+	if _, pkg := a.Compiler(); pkg != "gcc" {
+		pkgs = append(pkgs, pkg)
+	}
+	if withSource {
+		pkgs = append(pkgs, KernelSourcePackage)
+	}
+	return pkgs
+}
+
+// Boot lists the packages the QEMU boot tests of a need: the emulator,
+// firmware and network boot loaders.
+func Boot(a arch.Arch) []string {
+	pkgs := []string{a.QEMUPackage, "ipxe-qemu", "pxelinux", "syslinux-common", "libarchive-tools", "cpio", "zstd", "xz-utils"}
+	switch a.Name {
+	case "arm64":
+		pkgs = append(pkgs, "qemu-efi-aarch64")
+	case "riscv64":
+		pkgs = append(pkgs, "opensbi", "u-boot-qemu")
+	}
+	return pkgs
+}
+
+// All lists every package the project uses on any arch.
+func All() []string {
+	var pkgs []string
+	for _, a := range arch.All() {
+		pkgs = append(pkgs, KernelBuild(a, true)...)
+		pkgs = append(pkgs, Boot(a)...)
+	}
+	return Unique(pkgs)
+}
+
+// Unique sorts and de-duplicates a package list.
+func Unique(pkgs []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range pkgs {
+		if p != "" && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Missing returns the packages of pkgs that dpkg does not list as installed.
+func Missing(ctx context.Context, pkgs []string) ([]string, error) {
+	pkgs = Unique(pkgs)
+	if len(pkgs) == 0 {
+		return nil, nil
+	}
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		return nil, fmt.Errorf("dpkg-query not found: diskless installs its dependencies on Debian 12; elsewhere install the equivalents of: %s", strings.Join(pkgs, " "))
+	}
+	args := append([]string{"-W", "-f=${Package} ${db:Status-Abbrev}\n"}, pkgs...)
+	out, _ := exec.CommandContext(ctx, "dpkg-query", args...).Output() // exit 1 when some are unknown
+	installed := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && strings.HasPrefix(f[1], "ii") {
+			installed[strings.SplitN(f[0], ":", 2)[0]] = true
+		}
+	}
+	var missing []string
+	for _, p := range pkgs {
+		if !installed[p] {
+			missing = append(missing, p)
+		}
+	}
+	return missing, nil
+}
+
+// InstallLine is the command a user runs to install pkgs.
+func InstallLine(pkgs []string) string {
+	return "sudo apt-get install -y --no-install-recommends " + strings.Join(pkgs, " ")
+}
+
+// Ensure installs the missing packages of pkgs. As root it runs apt-get
+// (apt-get update first when the install fails, e.g. on a fresh machine with
+// empty lists); otherwise it returns an error with the exact apt-get line.
+func Ensure(ctx context.Context, log *slog.Logger, pkgs []string) error {
+	missing, err := Missing(ctx, pkgs)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("missing Debian packages: %s\nrun: %s", strings.Join(missing, " "), InstallLine(missing))
+	}
+	log.Info("installing Debian packages", "packages", strings.Join(missing, " "))
+	install := func() error {
+		return aptGet(ctx, append([]string{"install", "-y", "-q", "--no-install-recommends"}, missing...)...)
+	}
+	if err := install(); err != nil {
+		log.Info("apt-get install failed; running apt-get update and trying again", "err", err)
+		if err := aptGet(ctx, "update", "-q"); err != nil {
+			return fmt.Errorf("apt-get update: %w", err)
+		}
+		if err := install(); err != nil {
+			return fmt.Errorf("apt-get install %s: %w", strings.Join(missing, " "), err)
+		}
+	}
+	still, err := Missing(ctx, missing)
+	if err != nil {
+		return err
+	}
+	if len(still) > 0 {
+		return fmt.Errorf("apt-get did not install: %s", strings.Join(still, " "))
+	}
+	return nil
+}
+
+func aptGet(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, "apt-get", args...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Run(); err != nil {
+		tail := buf.String()
+		if len(tail) > 2000 {
+			tail = tail[len(tail)-2000:]
+		}
+		return fmt.Errorf("%w\n%s", err, tail)
+	}
+	return nil
+}
+
+// LookTool finds a command on PATH or returns an error naming the Debian
+// package that provides it.
+func LookTool(cmd, pkg string) (string, error) {
+	p, err := exec.LookPath(cmd)
+	if err != nil {
+		return "", fmt.Errorf("%s not found: install the Debian package %s (%s)", cmd, pkg, InstallLine([]string{pkg}))
+	}
+	return p, nil
+}
