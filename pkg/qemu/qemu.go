@@ -1,0 +1,343 @@
+// Package qemu boots a guest under QEMU (TCG) and watches its serial console
+// for markers. Every QEMU it starts has a hard timeout and is killed by PID
+// when the match is decided; nothing is left running. Networking is QEMU's
+// user-mode (slirp) network only: the guest sees 10.0.2.2 as the host's
+// loopback and reaches nothing else.
+//
+// It does not build anything: it boots files it is given.
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/deps"
+)
+
+// Machine is one guest to boot.
+type Machine struct {
+	Arch arch.Arch
+	// Kernel, Initrd and Append map to -kernel, -initrd, -append.
+	Kernel, Initrd, Append string
+	// NetBoot boots from the NIC (-boot n) with slirp's TFTP server on
+	// TFTPRoot offering BootFile.
+	NetBoot  bool
+	TFTPRoot string
+	BootFile string
+	// MAC of the NIC (default QEMU's 52:54:00:12:34:56).
+	MAC string
+	// NIC overrides the arch's default NIC model.
+	NIC string
+	// MemoryMB defaults to 256.
+	MemoryMB int
+	// Extra arguments appended to the command line.
+	Extra []string
+	// LogPath, when set, receives the full console output.
+	LogPath string
+}
+
+// DefaultFail are console lines that end a boot as failed at once.
+var DefaultFail = []string{"Kernel panic", "VFS: Unable to mount root", "No bootable device", "Could not open", "PXE-E", "No such file or directory (http://ipxe.org"}
+
+// Args returns QEMU's command line (without the binary).
+func (m *Machine) Args() []string {
+	mem := m.MemoryMB
+	if mem == 0 {
+		mem = 256
+	}
+	a := []string{"-accel", "tcg", "-m", fmt.Sprint(mem), "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"}
+	if m.Arch.Machine != "" {
+		a = append(a, "-M", m.Arch.Machine)
+	}
+	if m.Arch.CPU != "" {
+		a = append(a, "-cpu", m.Arch.CPU)
+	}
+	if m.Arch.Name == "riscv64" {
+		a = append(a, "-bios", "default")
+	}
+	netdev := "user,id=n0"
+	if m.NetBoot {
+		netdev += ",tftp=" + m.TFTPRoot + ",bootfile=" + m.BootFile
+		a = append(a, "-boot", "n")
+	}
+	nic := m.NIC
+	if nic == "" {
+		nic = m.Arch.NIC
+	}
+	dev := nic + ",netdev=n0"
+	if m.MAC != "" {
+		dev += ",mac=" + m.MAC
+	}
+	a = append(a, "-netdev", netdev, "-device", dev)
+	if m.Kernel != "" {
+		a = append(a, "-kernel", m.Kernel)
+	}
+	if m.Initrd != "" {
+		a = append(a, "-initrd", m.Initrd)
+	}
+	if m.Append != "" {
+		a = append(a, "-append", m.Append)
+	}
+	return append(a, m.Extra...)
+}
+
+// Result of a boot.
+type Result struct {
+	// Matched is the success marker seen; Elapsed the time from QEMU's
+	// start to it (or to the failure).
+	Matched string
+	Elapsed time.Duration
+	// Console holds everything the guest printed.
+	Console string
+}
+
+// BootError is a failed boot: the reason and the console's last lines.
+type BootError struct {
+	Reason string
+	Last   []string
+	Log    string
+}
+
+func (e *BootError) Error() string {
+	s := e.Reason + "\nlast console lines:\n  " + strings.Join(e.Last, "\n  ")
+	if e.Log != "" {
+		s += "\nfull console log: " + e.Log
+	}
+	return s
+}
+
+// Available returns an error naming the Debian package when the arch's QEMU
+// is missing.
+func Available(a arch.Arch) error {
+	_, err := deps.LookTool(a.QEMU, a.QEMUPackage)
+	return err
+}
+
+// Boot starts the machine and waits until a line contains one of want
+// (success), one of fail (failure, DefaultFail when nil), QEMU exits, or
+// timeout passes. QEMU is killed before Boot returns.
+func Boot(ctx context.Context, m *Machine, want []string, fail []string, timeout time.Duration) (*Result, error) {
+	s, err := Start(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Stop()
+	return s.Expect(want, fail, timeout)
+}
+
+// Session is a running guest.
+type Session struct {
+	m     *Machine
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	start time.Time
+
+	mu       sync.Mutex
+	consumed int
+	lines    []string
+	partial  string
+	notify   chan struct{}
+	exited   chan struct{}
+	waitErr  error
+	logf     *os.File
+}
+
+// Start launches QEMU for m.
+func Start(ctx context.Context, m *Machine) (*Session, error) {
+	if err := Available(m.Arch); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, m.Arch.QEMU, m.Args()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	s := &Session{m: m, cmd: cmd, stdin: stdin, notify: make(chan struct{}, 1), exited: make(chan struct{})}
+	if m.LogPath != "" {
+		os.MkdirAll(filepath.Dir(m.LogPath), 0o755)
+		if s.logf, err = os.Create(m.LogPath); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(s.logf, "# %s %s\n", m.Arch.QEMU, shellJoin(m.Args()))
+	}
+	s.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", m.Arch.QEMU, err)
+	}
+	go func() {
+		s.waitErr = cmd.Wait()
+		pw.Close()
+	}()
+	go s.read(pr)
+	return s, nil
+}
+
+func (s *Session) read(r io.Reader) {
+	br := bufio.NewReader(r)
+	buf := make([]byte, 4096)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			s.mu.Lock()
+			if s.logf != nil {
+				s.logf.Write(buf[:n])
+			}
+			text := s.partial + strings.ReplaceAll(string(buf[:n]), "\r", "")
+			parts := strings.Split(text, "\n")
+			s.lines = append(s.lines, parts[:len(parts)-1]...)
+			s.partial = parts[len(parts)-1]
+			s.mu.Unlock()
+			select {
+			case s.notify <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil {
+			close(s.exited)
+			return
+		}
+	}
+}
+
+// Send writes text to the guest's serial console.
+func (s *Session) Send(text string) error {
+	_, err := io.WriteString(s.stdin, text)
+	return err
+}
+
+// Expect waits for a line (or the unfinished last line, for prompts)
+// containing one of want, failing on any of fail (DefaultFail when nil).
+// Lines consumed by an earlier Expect are not looked at again.
+func (s *Session) Expect(want, fail []string, timeout time.Duration) (*Result, error) {
+	if fail == nil {
+		fail = DefaultFail
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	s.mu.Lock()
+	checked := s.consumed
+	s.mu.Unlock()
+	check := func(l string) (string, error) {
+		for _, f := range fail {
+			if strings.Contains(l, f) {
+				return "", s.failure(fmt.Sprintf("%s: console shows %q", s.m.Arch.QEMU, f))
+			}
+		}
+		for _, w := range want {
+			if strings.Contains(l, w) {
+				return w, nil
+			}
+		}
+		return "", nil
+	}
+	for {
+		s.mu.Lock()
+		lines, partial := s.lines, s.partial
+		s.mu.Unlock()
+		for ; checked < len(lines); checked++ {
+			w, err := check(lines[checked])
+			if err != nil {
+				return nil, err
+			}
+			if w != "" {
+				return s.matched(w, checked+1), nil
+			}
+		}
+		if w, err := check(partial); err != nil {
+			return nil, err
+		} else if w != "" {
+			return s.matched(w, checked), nil
+		}
+		select {
+		case <-s.notify:
+		case <-s.exited:
+			s.mu.Lock()
+			more := len(s.lines) > checked
+			s.mu.Unlock()
+			if more {
+				continue
+			}
+			return nil, s.failure(fmt.Sprintf("%s exited (%v) before any of %q appeared", s.m.Arch.QEMU, s.waitErr, want))
+		case <-deadline.C:
+			return nil, s.failure(fmt.Sprintf("timeout after %s waiting for any of %q", timeout, want))
+		}
+	}
+}
+
+func (s *Session) matched(w string, consumed int) *Result {
+	s.mu.Lock()
+	s.consumed = consumed
+	s.mu.Unlock()
+	return &Result{Matched: w, Elapsed: time.Since(s.start), Console: s.Console()}
+}
+
+func (s *Session) failure(reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.lines
+	if s.partial != "" {
+		last = append(last[:len(last):len(last)], s.partial)
+	}
+	if len(last) > 30 {
+		last = last[len(last)-30:]
+	}
+	e := &BootError{Reason: reason, Last: append([]string(nil), last...), Log: s.m.LogPath}
+	return e
+}
+
+// Console returns everything printed so far.
+func (s *Session) Console() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.lines, "\n") + "\n" + s.partial
+}
+
+// Stop kills QEMU (the whole process group) and waits for it.
+func (s *Session) Stop() {
+	if s.cmd.Process != nil {
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+	}
+	s.mu.Lock()
+	if s.logf != nil {
+		s.logf.Close()
+		s.logf = nil
+	}
+	s.mu.Unlock()
+}
+
+// IsBootError reports whether err is a failed boot (as opposed to QEMU
+// missing or failing to start).
+func IsBootError(err error) bool {
+	var be *BootError
+	return errors.As(err, &be)
+}
+
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " \"'") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
