@@ -1,0 +1,124 @@
+//go:build mage
+
+// diskless turns kernel config fragments into what a diskless NFS-root node
+// boots from the network. Targets take arch=<name> (or a bare name):
+// x86_64, i386, arm64, riscv64 (aliases amd64, x86, aarch64).
+//
+// Environment: KERNEL_SRC (kernel source dir or tarball; default the newest
+// /usr/src/linux-source-*.tar.*), KCONFIG_EXTRA (extra fragments, comma
+// separated), JOBS (make -j), CONFIG_ONLY=1 (stop after the verified
+// config), NO_CCACHE=1, CCACHE_DIR, XDG_CACHE_HOME (cache:
+// $XDG_CACHE_HOME/diskless, default ~/.cache/diskless).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/magefile/mage/mg"
+	"github.com/magefile/mage/sh"
+
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/deps"
+	"github.com/diskless/diskless/pkg/kbuild"
+)
+
+// Build targets produce artifacts/<arch>/.
+type Build mg.Namespace
+
+// Test targets run the test suites.
+type Test mg.Namespace
+
+// Aliases: `test` is the README's test command.
+var Aliases = map[string]interface{}{
+	"test": Test.All,
+}
+
+var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+// terminal returns stdout when it is a terminal (live progress lines), nil
+// otherwise (plain periodic log lines).
+func terminal() *os.File {
+	if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		return os.Stdout
+	}
+	return nil
+}
+
+// Deps installs every Debian package the project uses (all arches, QEMU,
+// PXELINUX, iPXE, firmware) with apt-get when run as root; otherwise prints
+// the exact apt-get line and fails.
+func Deps(ctx context.Context) error {
+	return deps.Ensure(ctx, log, deps.All())
+}
+
+func kernel(ctx context.Context, archArg string, role kbuild.Role) error {
+	a, err := arch.ParseArg(archArg)
+	if err != nil {
+		return err
+	}
+	opts, err := kbuild.OptionsFromEnv(os.Getenv, ".", a, role)
+	if err != nil {
+		return err
+	}
+	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, opts.KernelSrc == "")); err != nil {
+		return err
+	}
+	opts.Log = log
+	if t := terminal(); t != nil {
+		opts.Terminal = t
+	}
+	res, err := kbuild.Build(ctx, opts)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, art := range res.Artifacts {
+		names = append(names, fmt.Sprintf("%s (%d bytes)", art.Name, art.Size))
+	}
+	fmt.Printf("%s %s kernel %s: %s in %s\n", a.Name, role, res.KernelVersion, strings.Join(names, ", "), opts.OutDir)
+	return nil
+}
+
+// Slave builds the diskless node's kernel: tinyconfig + kernels/slave.config
+// + kernels/arch/<arch>.config (+ KCONFIG_EXTRA), every requested value and
+// the built-in NFS-root rule verified before compiling. Writes
+// artifacts/<arch>/bzImage_<arch> (Image_<arch> on arm64/riscv64),
+// config_<arch> and build_<arch>.json. Skips make when nothing changed.
+// Usage: build:slave arch=x86_64
+func (Build) Slave(ctx context.Context, archArg string) error {
+	return kernel(ctx, archArg, kbuild.Slave)
+}
+
+// Master builds the master's own kernel (defconfig + kernels/master.config:
+// NFS server, netfilter/iptables) into artifacts/<arch>/master/
+// (bzImage-master, config-master) for the admin to install in /boot; it is
+// never published. Usage: build:master arch=x86_64
+func (Build) Master(ctx context.Context, archArg string) error {
+	return kernel(ctx, archArg, kbuild.Master)
+}
+
+// Unit runs the fast tests (go test -short ./...): no kernel build, no QEMU.
+func (Test) Unit() error {
+	return sh.RunV("go", "test", "-short", "-count=1", "./...")
+}
+
+// Integration runs the slow tests: real kernel builds (x86_64 and arm64
+// slaves, config checks for the others and the master) and QEMU boots.
+func (Test) Integration(ctx context.Context) error {
+	mg.CtxDeps(ctx, Deps)
+	return sh.RunV("go", "test", "-count=1", "-timeout", "80m", "-run", "Integration", "./...")
+}
+
+// All is the README's test command (`test`): deps, unit tests, then the
+// integration and boot tests.
+func (Test) All(ctx context.Context) error {
+	mg.CtxDeps(ctx, Deps)
+	if err := (Test{}).Unit(); err != nil {
+		return err
+	}
+	return (Test{}).Integration(ctx)
+}

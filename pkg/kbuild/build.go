@@ -1,0 +1,631 @@
+// Package kbuild builds a kernel from the project's config fragments with the
+// kernel's own make: it resolves the source, checks the toolchain, configures
+// out of tree (tinyconfig or defconfig + fragments + olddefconfig), verifies
+// every requested value before compiling, compiles in a reproducible
+// environment with ccache when installed, and records what went in and came
+// out in build_<arch>.json. An unchanged build does not run make at all.
+//
+// It does not publish anything and does not know about boot loaders.
+package kbuild
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/deps"
+	"github.com/diskless/diskless/pkg/kconfig"
+)
+
+// Role is which kernel to build.
+type Role string
+
+const (
+	// Slave is the diskless node's kernel: tinyconfig + slave + arch fragments.
+	Slave Role = "slave"
+	// Master is the server's kernel: defconfig + master fragment.
+	Master Role = "master"
+)
+
+// Options for one build. Zero values get the documented defaults.
+type Options struct {
+	Arch arch.Arch
+	Role Role
+	// KernelsDir holds master.config, slave.config and arch/<arch>.config.
+	KernelsDir string
+	// Extra are user fragments applied last (KCONFIG_EXTRA).
+	Extra []string
+	// KernelSrc is KERNEL_SRC: a source directory or tarball; empty means the
+	// newest /usr/src/linux-source-*.tar.*.
+	KernelSrc string
+	// CacheDir holds extracted sources and build trees.
+	CacheDir string
+	// OutDir receives the artifacts (artifacts/<arch>, or .../master).
+	OutDir string
+	// Jobs for make -j; 0 means the number of CPUs.
+	Jobs int
+	// ConfigOnly stops after the configuration is verified.
+	ConfigOnly bool
+	// NoCcache disables ccache even when it is installed.
+	NoCcache bool
+	// Log receives progress and notices; nil discards.
+	Log *slog.Logger
+	// Terminal, when set, receives a live progress line instead of periodic
+	// log lines.
+	Terminal io.Writer
+}
+
+// Artifact is one output file.
+type Artifact struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// FileHash names an input file and its hash.
+type FileHash struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// Meta is build_<arch>.json: what went into a build and what came out.
+type Meta struct {
+	Arch          string     `json:"arch"`
+	Role          Role       `json:"role"`
+	KernelVersion string     `json:"kernel_version"`
+	Source        string     `json:"source"`
+	SourceID      string     `json:"source_identity"`
+	SourceEpoch   int64      `json:"source_date_epoch"`
+	BaseConfig    string     `json:"base_config"`
+	Fragments     []FileHash `json:"fragments"`
+	Compiler      string     `json:"compiler"`
+	CompilerVer   string     `json:"compiler_version"`
+	Ccache        bool       `json:"ccache"`
+	Jobs          int        `json:"jobs"`
+	Targets       []string   `json:"make_targets"`
+	ConfigOnly    bool       `json:"config_only"`
+	Key           string     `json:"cache_key"`
+	Started       time.Time  `json:"started"`
+	Duration      float64    `json:"duration_seconds"`
+	CompileSteps  int        `json:"compile_steps"`
+	Artifacts     []Artifact `json:"artifacts"`
+}
+
+// Result of Build.
+type Result struct {
+	Meta
+	// MakeSkipped is true when nothing changed and make did not run.
+	MakeSkipped bool
+	// BuildDir is the out-of-tree build directory (for vmlinuz.efi etc.).
+	BuildDir string
+	// Warnings are fragment redefinitions.
+	Warnings []kconfig.Warning
+}
+
+// Path returns the path of the named artifact in dir.
+func (r *Result) Path(dir, name string) string { return filepath.Join(dir, name) }
+
+// Names of a build's output files for a role and arch.
+type Names struct{ Image, Config, Meta string }
+
+// OutputNames returns the artifact names: bzImage_<arch>, config_<arch>,
+// build_<arch>.json for a slave; bzImage-master, config-master,
+// build-master.json for a master.
+func OutputNames(a arch.Arch, role Role) Names {
+	if role == Master {
+		return Names{Image: a.ImageName + "-master", Config: "config-master", Meta: "build-master.json"}
+	}
+	return Names{Image: a.ArtifactName(), Config: "config_" + a.Name, Meta: "build_" + a.Name + ".json"}
+}
+
+// Fragments lists the fragment files for a build, in merge order.
+func (o *Options) Fragments() []string {
+	var f []string
+	switch o.Role {
+	case Master:
+		f = append(f, filepath.Join(o.KernelsDir, "master.config"))
+	default:
+		f = append(f, filepath.Join(o.KernelsDir, "slave.config"), filepath.Join(o.KernelsDir, "arch", o.Arch.Name+".config"))
+	}
+	return append(f, o.Extra...)
+}
+
+func (o *Options) baseConfig() string {
+	if o.Role == Master {
+		return "defconfig"
+	}
+	return "tinyconfig"
+}
+
+func (o *Options) targets() []string {
+	if o.ConfigOnly {
+		return nil
+	}
+	t := []string{o.Arch.ImageTarget}
+	if o.Role == Slave && o.Arch.EFIImagePath != "" {
+		t = append(t, filepath.Base(o.Arch.EFIImagePath))
+	}
+	return t
+}
+
+// Plan is a validated build, ready to run: everything that can be checked
+// cheaply has been.
+type Plan struct {
+	opts     Options
+	req      *kconfig.Config
+	warnings []kconfig.Warning
+	frags    []FileHash
+	cc       string // compiler command (without ccache)
+	ccVer    string
+	ccache   string // ccache path, or ""
+	src      *Source
+	buildDir string
+	key      string
+}
+
+// Prepare validates the inputs in the order of cost: role, fragments
+// (parse, merge, slave rule), toolchain, then the kernel source (which may
+// extract a tarball once). Nothing is compiled.
+func Prepare(ctx context.Context, o Options) (*Plan, error) {
+	if o.Role != Slave && o.Role != Master {
+		return nil, fmt.Errorf("unknown role %q: slave or master", o.Role)
+	}
+	if o.Log == nil {
+		o.Log = discard()
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	p := &Plan{opts: o}
+	var cfgs []*kconfig.Config
+	for _, f := range o.Fragments() {
+		c, err := kconfig.ParseFile(f)
+		if err != nil {
+			return nil, err
+		}
+		data, _ := os.ReadFile(f)
+		p.frags = append(p.frags, FileHash{Path: f, SHA256: sum(data)})
+		cfgs = append(cfgs, c)
+	}
+	p.req, p.warnings = kconfig.Merge(cfgs...)
+	for _, w := range p.warnings {
+		o.Log.Warn("config override", "at", w.New.Pos(), "value", w.New.String(), "was", w.Old.String(), "from", w.Old.Pos())
+	}
+	if o.Role == Slave {
+		if err := kconfig.SlaveRequested(p.req); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.checkTools(); err != nil {
+		return nil, err
+	}
+	src, err := ResolveSource(ctx, o.KernelSrc, o.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	p.src = src
+	p.buildDir = filepath.Join(o.CacheDir, "build", o.Arch.Name+"-"+string(o.Role))
+	p.key = p.computeKey()
+	return p, nil
+}
+
+func (p *Plan) checkTools() error {
+	o := &p.opts
+	for _, t := range [][2]string{{"make", "make"}, {"flex", "flex"}, {"bison", "bison"}, {"bc", "bc"}, {"perl", "perl"}} {
+		if _, err := deps.LookTool(t[0], t[1]); err != nil {
+			return fmt.Errorf("kernel build for %s: %w", o.Arch.Name, err)
+		}
+	}
+	cc, pkg := o.Arch.Compiler()
+	if _, err := deps.LookTool(cc, pkg); err != nil {
+		return fmt.Errorf("no compiler for %s: %w", o.Arch.Name, err)
+	}
+	if o.Arch.CrossCompile() != "" {
+		// the kernel also needs the cross binutils (ld, objcopy, ...)
+		if _, err := deps.LookTool(o.Arch.CrossCompile()+"ld", pkg); err != nil {
+			return fmt.Errorf("no linker for %s: %w", o.Arch.Name, err)
+		}
+	}
+	for _, h := range [][2]string{{"/usr/include/gelf.h", "libelf-dev"}, {"/usr/include/openssl/ssl.h", "libssl-dev"}} {
+		if _, err := os.Stat(h[0]); err != nil && !o.ConfigOnly {
+			return fmt.Errorf("kernel build needs %s: install the Debian package %s (%s)", h[0], h[1], deps.InstallLine([]string{h[1]}))
+		}
+	}
+	out, err := exec.Command(cc, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("%s --version: %w", cc, err)
+	}
+	p.cc = cc
+	p.ccVer, _, _ = strings.Cut(string(out), "\n")
+	if !o.NoCcache {
+		if path, err := exec.LookPath("ccache"); err == nil {
+			p.ccache = path
+		}
+	}
+	return nil
+}
+
+// computeKey hashes every input that decides the output: a match with the
+// last successful build's key means make has nothing to do.
+func (p *Plan) computeKey() string {
+	h := sha256.New()
+	o := &p.opts
+	fmt.Fprintf(h, "diskless-kbuild-v1\x00%s\x00%s\x00%s\x00%s\x00%d\x00", o.Arch.Name, o.Role, p.src.Identity, p.src.Dir, p.src.Epoch)
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00", p.opts.baseConfig(), p.cc, p.ccVer, p.opts.targets())
+	for _, e := range p.req.Entries {
+		fmt.Fprintf(h, "%s\n", e)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Key is the cache key of this plan.
+func (p *Plan) Key() string { return p.key }
+
+// BuildDir is where make O= builds.
+func (p *Plan) BuildDir() string { return p.buildDir }
+
+// Source is the resolved kernel source.
+func (p *Plan) Source() *Source { return p.src }
+
+// Build prepares and runs a build: see Prepare and Plan.Run.
+func Build(ctx context.Context, o Options) (*Result, error) {
+	p, err := Prepare(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return p.Run(ctx)
+}
+
+const stampName = "diskless-build.json"
+
+// UpToDate returns the last build's metadata when its key matches this plan
+// and its outputs in the build directory are intact.
+func (p *Plan) UpToDate() (*Meta, bool) {
+	data, err := os.ReadFile(filepath.Join(p.buildDir, stampName))
+	if err != nil {
+		return nil, false
+	}
+	var m Meta
+	if json.Unmarshal(data, &m) != nil || m.Key != p.key {
+		return nil, false
+	}
+	for _, a := range m.Artifacts {
+		if !fileMatches(filepath.Join(p.buildDir, "diskless-out", a.Name), a) {
+			return nil, false
+		}
+	}
+	return &m, true
+}
+
+// Run configures, verifies and compiles, or skips make when nothing changed.
+func (p *Plan) Run(ctx context.Context) (*Result, error) {
+	o := &p.opts
+	names := OutputNames(o.Arch, o.Role)
+	res := &Result{BuildDir: p.buildDir, Warnings: p.warnings}
+	if err := os.MkdirAll(p.buildDir, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := lockDir(p.buildDir, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if m, ok := p.UpToDate(); ok {
+		res.Meta = *m
+		res.MakeSkipped = true
+		o.Log.Info("kernel up to date: make skipped", "arch", o.Arch.Name, "role", o.Role, "key", p.key[:12])
+		return res, p.install(m, names)
+	}
+	start := time.Now()
+	// A failed or interrupted build must not look up to date.
+	os.Remove(filepath.Join(p.buildDir, stampName))
+
+	m := Meta{
+		Arch: o.Arch.Name, Role: o.Role, KernelVersion: p.src.Version,
+		Source: p.src.Origin, SourceID: p.src.Identity, SourceEpoch: p.src.Epoch,
+		BaseConfig: o.baseConfig(), Fragments: p.frags,
+		Compiler: p.cc, CompilerVer: p.ccVer, Ccache: p.ccache != "",
+		Jobs: o.Jobs, Targets: o.targets(), ConfigOnly: o.ConfigOnly,
+		Key: p.key, Started: start.UTC().Truncate(time.Second),
+	}
+	if err := p.configure(ctx); err != nil {
+		return nil, err
+	}
+	outDir := filepath.Join(p.buildDir, "diskless-out")
+	os.RemoveAll(outDir)
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(p.buildDir, ".config"), filepath.Join(outDir, names.Config)); err != nil {
+		return nil, err
+	}
+	if !o.ConfigOnly {
+		steps, err := p.compile(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m.CompileSteps = steps
+		if err := copyFile(filepath.Join(p.buildDir, o.Arch.ImagePath), filepath.Join(outDir, names.Image)); err != nil {
+			return nil, fmt.Errorf("make finished but the image is missing: %w", err)
+		}
+	}
+	for _, n := range []string{names.Image, names.Config} {
+		if o.ConfigOnly && n == names.Image {
+			continue
+		}
+		a, err := hashArtifact(filepath.Join(outDir, n))
+		if err != nil {
+			return nil, err
+		}
+		m.Artifacts = append(m.Artifacts, a)
+	}
+	m.Duration = time.Since(start).Round(10 * time.Millisecond).Seconds()
+	res.Meta = m
+	if err := p.install(&m, names); err != nil {
+		return nil, err
+	}
+	data, _ := json.MarshalIndent(m, "", "  ")
+	if err := writeAtomic(filepath.Join(p.buildDir, stampName), append(data, '\n')); err != nil {
+		return nil, err
+	}
+	o.Log.Info("kernel built", "arch", o.Arch.Name, "role", o.Role, "seconds", m.Duration, "out", o.OutDir)
+	return res, nil
+}
+
+// install copies the build's outputs and metadata into OutDir (atomically,
+// each file) unless they are already there and intact.
+func (p *Plan) install(m *Meta, names Names) error {
+	if err := os.MkdirAll(p.opts.OutDir, 0o755); err != nil {
+		return err
+	}
+	for _, a := range m.Artifacts {
+		dst := filepath.Join(p.opts.OutDir, a.Name)
+		if fileMatches(dst, a) {
+			continue
+		}
+		if err := copyFile(filepath.Join(p.buildDir, "diskless-out", a.Name), dst); err != nil {
+			return err
+		}
+	}
+	data, _ := json.MarshalIndent(m, "", "  ")
+	return writeAtomic(filepath.Join(p.opts.OutDir, names.Meta), append(data, '\n'))
+}
+
+// env is the reproducible build environment.
+func (p *Plan) env() []string {
+	epoch := p.src.Epoch
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		fmt.Sscan(s, &epoch)
+	}
+	return append(os.Environ(),
+		"LC_ALL=C", "TZ=UTC",
+		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch),
+		"KBUILD_BUILD_TIMESTAMP="+time.Unix(epoch, 0).UTC().Format(time.UnixDate),
+		"KBUILD_BUILD_USER=diskless", "KBUILD_BUILD_HOST=diskless", "KBUILD_BUILD_VERSION=1",
+	)
+}
+
+func (p *Plan) makeArgs(targets ...string) []string {
+	o := &p.opts
+	args := []string{"-C", p.src.Dir, "O=" + p.buildDir, "ARCH=" + o.Arch.KernelArch}
+	if cc := o.Arch.CrossCompile(); cc != "" {
+		args = append(args, "CROSS_COMPILE="+cc)
+	}
+	if p.ccache != "" {
+		args = append(args, "CC="+p.ccache+" "+p.cc, "HOSTCC="+p.ccache+" gcc")
+	}
+	return append(args, targets...)
+}
+
+// configure writes the verified final .config into the build directory.
+func (p *Plan) configure(ctx context.Context) error {
+	o := &p.opts
+	logf := filepath.Join(p.buildDir, "diskless-config.log")
+	lf, err := os.Create(logf)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	run := func(target string) error {
+		cmd := exec.CommandContext(ctx, "make", p.makeArgs(target)...)
+		cmd.Env = p.env()
+		cmd.Stdout, cmd.Stderr = lf, lf
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("make %s for %s failed: %w\n%s\nfull log: %s", target, o.Arch.Name, err, tail(logf, 30), logf)
+		}
+		return nil
+	}
+	o.Log.Info("configuring kernel", "arch", o.Arch.Name, "role", o.Role, "base", o.baseConfig(), "source", p.src.Origin, "version", p.src.Version)
+	if err := run(o.baseConfig()); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(p.buildDir, ".config")
+	base, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfgPath, kconfig.Apply(base, p.req), 0o644); err != nil {
+		return err
+	}
+	if err := run("olddefconfig"); err != nil {
+		return err
+	}
+	final, err := kconfig.ParseFile(cfgPath)
+	if err != nil {
+		return fmt.Errorf("reading the final config: %w", err)
+	}
+	if ms := kconfig.Verify(final, p.req); len(ms) > 0 {
+		return &kconfig.VerifyError{Config: cfgPath, Mismatches: ms}
+	}
+	if o.Role == Slave {
+		if err := kconfig.SlaveFinal(final, p.req); err != nil {
+			return err
+		}
+	}
+	o.Log.Info("config verified", "arch", o.Arch.Name, "role", o.Role, "requested", len(p.req.Entries))
+	return nil
+}
+
+// compile runs make for the targets with progress, keeping the full log.
+func (p *Plan) compile(ctx context.Context) (int, error) {
+	o := &p.opts
+	logf := filepath.Join(p.buildDir, "diskless-make.log")
+	lf, err := os.Create(logf)
+	if err != nil {
+		return 0, err
+	}
+	defer lf.Close()
+	expect := 0
+	if data, err := os.ReadFile(filepath.Join(p.buildDir, "diskless-steps")); err == nil {
+		fmt.Sscan(string(data), &expect)
+	}
+	targets := o.targets()
+	args := append(p.makeArgs(targets...), fmt.Sprintf("-j%d", o.Jobs))
+	o.Log.Info("compiling kernel", "arch", o.Arch.Name, "role", o.Role, "targets", strings.Join(targets, " "), "jobs", o.Jobs, "ccache", p.ccache != "", "log", logf)
+	pr := newProgress(o.Log, o.Terminal, fmt.Sprintf("kernel %s %s", o.Arch.Name, o.Role), expect, lf)
+	cmd := exec.CommandContext(ctx, "make", args...)
+	cmd.Env = p.env()
+	cmd.Stdout, cmd.Stderr = pr, pr
+	err = cmd.Run()
+	pr.Close()
+	if err != nil {
+		return pr.Steps(), fmt.Errorf("make %s for %s failed: %w\nlast lines of %s:\n%s", strings.Join(targets, " "), o.Arch.Name, err, logf, tail(logf, 40))
+	}
+	os.WriteFile(filepath.Join(p.buildDir, "diskless-steps"), []byte(fmt.Sprint(pr.Steps())), 0o644)
+	return pr.Steps(), nil
+}
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+func sum(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func hashArtifact(path string) (Artifact, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Artifact{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Artifact{}, err
+	}
+	return Artifact{Name: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func fileMatches(path string, a Artifact) bool {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() != a.Size {
+		return false
+	}
+	got, err := hashArtifact(path)
+	return err == nil && got.SHA256 == a.SHA256
+}
+
+// copyFile copies src to dst through a temporary file and a rename, so dst
+// is never seen half-written.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, bufio.NewReader(in)); err != nil {
+		return err
+	}
+	return writeAtomic(dst, buf.Bytes())
+}
+
+func writeAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// lockDir takes an exclusive flock on dir/.lock, waiting (with a message)
+// while another build of the same arch and role runs.
+func lockDir(dir string, log *slog.Logger) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		log.Info("another build of this kernel is running; waiting for it", "dir", dir)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", dir, err)
+		}
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// ErrNotBuilt is returned by ReadMeta when no build has been recorded.
+var ErrNotBuilt = errors.New("not built yet")
+
+// ReadMeta reads build_<arch>.json (or build-master.json) from dir.
+func ReadMeta(dir string, a arch.Arch, role Role) (*Meta, error) {
+	data, err := os.ReadFile(filepath.Join(dir, OutputNames(a, role).Meta))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s %s kernel in %s: %w (run build:%s %s)", a.Name, role, dir, ErrNotBuilt, role, a.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, OutputNames(a, role).Meta), err)
+	}
+	return &m, nil
+}

@@ -1,0 +1,255 @@
+package kbuild
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/kconfig"
+	"github.com/diskless/diskless/pkg/qemu"
+)
+
+// These tests build real kernels with the kernel's own make (into the shared
+// cache, so re-runs are fast) and boot them in QEMU. Skipped with -short.
+
+func needKernelTools(t *testing.T, a arch.Arch) {
+	t.Helper()
+	testutil.Slow(t)
+	for _, tool := range [][2]string{{"make", "make"}, {"flex", "flex"}, {"bison", "bison"}, {"bc", "bc"}} {
+		testutil.NeedTool(t, tool[0], tool[1])
+	}
+	cc, pkg := a.Compiler()
+	testutil.NeedTool(t, cc, pkg)
+	if os.Getenv("KERNEL_SRC") == "" {
+		if _, err := FindDefaultSource(DefaultSourceGlob); err != nil {
+			if testutil.InCI() {
+				t.Fatal(err)
+			}
+			t.Skip("no kernel source: install the Debian package linux-source-6.1")
+		}
+	}
+}
+
+func realOptions(t *testing.T, a arch.Arch, role Role, e map[string]string) Options {
+	t.Helper()
+	if e == nil {
+		e = map[string]string{}
+	}
+	e["KERNEL_SRC"] = os.Getenv("KERNEL_SRC")
+	o, err := OptionsFromEnv(env(e), "../..", a, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.OutDir = t.TempDir()
+	o.Log = testLogger(t)
+	return o
+}
+
+func buildSlave(t *testing.T, name string) (*Result, Options) {
+	t.Helper()
+	a := mustArch(t, name)
+	needKernelTools(t, a)
+	o := realOptions(t, a, Slave, nil)
+	res, err := Build(context.Background(), o)
+	if err != nil {
+		t.Fatalf("build:slave %s: %v", name, err)
+	}
+	return res, o
+}
+
+func checkArtifacts(t *testing.T, res *Result, o Options) {
+	t.Helper()
+	names := OutputNames(o.Arch, o.Role)
+	for _, n := range []string{names.Image, names.Config, names.Meta} {
+		if _, err := os.Stat(filepath.Join(o.OutDir, n)); err != nil {
+			t.Errorf("artifact missing: %v", err)
+		}
+	}
+	m, err := ReadMeta(o.OutDir, o.Arch, o.Role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Key != res.Key || m.KernelVersion == "" || len(m.Fragments) < 2 || m.CompilerVer == "" || len(m.Artifacts) != 2 {
+		t.Errorf("build metadata incomplete: %+v", m)
+	}
+	for _, art := range m.Artifacts {
+		if !fileMatches(filepath.Join(o.OutDir, art.Name), art) {
+			t.Errorf("%s does not match its recorded size/sha256", art.Name)
+		}
+	}
+	// The published config is the verified one: every requested value holds.
+	final, err := kconfig.ParseFile(filepath.Join(o.OutDir, names.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frags []*kconfig.Config
+	for _, f := range o.Fragments() {
+		c, _ := kconfig.ParseFile(f)
+		frags = append(frags, c)
+	}
+	req, _ := kconfig.Merge(frags...)
+	if ms := kconfig.Verify(final, req); len(ms) != 0 {
+		t.Errorf("final config misses requested values: %v", ms)
+	}
+	if err := kconfig.SlaveFinal(final, req); err != nil {
+		t.Error(err)
+	}
+}
+
+// bootToIPConfig boots the kernel image with no root and waits for the
+// kernel's own DHCP to complete (IP-Config: Complete) on slirp.
+func bootToIPConfig(t *testing.T, a arch.Arch, image string) time.Duration {
+	t.Helper()
+	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	m := &qemu.Machine{
+		Arch: a, Kernel: image,
+		Append:  "console=" + a.Console + " ip=dhcp panic=-1",
+		LogPath: filepath.Join(t.TempDir(), "console.log"),
+	}
+	res, err := qemu.Boot(context.Background(), m, []string{"IP-Config: Complete"}, []string{"Kernel panic"}, 90*time.Second)
+	if err != nil {
+		t.Fatalf("boot %s: %v", filepath.Base(image), err)
+	}
+	// the address came from slirp's DHCP server
+	if !strings.Contains(res.Console, "10.0.2.15") || !strings.Contains(res.Console, "bootserver=10.0.2.2") && !strings.Contains(res.Console, "10.0.2.2") {
+		t.Errorf("console does not show the slirp lease:\n%s", res.Console)
+	}
+	return res.Elapsed
+}
+
+func TestIntegrationSlaveX86_64(t *testing.T) {
+	res, o := buildSlave(t, "x86_64")
+	checkArtifacts(t, res, o)
+	img := filepath.Join(o.OutDir, o.Arch.ArtifactName())
+	t.Logf("bzImage_x86_64: %d bytes, build %.1fs (make skipped: %v)", res.Artifacts[0].Size, res.Duration, res.MakeSkipped)
+
+	// Nothing changed: make does not run.
+	again, err := Build(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.MakeSkipped || again.Key != res.Key {
+		t.Errorf("unchanged rebuild ran make (skipped=%v)", again.MakeSkipped)
+	}
+	// A lost artifact is restored from the build tree without make.
+	os.Remove(img)
+	restored, err := Build(context.Background(), o)
+	if err != nil || !restored.MakeSkipped {
+		t.Fatalf("restore after deleting the artifact: skipped=%v err=%v", restored != nil && restored.MakeSkipped, err)
+	}
+	if _, err := os.Stat(img); err != nil {
+		t.Fatal("artifact not restored")
+	}
+
+	t.Run("boot", func(t *testing.T) {
+		d := bootToIPConfig(t, o.Arch, img)
+		t.Logf("bzImage_x86_64: IP-Config: Complete after %s (TCG)", d.Round(10*time.Millisecond))
+	})
+
+	// One changed fragment line rebuilds.
+	t.Run("changed-line-rebuilds", func(t *testing.T) {
+		extra := filepath.Join(t.TempDir(), "hostname.config")
+		os.WriteFile(extra, []byte(fmt.Sprintf("CONFIG_DEFAULT_HOSTNAME=%q\n", "diskless-test")), 0o644)
+		o2 := o
+		o2.Extra = []string{extra}
+		o2.OutDir = t.TempDir()
+		r2, err := Build(context.Background(), o2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2.MakeSkipped || r2.Key == res.Key {
+			t.Errorf("changed fragment did not rebuild (skipped=%v)", r2.MakeSkipped)
+		}
+		cfg, _ := os.ReadFile(filepath.Join(o2.OutDir, "config_x86_64"))
+		if !strings.Contains(string(cfg), `CONFIG_DEFAULT_HOSTNAME="diskless-test"`) {
+			t.Error("rebuilt config lacks the changed line")
+		}
+	})
+}
+
+func TestIntegrationSlaveArm64(t *testing.T) {
+	res, o := buildSlave(t, "arm64")
+	checkArtifacts(t, res, o)
+	if _, err := os.Stat(filepath.Join(res.BuildDir, o.Arch.EFIImagePath)); err != nil {
+		t.Errorf("EFI zboot image not built: %v", err)
+	}
+	t.Run("boot", func(t *testing.T) {
+		d := bootToIPConfig(t, o.Arch, filepath.Join(o.OutDir, o.Arch.ArtifactName()))
+		t.Logf("Image_arm64: IP-Config: Complete after %s (TCG)", d.Round(10*time.Millisecond))
+	})
+}
+
+// i386, riscv64 and the master are checked up to the verified config in the
+// test suite (a full master build takes ~17 minutes here).
+func TestIntegrationConfigOnly(t *testing.T) {
+	for _, c := range []struct {
+		arch string
+		role Role
+	}{{"i386", Slave}, {"riscv64", Slave}, {"x86_64", Master}, {"arm64", Master}} {
+		t.Run(c.arch+"-"+string(c.role), func(t *testing.T) {
+			a := mustArch(t, c.arch)
+			needKernelTools(t, a)
+			o := realOptions(t, a, c.role, map[string]string{"CONFIG_ONLY": "1"})
+			res, err := Build(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			names := OutputNames(a, c.role)
+			if _, err := os.Stat(filepath.Join(o.OutDir, names.Image)); err == nil {
+				t.Error("CONFIG_ONLY produced a kernel image")
+			}
+			data, err := os.ReadFile(filepath.Join(o.OutDir, names.Meta))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m Meta
+			if json.Unmarshal(data, &m) != nil || !m.ConfigOnly || m.Key != res.Key {
+				t.Errorf("metadata %s", data)
+			}
+		})
+	}
+}
+
+// The real Kconfig drops NFS options when FILE_LOCKING is off; the build
+// stops before compiling and names each dropped value with its fragment
+// line. A separate cache dir keeps the shared build trees untouched.
+func TestIntegrationDroppedValueReported(t *testing.T) {
+	a := mustArch(t, "x86_64")
+	needKernelTools(t, a)
+	src, err := ResolveSource(context.Background(), os.Getenv("KERNEL_SRC"), CacheDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := project(t)
+	os.WriteFile(filepath.Join(dir, "nolock.config"), []byte("# CONFIG_FILE_LOCKING is not set\n"), 0o644)
+	o, err := OptionsFromEnv(env(map[string]string{"KCONFIG_EXTRA": "nolock.config"}), dir, a, Slave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.KernelSrc, o.CacheDir, o.Log = src.Dir, t.TempDir(), testLogger(t)
+	_, err = Build(context.Background(), o)
+	var ve *kconfig.VerifyError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a VerifyError, got %v", err)
+	}
+	msg := err.Error()
+	for _, s := range []string{"kernels/slave.config:", "CONFIG_NFS_FS: asked for y, final .config has not set", "CONFIG_ROOT_NFS: asked for y"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("error lacks %q:\n%s", s, msg)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(o.OutDir, "bzImage_x86_64")); err == nil {
+		t.Error("an image was produced despite the failed verification")
+	}
+	if _, err := os.Stat(filepath.Join(o.CacheDir, "build", "x86_64-slave", "diskless-make.log")); err == nil {
+		t.Error("make ran a compile after a failed verification")
+	}
+}

@@ -1,0 +1,325 @@
+package kbuild
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/kconfig"
+)
+
+func mustArch(t *testing.T, n string) arch.Arch {
+	t.Helper()
+	a, err := arch.Lookup(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// project makes a copy of the repository's kernels/ in a temp project dir.
+func project(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := filepath.Walk("../../kernels", func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel("../../kernels", p)
+		dst := filepath.Join(dir, "kernels", rel)
+		if info.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func env(m map[string]string) Getenv { return func(k string) string { return m[k] } }
+
+func TestOptionsFromEnv(t *testing.T) {
+	dir := project(t)
+	x := mustArch(t, "x86_64")
+	os.WriteFile(filepath.Join(dir, "extra.config"), []byte("CONFIG_HZ_100=y\n"), 0o644)
+	o, err := OptionsFromEnv(env(map[string]string{"KCONFIG_EXTRA": "extra.config", "JOBS": "3", "CONFIG_ONLY": "1"}), dir, x, Slave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := o.Fragments()
+	if len(fr) != 3 || !strings.HasSuffix(fr[0], "kernels/slave.config") || !strings.HasSuffix(fr[1], "kernels/arch/x86_64.config") || !strings.HasSuffix(fr[2], "extra.config") {
+		t.Errorf("fragments %v", fr)
+	}
+	if o.Jobs != 3 || !o.ConfigOnly || o.OutDir != filepath.Join(dir, "artifacts", "x86_64") {
+		t.Errorf("options %+v", o)
+	}
+	m, err := OptionsFromEnv(env(nil), dir, x, Master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Fragments()) != 1 || !strings.HasSuffix(m.Fragments()[0], "master.config") || !strings.HasSuffix(m.OutDir, "x86_64/master") {
+		t.Errorf("master options %+v", m)
+	}
+
+	for name, e := range map[string]map[string]string{
+		"nope.config":  {"KCONFIG_EXTRA": "nope.config"},
+		"JOBS":         {"JOBS": "two"},
+		"CONFIG_ONLY=": {"CONFIG_ONLY": "maybe"},
+		"NO_CCACHE":    {"NO_CCACHE": "x"},
+	} {
+		if _, err := OptionsFromEnv(env(e), dir, x, Slave); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%v: error %v does not name %s", e, err, name)
+		}
+	}
+	os.Remove(filepath.Join(dir, "kernels", "arch", "riscv64.config"))
+	_, err = OptionsFromEnv(env(nil), dir, mustArch(t, "riscv64"), Slave)
+	if err == nil || !strings.Contains(err.Error(), "kernels/arch/riscv64.config") {
+		t.Errorf("missing arch fragment: %v", err)
+	}
+}
+
+// Bad input is rejected by Prepare before any make runs: a fresh CacheDir
+// stays empty, proving nothing was extracted or configured.
+func TestPrepareRejectsBadInputBeforeAnyWork(t *testing.T) {
+	testutil.NeedTool(t, "make", "make")
+	dir := project(t)
+	x := mustArch(t, "x86_64")
+	prep := func(extra string, mod func(*Options)) error {
+		t.Helper()
+		cache := t.TempDir()
+		e := map[string]string{}
+		if extra != "" {
+			os.WriteFile(filepath.Join(dir, "extra.config"), []byte(extra), 0o644)
+			e["KCONFIG_EXTRA"] = "extra.config"
+		}
+		o, err := OptionsFromEnv(env(e), dir, x, Slave)
+		if err != nil {
+			return err
+		}
+		o.CacheDir = cache
+		if mod != nil {
+			mod(&o)
+		}
+		_, err = Prepare(context.Background(), o)
+		if left, _ := os.ReadDir(cache); len(left) != 0 {
+			t.Errorf("bad input left %d entries in the cache", len(left))
+		}
+		return err
+	}
+
+	err := prep("CONFIG_OK=y\nCONFIG_BROKEN\n", nil)
+	var pe *kconfig.ParseError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "extra.config:2") {
+		t.Errorf("malformed fragment: %v", err)
+	}
+	err = prep("CONFIG_ROOT_NFS=m\n", nil)
+	if err == nil || !strings.Contains(err.Error(), "extra.config:1: CONFIG_ROOT_NFS=m") {
+		t.Errorf("=m on the NFS-root chain: %v", err)
+	}
+	err = prep("", func(o *Options) { o.KernelSrc = "/nonexistent/linux-9.9" })
+	if err == nil || !strings.Contains(err.Error(), "KERNEL_SRC=/nonexistent/linux-9.9") {
+		t.Errorf("missing KERNEL_SRC: %v", err)
+	}
+	notSrc := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(notSrc, []byte("hi"), 0o644)
+	err = prep("", func(o *Options) { o.KernelSrc = notSrc })
+	if err == nil || !strings.Contains(err.Error(), "not a directory or a .tar") {
+		t.Errorf("KERNEL_SRC a plain file: %v", err)
+	}
+	empty := t.TempDir()
+	err = prep("", func(o *Options) { o.KernelSrc = empty })
+	if err == nil || !strings.Contains(err.Error(), "does not look like a Linux source tree") {
+		t.Errorf("KERNEL_SRC an empty dir: %v", err)
+	}
+}
+
+// A missing cross compiler is named with its Debian package, before any
+// work: PATH holds every other tool but not aarch64-linux-gnu-gcc.
+func TestPrepareMissingCrossCompilerNamesPackage(t *testing.T) {
+	bin := t.TempDir()
+	for _, tool := range []string{"make", "flex", "bison", "bc", "perl", "gcc"} {
+		p := testutil.NeedTool(t, tool, tool)
+		os.Symlink(p, filepath.Join(bin, tool))
+	}
+	t.Setenv("PATH", bin)
+	dir := project(t)
+	o, err := OptionsFromEnv(env(nil), dir, mustArch(t, "arm64"), Slave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.CacheDir = t.TempDir()
+	_, err = Prepare(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "aarch64-linux-gnu-gcc") || !strings.Contains(err.Error(), "gcc-aarch64-linux-gnu") {
+		t.Errorf("missing cross compiler: %v", err)
+	}
+}
+
+func TestFindDefaultSourcePicksNewest(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"linux-source-6.1.tar.xz", "linux-source-6.10.tar.xz", "linux-source-6.9.tar.xz", "linux-source-7.0.tar.bz2.sig"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o644)
+	}
+	got, err := FindDefaultSource(filepath.Join(dir, "linux-source-*.tar.*"))
+	if err != nil || filepath.Base(got) != "linux-source-6.10.tar.xz" {
+		t.Errorf("FindDefaultSource = %s, %v", got, err)
+	}
+	_, err = FindDefaultSource(filepath.Join(t.TempDir(), "linux-source-*.tar.*"))
+	if err == nil || !strings.Contains(err.Error(), "apt-get install linux-source-6.1") || !strings.Contains(err.Error(), "KERNEL_SRC") {
+		t.Errorf("no source: %v", err)
+	}
+}
+
+func TestVersionLess(t *testing.T) {
+	for _, c := range [][2]string{{"a-6.1", "a-6.2"}, {"a-6.9", "a-6.10"}, {"a-5.19", "a-6.1"}, {"a-6.1", "a-6.1.1"}} {
+		if !versionLess(c[0], c[1]) || versionLess(c[1], c[0]) {
+			t.Errorf("versionLess(%s, %s) wrong", c[0], c[1])
+		}
+	}
+}
+
+// fakeTree writes a tarball holding a directory with a kernel-style Makefile.
+func fakeTree(t *testing.T, path string, mtime time.Time) {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	mk := "# SPDX\nVERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 192\nEXTRAVERSION = -test\nNAME = x\n"
+	tw.WriteHeader(&tar.Header{Name: "linux-source-6.1/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime})
+	tw.WriteHeader(&tar.Header{Name: "linux-source-6.1/Makefile", Mode: 0o644, Size: int64(len(mk)), ModTime: mtime})
+	tw.Write([]byte(mk))
+	tw.Close()
+	gz.Close()
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolveSourceTarballExtractsOnce(t *testing.T) {
+	testutil.NeedTool(t, "tar", "tar")
+	cache := t.TempDir()
+	tarball := filepath.Join(t.TempDir(), "linux-source-6.1.tar.gz")
+	rel := time.Date(2026, 11, 16, 10, 17, 40, 0, time.UTC)
+	fakeTree(t, tarball, rel)
+	s1, err := ResolveSource(context.Background(), tarball, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.Version != "6.1.192-test" || s1.Epoch != rel.Unix() || filepath.Base(s1.Dir) != "linux-source-6.1" {
+		t.Errorf("source %+v", s1)
+	}
+	// Second resolve reuses the extraction: a marker we drop survives.
+	os.WriteFile(filepath.Join(s1.Dir, "marker"), nil, 0o644)
+	s2, err := ResolveSource(context.Background(), tarball, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Dir != s1.Dir || s2.Identity != s1.Identity {
+		t.Errorf("second resolve differs: %+v vs %+v", s2, s1)
+	}
+	if _, err := os.Stat(filepath.Join(s2.Dir, "marker")); err != nil {
+		t.Error("tarball extracted again")
+	}
+	// A changed tarball (new mtime) has a new identity.
+	os.Chtimes(tarball, time.Now(), time.Now().Add(time.Hour))
+	s3, err := ResolveSource(context.Background(), tarball, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Identity == s1.Identity {
+		t.Error("identity did not change with the tarball")
+	}
+	// Directory sources: identity follows file changes.
+	d1, err := ResolveSource(context.Background(), s1.Dir, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(s1.Dir, "init.c"), []byte("x"), 0o644)
+	d2, _ := ResolveSource(context.Background(), s1.Dir, cache)
+	if d1.Identity == d2.Identity {
+		t.Error("directory identity ignores a new file")
+	}
+}
+
+func TestProgressCountsKbuildSteps(t *testing.T) {
+	var sink, term bytes.Buffer
+	p := newProgress(nil, &term, "kernel x86_64 slave", 4, &sink)
+	p.every = 0
+	in := "make[1]: Entering directory\n  CC      init/main.o\n  LD      vmlinux\n  AS      arch/x86/boot/head.o\nwarning: foo\n  GEN     Makefile\n    CC  indented-more\n"
+	for _, chunk := range []string{in[:20], in[20:50], in[50:]} {
+		p.Write([]byte(chunk))
+	}
+	p.Close()
+	if p.Steps() != 4 {
+		t.Errorf("steps = %d, want 4", p.Steps())
+	}
+	if sink.String() != in {
+		t.Error("log sink did not get the whole output")
+	}
+	if !strings.Contains(term.String(), "4 steps in") || !strings.Contains(term.String(), "(") {
+		t.Errorf("terminal output %q", term.String())
+	}
+}
+
+func TestOutputNames(t *testing.T) {
+	if n := OutputNames(mustArch(t, "arm64"), Slave); n.Image != "Image_arm64" || n.Config != "config_arm64" || n.Meta != "build_arm64.json" {
+		t.Errorf("arm64 slave names %+v", n)
+	}
+	if n := OutputNames(mustArch(t, "x86_64"), Master); n.Image != "bzImage-master" || n.Config != "config-master" {
+		t.Errorf("x86_64 master names %+v", n)
+	}
+}
+
+func TestLockDirSerializes(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDir(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		u, err := lockDir(dir, discard())
+		if err == nil {
+			u()
+		}
+		close(got)
+	}()
+	select {
+	case <-got:
+		t.Fatal("second lock taken while the first is held")
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("second lock not taken after unlock")
+	}
+}
+
+type tlogWriter struct{ t *testing.T }
+
+func (w tlogWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, nil))
+}
