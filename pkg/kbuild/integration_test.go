@@ -104,23 +104,37 @@ func checkArtifacts(t *testing.T, res *Result, o Options) {
 	}
 }
 
-// bootToIPConfig boots the kernel image with no root and waits for the
-// kernel's own DHCP to complete (IP-Config: Complete) on slirp.
-func bootToIPConfig(t *testing.T, a arch.Arch, image string) time.Duration {
+// bootToNFSRoot boots the kernel image with no initramfs: the kernel's own
+// DHCP (IP-Config: Complete), then its NFS root from a loopback go-nfs
+// server, where the test init reports the mount.
+func bootToNFSRoot(t *testing.T, a arch.Arch, image string) time.Duration {
 	t.Helper()
 	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	ctx := context.Background()
+	srv, err := qemu.ServeTestRoot(ctx, a, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
 	m := &qemu.Machine{
 		Arch: a, Kernel: image,
-		Append:  "console=" + a.Console + " ip=dhcp panic=-1",
+		Append:  "console=" + a.Console + " " + srv.NFSRootArgs() + " panic=-1",
 		LogPath: filepath.Join(t.TempDir(), "console.log"),
 	}
-	res, err := qemu.Boot(context.Background(), m, []string{"IP-Config: Complete"}, []string{"Kernel panic"}, 90*time.Second)
+	s, err := qemu.Start(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if _, err := s.Expect([]string{"IP-Config: Complete"}, nil, 60*time.Second); err != nil {
+		t.Fatalf("boot %s: %v", filepath.Base(image), err)
+	}
+	res, err := s.Expect(qemu.RootMarkers, nil, 60*time.Second)
 	if err != nil {
 		t.Fatalf("boot %s: %v", filepath.Base(image), err)
 	}
-	// the address came from slirp's DHCP server
-	if !strings.Contains(res.Console, "10.0.2.15") || !strings.Contains(res.Console, "bootserver=10.0.2.2") && !strings.Contains(res.Console, "10.0.2.2") {
-		t.Errorf("console does not show the slirp lease:\n%s", res.Console)
+	if err := srv.CheckNFSRoot(res.Console); err != nil {
+		t.Error(err)
 	}
 	return res.Elapsed
 }
@@ -150,8 +164,8 @@ func TestIntegrationSlaveX86_64(t *testing.T) {
 	}
 
 	t.Run("boot", func(t *testing.T) {
-		d := bootToIPConfig(t, o.Arch, img)
-		t.Logf("bzImage_x86_64: IP-Config: Complete after %s (TCG)", d.Round(10*time.Millisecond))
+		d := bootToNFSRoot(t, o.Arch, img)
+		t.Logf("bzImage_x86_64: NFS root reached after %s (TCG)", d.Round(10*time.Millisecond))
 	})
 
 	// One changed fragment line rebuilds.
@@ -182,8 +196,8 @@ func TestIntegrationSlaveArm64(t *testing.T) {
 		t.Errorf("EFI zboot image not built: %v", err)
 	}
 	t.Run("boot", func(t *testing.T) {
-		d := bootToIPConfig(t, o.Arch, filepath.Join(o.OutDir, o.Arch.ArtifactName()))
-		t.Logf("Image_arm64: IP-Config: Complete after %s (TCG)", d.Round(10*time.Millisecond))
+		d := bootToNFSRoot(t, o.Arch, filepath.Join(o.OutDir, o.Arch.ArtifactName()))
+		t.Logf("Image_arm64: NFS root reached after %s (TCG)", d.Round(10*time.Millisecond))
 	})
 }
 
