@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/magefile/mage/mg"
@@ -23,7 +24,9 @@ import (
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
+	"github.com/diskless/diskless/pkg/elfboot"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/pxe"
 )
 
 // Build targets produce artifacts/<arch>/.
@@ -99,6 +102,46 @@ func (Build) Slave(ctx context.Context, archArg string) error {
 // never published. Usage: build:master arch=x86_64
 func (Build) Master(ctx context.Context, archArg string) error {
 	return kernel(ctx, archArg, kbuild.Master)
+}
+
+// Netboot makes artifacts/<arch>/vmlinuz_<arch>, the netboot image (the
+// HOWTO's mkelf-linux step), after building the slave kernel if needed. On
+// x86_64/i386 an ELF32 Multiboot image that QEMU -kernel, iPXE and GRUB boot,
+// with the command line from NFS_SERVER, NFS_ROOT, NFS_OPTS, KERNEL_ARGS
+// embedded, and with NETBOOT_INITRAMFS=1 the fallback initramfs inside. On
+// arm64/riscv64 the EFI zboot kernel with that command line built in.
+// Usage: build:netboot arch=x86_64
+func (Build) Netboot(ctx context.Context, archArg string) error {
+	if err := kernel(ctx, archArg, kbuild.Slave); err != nil {
+		return err
+	}
+	a, _ := arch.ParseArg(archArg)
+	st, err := pxe.SettingsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join("artifacts", a.Name)
+	initrd := ""
+	if os.Getenv("NETBOOT_INITRAMFS") == "1" {
+		if initrd, err = initramfsPath(dir, a); err != nil {
+			return err
+		}
+	}
+	out, err := elfboot.Artifact(a, dir, st.Cmdline(a), initrd)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s netboot image: %s\n", a.Name, out)
+	return nil
+}
+
+// initramfsPath finds the built initramfs_<arch>.cpio.* in dir.
+func initramfsPath(dir string, a arch.Arch) (string, error) {
+	m, _ := filepath.Glob(filepath.Join(dir, "initramfs_"+a.Name+".cpio*"))
+	if len(m) == 0 {
+		return "", fmt.Errorf("NETBOOT_INITRAMFS=1 but there is no %s/initramfs_%s.cpio.*: run build:initramfs arch=%s first", dir, a.Name, a.Name)
+	}
+	return m[0], nil
 }
 
 // Unit runs the fast tests (go test -short ./...): no kernel build, no QEMU.

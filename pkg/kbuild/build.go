@@ -63,6 +63,14 @@ type Options struct {
 	ConfigOnly bool
 	// NoCcache disables ccache even when it is installed.
 	NoCcache bool
+	// Cmdline, for slave kernels of arches with an EFI zboot image, is
+	// built in as CONFIG_CMDLINE (the EFI stub uses it when the firmware
+	// passes no options), so vmlinuz_<arch> boots with the node's
+	// settings. It is part of the cache key like any requested value.
+	Cmdline string
+	// Checks run on the final .config before compiling (e.g. the NFS
+	// version in the settings against the kernel's NFS options).
+	Checks []func(final *kconfig.Config) error
 	// Log receives progress and notices; nil discards.
 	Log *slog.Logger
 	// Terminal, when set, receives a live progress line instead of periodic
@@ -120,8 +128,10 @@ type Result struct {
 // Path returns the path of the named artifact in dir.
 func (r *Result) Path(dir, name string) string { return filepath.Join(dir, name) }
 
-// Names of a build's output files for a role and arch.
-type Names struct{ Image, Config, Meta string }
+// Names of a build's output files for a role and arch. EFI is set for slave
+// kernels of arches that build an EFI zboot application: it is that arch's
+// vmlinuz_<arch> netboot image.
+type Names struct{ Image, EFI, Config, Meta string }
 
 // OutputNames returns the artifact names: bzImage_<arch>, config_<arch>,
 // build_<arch>.json for a slave; bzImage-master, config-master,
@@ -130,7 +140,11 @@ func OutputNames(a arch.Arch, role Role) Names {
 	if role == Master {
 		return Names{Image: a.ImageName + "-master", Config: "config-master", Meta: "build-master.json"}
 	}
-	return Names{Image: a.ArtifactName(), Config: "config_" + a.Name, Meta: "build_" + a.Name + ".json"}
+	n := Names{Image: a.ArtifactName(), Config: "config_" + a.Name, Meta: "build_" + a.Name + ".json"}
+	if a.EFIImagePath != "" {
+		n.EFI = "vmlinuz_" + a.Name
+	}
+	return n
 }
 
 // Fragments lists the fragment files for a build, in merge order.
@@ -201,6 +215,12 @@ func Prepare(ctx context.Context, o Options) (*Plan, error) {
 		data, _ := os.ReadFile(f)
 		p.frags = append(p.frags, FileHash{Path: f, SHA256: sum(data)})
 		cfgs = append(cfgs, c)
+	}
+	if o.Role == Slave && o.Arch.EFIImagePath != "" && o.Cmdline != "" {
+		gen := &kconfig.Config{Name: "settings", Entries: []kconfig.Entry{{
+			Symbol: "CMDLINE", Value: kconfig.Quote(o.Cmdline), File: "settings (NFS_SERVER, NFS_ROOT, NFS_OPTS, KERNEL_ARGS)", Line: 1,
+		}}}
+		cfgs = append(cfgs, gen)
 	}
 	p.req, p.warnings = kconfig.Merge(cfgs...)
 	for _, w := range p.warnings {
@@ -363,9 +383,14 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 		if err := copyFile(filepath.Join(p.buildDir, o.Arch.ImagePath), filepath.Join(outDir, names.Image)); err != nil {
 			return nil, fmt.Errorf("make finished but the image is missing: %w", err)
 		}
+		if names.EFI != "" {
+			if err := copyFile(filepath.Join(p.buildDir, o.Arch.EFIImagePath), filepath.Join(outDir, names.EFI)); err != nil {
+				return nil, fmt.Errorf("make finished but the EFI image is missing: %w", err)
+			}
+		}
 	}
-	for _, n := range []string{names.Image, names.Config} {
-		if o.ConfigOnly && n == names.Image {
+	for _, n := range []string{names.Image, names.EFI, names.Config} {
+		if n == "" || o.ConfigOnly && n != names.Config {
 			continue
 		}
 		a, err := hashArtifact(filepath.Join(outDir, n))
@@ -474,6 +499,11 @@ func (p *Plan) configure(ctx context.Context) error {
 	}
 	if o.Role == Slave {
 		if err := kconfig.SlaveFinal(final, p.req); err != nil {
+			return err
+		}
+	}
+	for _, check := range o.Checks {
+		if err := check(final); err != nil {
 			return err
 		}
 	}

@@ -68,7 +68,10 @@ func buildSlave(t *testing.T, name string) (*Result, Options) {
 func checkArtifacts(t *testing.T, res *Result, o Options) {
 	t.Helper()
 	names := OutputNames(o.Arch, o.Role)
-	for _, n := range []string{names.Image, names.Config, names.Meta} {
+	for _, n := range []string{names.Image, names.Config, names.Meta, names.EFI} {
+		if n == "" {
+			continue
+		}
 		if _, err := os.Stat(filepath.Join(o.OutDir, n)); err != nil {
 			t.Errorf("artifact missing: %v", err)
 		}
@@ -77,7 +80,11 @@ func checkArtifacts(t *testing.T, res *Result, o Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Key != res.Key || m.KernelVersion == "" || len(m.Fragments) < 2 || m.CompilerVer == "" || len(m.Artifacts) != 2 {
+	wantArtifacts := 2
+	if names.EFI != "" {
+		wantArtifacts = 3
+	}
+	if m.Key != res.Key || m.KernelVersion == "" || len(m.Fragments) < 2 || m.CompilerVer == "" || len(m.Artifacts) != wantArtifacts {
 		t.Errorf("build metadata incomplete: %+v", m)
 	}
 	for _, art := range m.Artifacts {
@@ -192,8 +199,9 @@ func TestIntegrationSlaveX86_64(t *testing.T) {
 func TestIntegrationSlaveArm64(t *testing.T) {
 	res, o := buildSlave(t, "arm64")
 	checkArtifacts(t, res, o)
-	if _, err := os.Stat(filepath.Join(res.BuildDir, o.Arch.EFIImagePath)); err != nil {
-		t.Errorf("EFI zboot image not built: %v", err)
+	cfg, _ := os.ReadFile(filepath.Join(o.OutDir, "config_arm64"))
+	if !strings.Contains(string(cfg), `CONFIG_CMDLINE="ip=dhcp root=/dev/nfs nfsroot=`) {
+		t.Error("the EFI kernel's CONFIG_CMDLINE is not the settings' command line")
 	}
 	t.Run("boot", func(t *testing.T) {
 		d := bootToNFSRoot(t, o.Arch, filepath.Join(o.OutDir, o.Arch.ArtifactName()))

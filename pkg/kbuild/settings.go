@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/pxe"
 )
 
 // CacheDir is $XDG_CACHE_HOME/diskless, default ~/.cache/diskless. Deleting
@@ -27,7 +28,8 @@ type Getenv func(string) string
 
 // OptionsFromEnv builds Options for a role and arch from the documented
 // environment variables (KERNEL_SRC, KCONFIG_EXTRA, JOBS, CONFIG_ONLY,
-// NO_CCACHE), with project-relative paths: kernels/ for fragments and
+// NO_CCACHE, and for slaves the boot settings of pkg/pxe: NFS_SERVER,
+// NFS_ROOT, NFS_OPTS, KERNEL_ARGS), with project-relative paths: kernels/ for fragments and
 // artifacts/<arch> (or artifacts/<arch>/master) for output. Every value is
 // checked here, before any expensive step.
 func OptionsFromEnv(getenv Getenv, projectDir string, a arch.Arch, role Role) (Options, error) {
@@ -77,6 +79,14 @@ func OptionsFromEnv(getenv Getenv, projectDir string, a arch.Arch, role Role) (O
 		return o, err
 	}
 	o.NoCcache = noCcache
+	if role == Slave {
+		st, err := pxe.SettingsFromEnv(getenv)
+		if err != nil {
+			return o, err
+		}
+		o.Cmdline = st.Cmdline(a)
+		o.Checks = append(o.Checks, st.CheckKernel)
+	}
 	return o, nil
 }
 

@@ -217,6 +217,9 @@ func unquote(v string) (string, error) {
 	return "", fmt.Errorf("unterminated string %s", v)
 }
 
+// Quote renders s as a Kconfig string value (double quotes, \" and \\).
+func Quote(s string) string { return quote(s) }
+
 func quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')

@@ -1,0 +1,75 @@
+package elfboot
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/diskless/diskless/pkg/arch"
+)
+
+// WriteFile builds the image from the bzImage at bzPath (and the initramfs
+// at initrdPath, when not empty) with cmdline, and writes it to outPath
+// through a temporary file and a rename: an existing outPath is replaced
+// whole or not at all. It returns the image's size.
+func WriteFile(bzPath, initrdPath, outPath, cmdline string) (int, error) {
+	bz, err := os.ReadFile(bzPath)
+	if err != nil {
+		return 0, fmt.Errorf("kernel: %w", err)
+	}
+	o := Options{Cmdline: cmdline}
+	if initrdPath != "" {
+		if o.Initrd, err = os.ReadFile(initrdPath); err != nil {
+			return 0, fmt.Errorf("initramfs: %w", err)
+		}
+	}
+	img, err := Build(bz, o)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", bzPath, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(img); err != nil {
+		tmp.Close()
+		return 0, err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return 0, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return 0, err
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, err
+	}
+	return len(img), os.Rename(tmp.Name(), outPath)
+}
+
+// Artifact makes dir/vmlinuz_<arch>, the arch's netboot image: on x86 the
+// ELF Multiboot image of dir/bzImage_<arch> with cmdline embedded (and the
+// initramfs at initrd, when given); on EFI arches the kernel build already
+// wrote it (the EFI zboot application with CONFIG_CMDLINE), and Artifact
+// checks it is there. It returns the image's path.
+func Artifact(a arch.Arch, dir, cmdline, initrd string) (string, error) {
+	out := filepath.Join(dir, "vmlinuz_"+a.Name)
+	if a.SrcArch != "x86" {
+		if initrd != "" {
+			return "", fmt.Errorf("%s: the EFI netboot image cannot carry an initramfs; the firmware loads it (initrd= or the boot manager)", a.Name)
+		}
+		if _, err := os.Stat(out); err != nil {
+			return "", fmt.Errorf("%s is made by the slave kernel build (EFI zboot): run build:slave arch=%s: %w", out, a.Name, err)
+		}
+		return out, nil
+	}
+	bz := filepath.Join(dir, a.ArtifactName())
+	if _, err := os.Stat(bz); err != nil {
+		return "", fmt.Errorf("no kernel to wrap: run build:slave arch=%s first: %w", a.Name, err)
+	}
+	_, err := WriteFile(bz, initrd, out, cmdline)
+	return out, err
+}

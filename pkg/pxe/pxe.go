@@ -1,0 +1,216 @@
+// Package pxe owns what a node is told at boot: the kernel command line
+// (ip=dhcp, the NFS root, the console) from the documented settings, and the
+// PXELINUX configuration files that carry it. The same command line goes into
+// pxelinux.cfg, the ELF netboot image and the EFI kernel's CONFIG_CMDLINE.
+//
+// It renders text; it does not publish files or talk to servers.
+package pxe
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/kconfig"
+)
+
+// Settings for the node's kernel command line.
+type Settings struct {
+	// Server is the NFS server (NFS_SERVER). Empty: the kernel uses the
+	// server that answered DHCP (its next-server), as the HOWTO's single
+	// master does.
+	Server string
+	// Root is the NFS root path (NFS_ROOT); the kernel replaces %s with the
+	// node's IP address, giving the HOWTO's /diskless/<ip> per slave.
+	Root string
+	// Opts are nfsroot mount options (NFS_OPTS). The kernel's own default
+	// is NFSv2, which the slave kernel does not build, so vers= matters.
+	Opts string
+	// Extra kernel arguments (KERNEL_ARGS), appended.
+	Extra string
+}
+
+// Defaults for Settings.
+const (
+	DefaultRoot = "/diskless/%s"
+	DefaultOpts = "vers=3,tcp"
+)
+
+var hostRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// SettingsFromEnv reads and validates the settings.
+func SettingsFromEnv(getenv func(string) string) (Settings, error) {
+	s := Settings{
+		Server: strings.TrimSpace(getenv("NFS_SERVER")),
+		Root:   strings.TrimSpace(getenv("NFS_ROOT")),
+		Opts:   strings.TrimSpace(getenv("NFS_OPTS")),
+		Extra:  strings.TrimSpace(getenv("KERNEL_ARGS")),
+	}
+	if s.Root == "" {
+		s.Root = DefaultRoot
+	}
+	if s.Opts == "" {
+		s.Opts = DefaultOpts
+	}
+	return s, s.Validate()
+}
+
+// Validate checks each setting, naming the variable.
+func (s Settings) Validate() error {
+	if s.Server != "" && net.ParseIP(s.Server) == nil && !hostRe.MatchString(s.Server) {
+		return fmt.Errorf("NFS_SERVER=%q: not an IP address or host name", s.Server)
+	}
+	if s.Server != "" && net.ParseIP(s.Server) == nil {
+		// The kernel's nfsroot= takes an address: it has no DNS at boot.
+		return fmt.Errorf("NFS_SERVER=%q: the kernel's nfsroot= needs an IP address (there is no DNS before the root is mounted)", s.Server)
+	}
+	if !strings.HasPrefix(s.Root, "/") || strings.ContainsAny(s.Root, " \t,:") {
+		return fmt.Errorf("NFS_ROOT=%q: want an absolute path without spaces, commas or colons (e.g. %s)", s.Root, DefaultRoot)
+	}
+	if strings.ContainsAny(s.Opts, " \t") {
+		return fmt.Errorf("NFS_OPTS=%q: comma-separated nfsroot options without spaces (e.g. %s)", s.Opts, DefaultOpts)
+	}
+	if _, err := s.NFSVersion(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// NFSRoot is the nfsroot= value.
+func (s Settings) NFSRoot() string {
+	v := s.Root
+	if s.Server != "" {
+		v = s.Server + ":" + v
+	}
+	if s.Opts != "" {
+		v += "," + s.Opts
+	}
+	return v
+}
+
+// Cmdline is the slave's kernel command line for arch a.
+func (s Settings) Cmdline(a arch.Arch) string {
+	parts := []string{"ip=dhcp", "root=/dev/nfs", "nfsroot=" + s.NFSRoot(), "rw", "console=" + a.Console}
+	if s.Extra != "" {
+		parts = append(parts, s.Extra)
+	}
+	return strings.Join(parts, " ")
+}
+
+// NFSVersion returns the vers= of the options ("3" when absent, as the
+// options this project writes always say it).
+func (s Settings) NFSVersion() (string, error) {
+	v := "3"
+	for _, o := range strings.Split(s.Opts, ",") {
+		if k, val, ok := strings.Cut(o, "="); ok && (k == "vers" || k == "nfsvers") {
+			v = val
+		}
+	}
+	if _, ok := nfsVersionSymbol[v]; !ok {
+		return "", fmt.Errorf("NFS_OPTS=%q: vers=%s is not an NFS version the kernel knows (2, 3, 4, 4.0, 4.1, 4.2)", s.Opts, v)
+	}
+	return v, nil
+}
+
+var nfsVersionSymbol = map[string]string{
+	"2": "NFS_V2", "3": "NFS_V3", "4": "NFS_V4", "4.0": "NFS_V4", "4.1": "NFS_V4_1", "4.2": "NFS_V4_2",
+}
+
+// CheckKernel checks that the kernel config can mount the NFS root the
+// settings ask for: a vers=4.1 nfsroot on a kernel without NFS_V4_1 hangs
+// silently after IP-Config.
+func (s Settings) CheckKernel(final *kconfig.Config) error {
+	v, err := s.NFSVersion()
+	if err != nil {
+		return err
+	}
+	sym := nfsVersionSymbol[v]
+	if final.Value(sym) != "y" {
+		return fmt.Errorf("NFS_OPTS asks for NFS version %s but %s has CONFIG_%s %s: the node would hang after IP-Config; add CONFIG_%s=y to a fragment or change vers=", v, final.Name, sym, describe(final.Value(sym)), sym)
+	}
+	return nil
+}
+
+func describe(v string) string {
+	if v == "n" {
+		return "not set"
+	}
+	return "=" + v
+}
+
+// Label is one PXELINUX boot entry.
+type Label struct {
+	Name, Kernel, Initrd, Append string
+}
+
+// Config renders a pxelinux.cfg file in the LABEL form: DEFAULT <first
+// label>, then each LABEL with its own KERNEL/INITRD/APPEND. The HOWTO's
+// form, DEFAULT /bzImage with a global APPEND, boots PXELINUX 6.04 with an
+// empty command line.
+func Config(comment string, labels []Label) (string, error) {
+	if len(labels) == 0 {
+		return "", fmt.Errorf("no boot entries to write")
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSpace(comment), "\n") {
+		fmt.Fprintf(&b, "# %s\n", l)
+	}
+	fmt.Fprintf(&b, "DEFAULT %s\nPROMPT 0\nTIMEOUT 0\n", labels[0].Name)
+	seen := map[string]bool{}
+	for _, l := range labels {
+		if l.Name == "" || strings.ContainsAny(l.Name, " \t\n") || seen[l.Name] {
+			return "", fmt.Errorf("bad or duplicate label %q", l.Name)
+		}
+		seen[l.Name] = true
+		for _, v := range []string{l.Kernel, l.Initrd, l.Append} {
+			if strings.ContainsAny(v, "\n\r") {
+				return "", fmt.Errorf("label %s: a value contains a line break", l.Name)
+			}
+		}
+		fmt.Fprintf(&b, "\nLABEL %s\n  KERNEL %s\n", l.Name, l.Kernel)
+		if l.Initrd != "" {
+			fmt.Fprintf(&b, "  INITRD %s\n", l.Initrd)
+		}
+		fmt.Fprintf(&b, "  APPEND %s\n", l.Append)
+	}
+	return b.String(), nil
+}
+
+// MACFileName is the per-node pxelinux.cfg name for a MAC:
+// 01-<mac, lowercase, dashes> (01 is the ARP type for Ethernet).
+func MACFileName(mac string) (string, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("MAC %q: want six hex bytes like 52:54:00:12:34:56", mac)
+	}
+	return "01-" + strings.ReplaceAll(hw.String(), ":", "-"), nil
+}
+
+// HexIPFileName is the per-node pxelinux.cfg name for an IPv4 address:
+// eight upper-case hex digits (192.168.1.21 -> C0A80115).
+func HexIPFileName(ip string) (string, error) {
+	p := net.ParseIP(ip).To4()
+	if p == nil {
+		return "", fmt.Errorf("IP %q: not an IPv4 address", ip)
+	}
+	return fmt.Sprintf("%02X%02X%02X%02X", p[0], p[1], p[2], p[3]), nil
+}
+
+// SlaveLabels returns one label per built x86 arch (PXELINUX is BIOS x86):
+// kernel bzImage_<arch>, the initramfs when given, the slave command line.
+// x86_64 comes first (the default) when built.
+func SlaveLabels(s Settings, archs []arch.Arch, initramfs map[string]string) []Label {
+	var out []Label
+	sorted := append([]arch.Arch(nil), archs...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name == "x86_64" && sorted[j].Name != "x86_64" })
+	for _, a := range sorted {
+		if a.SrcArch != "x86" {
+			continue
+		}
+		out = append(out, Label{Name: "slave_" + a.Name, Kernel: a.ArtifactName(), Initrd: initramfs[a.Name], Append: s.Cmdline(a)})
+	}
+	return out
+}
