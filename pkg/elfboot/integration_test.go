@@ -94,3 +94,55 @@ func TestIntegrationVmlinuzX86_64Direct(t *testing.T) { bootVmlinuz(t, "x86_64",
 func TestIntegrationVmlinuzX86_64IPXE(t *testing.T)   { bootVmlinuz(t, "x86_64", true) }
 func TestIntegrationVmlinuzI386Direct(t *testing.T)   { bootVmlinuz(t, "i386", false) }
 func TestIntegrationVmlinuzI386IPXE(t *testing.T)     { bootVmlinuz(t, "i386", true) }
+
+// AAVMF is Debian's UEFI firmware for QEMU's arm64 virt machine.
+const AAVMF = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+
+// vmlinuz_arm64 is the EFI zboot kernel: under real UEFI firmware it boots
+// with its built-in command line (CONFIG_CMDLINE from the settings) when the
+// loader passes none, and with the loader's options (QEMU -append, as a boot
+// manager would) to the test NFS root.
+func TestIntegrationVmlinuzArm64UEFI(t *testing.T) {
+	a, dir := slaveKernel(t, "arm64")
+	fw := testutil.NeedFile(t, AAVMF, "qemu-efi-aarch64")
+	ctx := context.Background()
+	img, err := Artifact(a, dir, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uefi := func(appendArgs string) *qemu.Machine {
+		return &qemu.Machine{
+			Arch: a, Kernel: img, Append: appendArgs,
+			// acpi=off: AAVMF then offers the device tree the kernel needs
+			Extra:   []string{"-bios", fw},
+			Machine: "virt,acpi=off", NICOptions: "romfile=",
+			LogPath: filepath.Join(t.TempDir(), "console.log"),
+		}
+	}
+	t.Run("built-in-cmdline", func(t *testing.T) {
+		res, err := qemu.Boot(ctx, uefi(""), []string{"IP-Config: Complete"}, nil, 120*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"EFI stub: Booting Linux Kernel", "Kernel command line: ip=dhcp root=/dev/nfs nfsroot=/diskless/%s,vers=3,tcp rw console=ttyAMA0"} {
+			if !strings.Contains(res.Console, s) {
+				t.Errorf("console lacks %q", s)
+			}
+		}
+	})
+	t.Run("nfs-root", func(t *testing.T) {
+		srv, err := qemu.ServeTestRoot(ctx, a, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		res, err := qemu.Boot(ctx, uefi("console=ttyAMA0 "+srv.NFSRootArgs()+" panic=-1"), qemu.RootMarkers, nil, 120*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.CheckNFSRoot(res.Console); err != nil {
+			t.Error(err)
+		}
+		t.Logf("vmlinuz_arm64 under AAVMF to the NFS root in %s", res.Elapsed.Round(10*time.Millisecond))
+	})
+}

@@ -37,8 +37,13 @@ type Machine struct {
 	BootFile string
 	// MAC of the NIC (default QEMU's 52:54:00:12:34:56).
 	MAC string
-	// NIC overrides the arch's default NIC model.
-	NIC string
+	// NIC overrides the arch's default NIC model; NICOptions are appended
+	// to its -device (e.g. "romfile=" to keep the NIC's option ROM out of a
+	// UEFI boot).
+	NIC        string
+	NICOptions string
+	// Machine overrides the arch's -M (e.g. "virt,acpi=off").
+	Machine string
 	// MemoryMB defaults to 256.
 	MemoryMB int
 	// Extra arguments appended to the command line.
@@ -57,13 +62,15 @@ func (m *Machine) Args() []string {
 		mem = 256
 	}
 	a := []string{"-accel", "tcg", "-m", fmt.Sprint(mem), "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"}
-	if m.Arch.Machine != "" {
+	if m.Machine != "" {
+		a = append(a, "-M", m.Machine)
+	} else if m.Arch.Machine != "" {
 		a = append(a, "-M", m.Arch.Machine)
 	}
 	if m.Arch.CPU != "" {
 		a = append(a, "-cpu", m.Arch.CPU)
 	}
-	if m.Arch.Name == "riscv64" {
+	if m.Arch.Name == "riscv64" && !hasArg(m.Extra, "-bios") {
 		a = append(a, "-bios", "default")
 	}
 	netdev := "user,id=n0"
@@ -78,6 +85,9 @@ func (m *Machine) Args() []string {
 	dev := nic + ",netdev=n0"
 	if m.MAC != "" {
 		dev += ",mac=" + m.MAC
+	}
+	if m.NICOptions != "" {
+		dev += "," + m.NICOptions
 	}
 	a = append(a, "-netdev", netdev, "-device", dev)
 	if m.Kernel != "" {
@@ -329,6 +339,15 @@ func (s *Session) Stop() {
 func IsBootError(err error) bool {
 	var be *BootError
 	return errors.As(err, &be)
+}
+
+func hasArg(args []string, a string) bool {
+	for _, x := range args {
+		if x == a {
+			return true
+		}
+	}
+	return false
 }
 
 func shellJoin(args []string) string {
