@@ -22,9 +22,11 @@ import (
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
 
+	"github.com/diskless/diskless/initramfs/fallback"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/elfboot"
+	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/pxe"
 )
@@ -142,6 +144,37 @@ func initramfsPath(dir string, a arch.Arch) (string, error) {
 		return "", fmt.Errorf("NETBOOT_INITRAMFS=1 but there is no %s/initramfs_%s.cpio.*: run build:initramfs arch=%s first", dir, a.Name, a.Name)
 	}
 	return m[0], nil
+}
+
+// Initramfs builds artifacts/<arch>/initramfs_<arch>.cpio.zst, the
+// fallback initramfs: u-root's init and gosh, initramfs/commands.txt, and
+// the fallback init that mounts the NFS root or says why it cannot and
+// starts a rescue shell. INITRAMFS_COMPRESS=zstd|xz|gzip|none. Skips the Go
+// build when nothing changed. Usage: build:initramfs arch=x86_64
+func (Build) Initramfs(ctx context.Context, archArg string) error {
+	a, err := arch.ParseArg(archArg)
+	if err != nil {
+		return err
+	}
+	c, err := initramfs.ParseCompressor(os.Getenv("INITRAMFS_COMPRESS"))
+	if err != nil {
+		return err
+	}
+	st, err := pxe.SettingsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	fs := fallback.DefaultSettings
+	fs.DefaultOpts = st.Opts
+	res, err := initramfs.Build(ctx, initramfs.Options{
+		Arch: a, ProjectDir: ".", Compress: c, OutDir: filepath.Join("artifacts", a.Name),
+		CacheDir: kbuild.CacheDir(), Settings: fs, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s initramfs: %s (%d bytes, %d files, cpio %d bytes)\n", a.Name, res.Path, res.Size, res.Files, res.RawSize)
+	return nil
 }
 
 // Unit runs the fast tests (go test -short ./...): no kernel build, no QEMU.

@@ -34,12 +34,16 @@ var quietNFS sync.Once
 
 // StartNFS serves dir as export (e.g. "/diskless/10.0.2.15") on a free
 // loopback port.
-func StartNFS(dir, export string) (*NFSServer, error) {
+func StartNFS(dir, export string) (*NFSServer, error) { return StartNFSOnPort(dir, export, 0) }
+
+// StartNFSOnPort is StartNFS on a given port (0: any free one), e.g. to
+// bring a stopped server back where a guest expects it.
+func StartNFSOnPort(dir, export string, port int) (*NFSServer, error) {
 	quietNFS.Do(func() { nfs.Log.SetLevel(nfs.ErrorLevel) })
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("NFS root %s: not a directory", dir)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,333 @@
+// Command dlinit is the diskless fallback initramfs's uinit (u-root's init
+// runs it). It brings the network up (or uses what the kernel's ip=dhcp
+// configured), mounts the NFS root named by nfsroot= (or DHCP's root-path),
+// and switch_roots into its /sbin/init. When a step fails it does not
+// panic: it prints one "diskless-fallback:" line naming the step, the
+// server and the error, starts a rescue shell on the console, and retries
+// the mount in the background with backoff until it works (then boots the
+// root) or the admin types in the shell (then leaves the node to them).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/u-root/u-root/pkg/dhclient"
+	"github.com/u-root/u-root/pkg/mount"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/diskless/diskless/initramfs/fallback"
+)
+
+const newRoot = "/newroot"
+
+var console io.Writer = os.Stdout
+
+func say(format string, args ...any) {
+	fmt.Fprintf(console, format+"\n", args...)
+}
+
+func main() {
+	if c, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+		console = c
+	}
+	settings, err := fallback.LoadSettings(fallback.SettingsPath)
+	if err != nil {
+		say("%s settings: %v (using defaults)", fallback.Prefix, err)
+	}
+	raw, _ := os.ReadFile("/proc/cmdline")
+	cmd := fallback.ParseCmdline(string(raw))
+	say("%s dlinit: looking for the NFS root", fallback.Prefix)
+
+	target, err := attempt(cmd, settings, true)
+	if err == nil {
+		boot(cmd, target)
+		// boot only returns on failure
+		err = &fallback.Failure{Step: fallback.StepInit, Server: target.Server, Export: target.Path, Err: errors.New("switch_root failed")}
+	}
+	say("%s", failureLine(err))
+	rescue(cmd, settings)
+}
+
+func failureLine(err error) string {
+	var f *fallback.Failure
+	if errors.As(err, &f) {
+		return f.Line()
+	}
+	return fmt.Sprintf("%s %v", fallback.Prefix, err)
+}
+
+// attempt runs network, config and mount; on success the root is mounted
+// at newRoot and has an init.
+func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.Target, error) {
+	clientIP, bootServer, rootPath, err := network(cmd, first)
+	if err != nil {
+		return fallback.Target{}, err
+	}
+	spec := cmd["nfsroot"]
+	if spec == "" {
+		spec = rootPath
+	}
+	t, err := fallback.ParseNFSRoot(spec, clientIP, bootServer, st.DefaultOpts)
+	if err != nil {
+		return t, &fallback.Failure{Step: fallback.StepConfig, Server: bootServer, Err: err}
+	}
+	os.MkdirAll(newRoot, 0o755)
+	unix.Unmount(newRoot, unix.MNT_DETACH)
+	flags := uintptr(0)
+	if _, ro := cmd["ro"]; ro {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(t.Source(), newRoot, "nfs", flags, t.MountData()); err != nil {
+		return t, &fallback.Failure{Step: fallback.StepMount, Server: t.Server, Export: t.Path, Err: describeErrno(err)}
+	}
+	init := initPath(cmd)
+	if _, err := os.Stat(newRoot + init); err != nil {
+		unix.Unmount(newRoot, unix.MNT_DETACH)
+		return t, &fallback.Failure{Step: fallback.StepInit, Server: t.Server, Export: t.Path, Err: fmt.Errorf("no %s on the root", init)}
+	}
+	return t, nil
+}
+
+func describeErrno(err error) error {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return fmt.Errorf("%s", strings.ToLower(en.Error()))
+	}
+	return err
+}
+
+func initPath(cmd fallback.Cmdline) string {
+	if i := cmd["init"]; strings.HasPrefix(i, "/") {
+		return i
+	}
+	return "/sbin/init"
+}
+
+// network returns the node's IPv4 address and the boot server, using the
+// kernel's ip=dhcp configuration when there is one and DHCP otherwise.
+func network(cmd fallback.Cmdline, first bool) (clientIP, bootServer, rootPath string, err error) {
+	if ip := configuredIPv4(); ip != "" {
+		pnp, _ := os.ReadFile("/proc/net/pnp")
+		return ip, fallback.BootServer(string(pnp)), "", nil
+	}
+	if v, ok := cmd["ip"]; ok && (v == "off" || v == "none") {
+		return "", "", "", &fallback.Failure{Step: fallback.StepDHCP, Err: errors.New("ip=off on the command line and no address configured")}
+	}
+	links, _ := netlink.LinkList()
+	var ifs []netlink.Link
+	for _, l := range links {
+		if l.Attrs().Flags&net.FlagLoopback == 0 && l.Type() == "device" {
+			ifs = append(ifs, l)
+		}
+	}
+	if len(ifs) == 0 {
+		return "", "", "", &fallback.Failure{Step: fallback.StepLink, Err: errors.New("no network interface (is the NIC driver built into the kernel?)")}
+	}
+	if first {
+		say("%s no address from the kernel's ip=dhcp: running DHCP on %d interface(s)", fallback.Prefix, len(ifs))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var lastErr error
+	linked := false
+	for r := range dhclient.SendRequests(ctx, ifs, true, false, dhclient.Config{Timeout: 5 * time.Second, Retries: 2}, 10*time.Second) {
+		linked = true
+		if r.Err != nil {
+			lastErr = r.Err
+			continue
+		}
+		if err := r.Lease.Configure(); err != nil {
+			lastErr = err
+			continue
+		}
+		p4, ok := r.Lease.(*dhclient.Packet4)
+		if !ok {
+			continue
+		}
+		msg, _ := p4.Message()
+		ip := p4.Lease().IP.String()
+		server := msg.ServerIPAddr
+		if server == nil || server.IsUnspecified() {
+			server = msg.ServerIdentifier()
+		}
+		rp := msg.Options.Get(dhcpv4.OptionRootPath)
+		srv := ""
+		if server != nil {
+			srv = server.String()
+		}
+		return ip, srv, string(rp), nil
+	}
+	if !linked {
+		return "", "", "", &fallback.Failure{Step: fallback.StepLink, Err: errors.New("no interface came up with a carrier")}
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no answer")
+	}
+	return "", "", "", &fallback.Failure{Step: fallback.StepDHCP, Err: lastErr}
+}
+
+func configuredIPv4() string {
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 || i.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return ""
+}
+
+// boot switches to the mounted root; it returns only on failure.
+func boot(cmd fallback.Cmdline, t fallback.Target) {
+	init := initPath(cmd)
+	say("%s NFS root %s mounted: switching to %s", fallback.Prefix, t.Source(), init)
+	if err := mount.SwitchRoot(newRoot, init); err != nil {
+		say("%s switch_root: %v", fallback.Prefix, err)
+	}
+}
+
+// rescue runs the shell on the console through a pty (so the first byte
+// the admin types is seen here) and retries the mount in the background.
+func rescue(cmd fallback.Cmdline, st fallback.Settings) {
+	var typed atomic.Bool
+	mounted := make(chan fallback.Target, 1)
+	go func() {
+		for n := 1; ; n++ {
+			time.Sleep(fallback.Backoff(n, time.Duration(st.RetryMax)))
+			if typed.Load() {
+				say("\r\n%s the admin is at the shell: background retries stopped", fallback.Prefix)
+				return
+			}
+			t, err := attempt(cmd, st, false)
+			if err == nil {
+				mounted <- t
+				return
+			}
+			if n <= 3 || n%10 == 0 {
+				say("\r\n%s retry %d: %s", fallback.Prefix, n, strings.TrimPrefix(failureLine(err), fallback.Prefix+" "))
+			}
+		}
+	}()
+	for {
+		say("%s starting a rescue shell (%s); the NFS mount is retried in the background until you type", fallback.Prefix, st.Shell)
+		shellDone := make(chan error, 1)
+		kill, err := shell(st.Shell, &typed, shellDone)
+		if err != nil {
+			say("%s cannot start %s: %v", fallback.Prefix, st.Shell, err)
+			select {}
+		}
+		select {
+		case t := <-mounted:
+			kill()
+			<-shellDone
+			say("\r\n%s the NFS root came back", fallback.Prefix)
+			boot(cmd, t)
+		case <-shellDone:
+			// the admin left the shell: try once more, then start another
+			if t, err := attempt(cmd, st, false); err == nil {
+				boot(cmd, t)
+			} else {
+				say("%s", failureLine(err))
+			}
+		}
+	}
+}
+
+// shell starts sh on a pty whose other side is relayed to /dev/console in
+// raw mode. It returns a function that kills the shell.
+func shell(sh string, typed *atomic.Bool, done chan<- error) (func(), error) {
+	if _, err := os.Stat(sh); err != nil {
+		if p, err2 := exec.LookPath("gosh"); err2 == nil {
+			sh = p
+		} else {
+			return nil, err
+		}
+	}
+	os.MkdirAll("/dev/pts", 0o755)
+	unix.Mount("devpts", "/dev/pts", "devpts", 0, "ptmxmode=0666") // may already be mounted
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	var unlock int32
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, ptm.Fd(), unix.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		return nil, e
+	}
+	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		return nil, err
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	old, err := unix.IoctlGetTermios(int(con.Fd()), unix.TCGETS)
+	if err == nil {
+		raw := *old
+		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		raw.Oflag &^= unix.OPOST
+		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+		unix.IoctlSetTermios(int(con.Fd()), unix.TCSETS, &raw)
+	}
+	c := exec.Command(sh)
+	c.Stdin, c.Stdout, c.Stderr = pts, pts, pts
+	c.Env = append(os.Environ(), "TERM=linux", "PATH=/bbin:/bin:/usr/bin:/sbin:/usr/sbin")
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	pts.Close()
+	go io.Copy(con, ptm)
+	stop := make(chan struct{})
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			k, err := con.Read(buf)
+			if k > 0 {
+				typed.Store(true)
+				ptm.Write(buf[:k])
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		err := c.Wait()
+		close(stop)
+		if old != nil {
+			unix.IoctlSetTermios(int(con.Fd()), unix.TCSETS, old)
+		}
+		ptm.Close()
+		done <- err
+	}()
+	return func() { c.Process.Kill() }, nil
+}
