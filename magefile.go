@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/magefile/mage/mg"
@@ -28,6 +29,7 @@ import (
 	"github.com/diskless/diskless/pkg/elfboot"
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/pxe"
 )
 
@@ -175,6 +177,88 @@ func (Build) Initramfs(ctx context.Context, archArg string) error {
 	}
 	fmt.Printf("%s initramfs: %s (%d bytes, %d files, cpio %d bytes)\n", a.Name, res.Path, res.Size, res.Files, res.RawSize)
 	return nil
+}
+
+func disklessRoot() string {
+	if r := os.Getenv("DISKLESS_ROOT"); r != "" {
+		return r
+	}
+	return "/diskless"
+}
+
+func publishOptions() (publish.Options, error) {
+	o := publish.Options{Root: disklessRoot(), NoWait: os.Getenv("PUBLISH_NOWAIT") == "1", Log: log}
+	if k := os.Getenv("PUBLISH_KEEP"); k != "" {
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("PUBLISH_KEEP=%q: want a number of generations, at least 1", k)
+		}
+		o.Keep = n
+	}
+	return o, nil
+}
+
+// Publish copies everything built under artifacts/ (kernels, vmlinuz,
+// initramfs, configs, PXELINUX and a generated pxelinux.cfg/default) into
+// DISKLESS_ROOT (default /diskless) as a new generation and switches to it
+// atomically, with SHA256SUMS and manifest.json. PUBLISH_NOWAIT=1 fails
+// instead of waiting for another publish; PUBLISH_KEEP generations are kept
+// (default 3). NFS_SERVER, NFS_ROOT, NFS_OPTS, KERNEL_ARGS shape the
+// PXELINUX command line.
+func Publish(ctx context.Context) error {
+	o, err := publishOptions()
+	if err != nil {
+		return err
+	}
+	st, err := pxe.SettingsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	files, err := publish.Collect("artifacts", st)
+	if err != nil {
+		return err
+	}
+	m, err := publish.Publish(ctx, files, o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("published generation %d to %s: %d files (check: cd %s && sha256sum -c SHA256SUMS)\n", m.Generation, o.Root, len(m.Files), o.Root)
+	return nil
+}
+
+// Verify re-reads the published tree in DISKLESS_ROOT and checks every file
+// against manifest.json and SHA256SUMS; non-zero exit naming each mismatch.
+func Verify() error {
+	m, err := publish.Verify(disklessRoot())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: generation %d verified, %d files\n", disklessRoot(), m.Generation, len(m.Files))
+	return nil
+}
+
+// Rollback makes the previous published generation live again (atomically).
+// With no previous generation it says so and changes nothing.
+func Rollback() error {
+	from, to, err := publish.Rollback(disklessRoot(), os.Getenv("PUBLISH_NOWAIT") == "1", log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: rolled back from generation %d to %d\n", disklessRoot(), from, to)
+	return nil
+}
+
+// All builds everything a node of that arch boots from (slave kernel,
+// fallback initramfs, netboot image) and publishes it to DISKLESS_ROOT.
+// Usage: build:all arch=x86_64
+func (Build) All(ctx context.Context, archArg string) error {
+	if err := (Build{}).Initramfs(ctx, archArg); err != nil {
+		return err
+	}
+	if err := (Build{}).Netboot(ctx, archArg); err != nil {
+		return err
+	}
+	return Publish(ctx)
 }
 
 // Unit runs the fast tests (go test -short ./...): no kernel build, no QEMU.

@@ -85,13 +85,15 @@ func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.T
 		return t, &fallback.Failure{Step: fallback.StepConfig, Server: bootServer, Err: err}
 	}
 	os.MkdirAll(newRoot, 0o755)
-	unix.Unmount(newRoot, unix.MNT_DETACH)
+	if inflight == nil {
+		unix.Unmount(newRoot, unix.MNT_DETACH) // what a failed attempt left
+	}
 	flags := uintptr(0)
 	if _, ro := cmd["ro"]; ro {
 		flags |= unix.MS_RDONLY
 	}
-	if err := unix.Mount(t.Source(), newRoot, "nfs", flags, t.MountData()); err != nil {
-		return t, &fallback.Failure{Step: fallback.StepMount, Server: t.Server, Export: t.Path, Err: describeErrno(err)}
+	if err := mountWithDeadline(t, flags); err != nil {
+		return t, &fallback.Failure{Step: fallback.StepMount, Server: t.Server, Export: t.Path, Err: err}
 	}
 	init := initPath(cmd)
 	if _, err := os.Stat(newRoot + init); err != nil {
@@ -99,6 +101,41 @@ func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.T
 		return t, &fallback.Failure{Step: fallback.StepInit, Server: t.Server, Export: t.Path, Err: fmt.Errorf("no %s on the root", init)}
 	}
 	return t, nil
+}
+
+// mountTimeout bounds how long a mount may keep the node silent: an NFSv3
+// mount of an unreachable server (or without rpcbind) retries in the kernel
+// for minutes.
+const mountTimeout = 20 * time.Second
+
+// inflight is a mount(2) still running after its deadline: mount cannot be
+// cancelled, so the next attempt waits for it (and uses it if it worked).
+var inflight chan error
+
+func mountWithDeadline(t fallback.Target, flags uintptr) error {
+	if inflight != nil {
+		select {
+		case err := <-inflight:
+			inflight = nil
+			if err == nil {
+				return nil // the late mount worked
+			}
+		case <-time.After(mountTimeout):
+			return fmt.Errorf("an earlier mount of %s is still hanging in the kernel", t.Source())
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- unix.Mount(t.Source(), newRoot, "nfs", flags, t.MountData()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return describeErrno(err)
+		}
+		return nil
+	case <-time.After(mountTimeout):
+		inflight = done
+		return fmt.Errorf("no answer within %s", mountTimeout)
+	}
 }
 
 func describeErrno(err error) error {

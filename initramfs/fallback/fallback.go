@@ -223,8 +223,8 @@ func hint(f *Failure) string {
 		return "is the DHCP server up, and does it know this MAC?"
 	case strings.Contains(msg, "connection refused"):
 		return "the server answers but runs no NFS server on that port"
-	case strings.Contains(msg, "timed out") || strings.Contains(msg, "no route") || strings.Contains(msg, "unreachable"):
-		return "the server is unreachable"
+	case strings.Contains(msg, "timed out") || strings.Contains(msg, "no answer") || strings.Contains(msg, "no route") || strings.Contains(msg, "unreachable"):
+		return "the server is unreachable, or runs no NFS server/rpcbind"
 	case strings.Contains(msg, "permission denied") || strings.Contains(msg, "no such file"):
 		return "the server refused the export: check /etc/exports and exportfs -ra"
 	case f.Step == StepInit:

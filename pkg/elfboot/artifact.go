@@ -1,6 +1,9 @@
 package elfboot
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,6 +73,39 @@ func Artifact(a arch.Arch, dir, cmdline, initrd string) (string, error) {
 	if _, err := os.Stat(bz); err != nil {
 		return "", fmt.Errorf("no kernel to wrap: run build:slave arch=%s first: %w", a.Name, err)
 	}
-	_, err := WriteFile(bz, initrd, out, cmdline)
-	return out, err
+	if _, err := WriteFile(bz, initrd, out, cmdline); err != nil {
+		return "", err
+	}
+	return out, writeMeta(dir, a, out, bz, initrd, cmdline)
+}
+
+// NetbootMeta is netboot_<arch>.json: what went into vmlinuz_<arch>.
+type NetbootMeta struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	SHA256    string `json:"sha256"`
+	Cmdline   string `json:"cmdline"`
+	Kernel    string `json:"kernel"`
+	KernelSHA string `json:"kernel_sha256"`
+	Initramfs string `json:"initramfs,omitempty"`
+	StubBytes int    `json:"stub_bytes"`
+}
+
+func writeMeta(dir string, a arch.Arch, out, bz, initrd, cmdline string) error {
+	sum := func(p string) (string, int64) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return "", 0
+		}
+		s := sha256.Sum256(data)
+		return hex.EncodeToString(s[:]), int64(len(data))
+	}
+	m := NetbootMeta{Name: filepath.Base(out), Cmdline: cmdline, Kernel: filepath.Base(bz), StubBytes: len(stubCode)}
+	m.SHA256, m.Size = sum(out)
+	m.KernelSHA, _ = sum(bz)
+	if initrd != "" {
+		m.Initramfs = filepath.Base(initrd)
+	}
+	data, _ := json.MarshalIndent(m, "", "  ")
+	return os.WriteFile(filepath.Join(dir, "netboot_"+a.Name+".json"), append(data, '\n'), 0o644)
 }
