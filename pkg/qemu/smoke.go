@@ -1,0 +1,455 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/pxe"
+)
+
+// QEMU's default NIC MAC, the one the per-node PXELINUX file is named for.
+const GuestMAC = "52:54:00:12:34:56"
+
+// Firmware the UEFI path needs.
+const AAVMF = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+
+// PathResult is one boot path's outcome.
+type PathResult struct {
+	Path    string
+	Err     error
+	Elapsed time.Duration
+	Log     string
+}
+
+// Line is the one-line report: PASS/FAIL, path, seconds.
+func (r PathResult) Line() string {
+	status := "PASS"
+	if r.Err != nil {
+		status = "FAIL"
+	}
+	return fmt.Sprintf("%s %-18s %6.1fs  %s", status, r.Path, r.Elapsed.Seconds(), r.Log)
+}
+
+// SmokeOptions say what to boot.
+type SmokeOptions struct {
+	Arch arch.Arch
+	// Root is the published tree (DISKLESS_ROOT) to boot.
+	Root string
+	// LogDir receives <path>.log per path (artifacts/<arch>/smoke).
+	LogDir string
+	// Work is scratch space (the test NFS root, TFTP views).
+	Work string
+	// Only runs just these paths (all when empty).
+	Only []string
+	// Timeout per boot (default 120 s).
+	Timeout time.Duration
+}
+
+// Paths lists the boot paths that exist for a: pxelinux-default, pxelinux,
+// per-node, etherboot-elf (x86 only), direct, direct-vmlinuz (x86), fallback,
+// uefi (arm64).
+func Paths(a arch.Arch) []string {
+	if a.SrcArch == "x86" {
+		return []string{"pxelinux-default", "pxelinux", "per-node", "etherboot-elf", "direct", "direct-vmlinuz", "fallback"}
+	}
+	p := []string{"direct", "fallback"}
+	if a.Name == "arm64" {
+		p = append(p, "uefi")
+	}
+	return p
+}
+
+type smoke struct {
+	o       SmokeOptions
+	ctx     context.Context
+	rootDir string // the test NFS root for this arch
+	kernel  string
+	initrd  string
+	vmlinuz string
+}
+
+// Smoke boots the published tree through every path of the arch and returns
+// one result per path; err is set when any path failed (or none could run).
+func Smoke(ctx context.Context, o SmokeOptions) ([]PathResult, error) {
+	if o.Timeout == 0 {
+		o.Timeout = 120 * time.Second
+	}
+	if err := Available(o.Arch); err != nil {
+		return nil, err
+	}
+	s := &smoke{o: o, ctx: ctx, rootDir: filepath.Join(o.Work, "nfsroot")}
+	s.kernel = filepath.Join(o.Root, o.Arch.ArtifactName())
+	if _, err := os.Stat(s.kernel); err != nil {
+		return nil, fmt.Errorf("%s is not published in %s: run build:all arch=%s (or build:slave and publish) first", o.Arch.ArtifactName(), o.Root, o.Arch.Name)
+	}
+	if m, _ := filepath.Glob(filepath.Join(o.Root, "initramfs_"+o.Arch.Name+".cpio*")); len(m) > 0 {
+		s.initrd = m[0]
+	}
+	if _, err := os.Stat(filepath.Join(o.Root, "vmlinuz_"+o.Arch.Name)); err == nil {
+		s.vmlinuz = filepath.Join(o.Root, "vmlinuz_"+o.Arch.Name)
+	}
+	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	var results []PathResult
+	failed := 0
+	for _, p := range Paths(o.Arch) {
+		if len(o.Only) > 0 && !contains(o.Only, p) {
+			continue
+		}
+		r := s.run(p)
+		if r.Err != nil {
+			failed++
+		}
+		results = append(results, r)
+	}
+	if len(results) == 0 {
+		return nil, fmt.Errorf("no boot path selected for %s (paths: %s)", o.Arch.Name, strings.Join(Paths(o.Arch), ", "))
+	}
+	if failed > 0 {
+		return results, fmt.Errorf("%d of %d boot paths failed for %s", failed, len(results), o.Arch.Name)
+	}
+	return results, nil
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *smoke) run(path string) PathResult {
+	r := PathResult{Path: path, Log: filepath.Join(s.o.LogDir, path+".log")}
+	start := time.Now()
+	var err error
+	switch path {
+	case "pxelinux-default":
+		err = s.pxelinuxDefault(r.Log)
+	case "pxelinux":
+		err = s.pxelinux(r.Log, false)
+	case "per-node":
+		err = s.pxelinux(r.Log, true)
+	case "etherboot-elf":
+		err = s.etherboot(r.Log)
+	case "direct":
+		err = s.direct(r.Log, s.kernel, s.initrd)
+	case "direct-vmlinuz":
+		if s.vmlinuz == "" {
+			err = fmt.Errorf("vmlinuz_%s is not published: run build:netboot", s.o.Arch.Name)
+		} else {
+			err = s.direct(r.Log, s.vmlinuz, "")
+		}
+	case "fallback":
+		err = s.fallback(r.Log)
+	case "uefi":
+		err = s.uefi(r.Log)
+	default:
+		err = fmt.Errorf("unknown boot path %q", path)
+	}
+	r.Err = err
+	r.Elapsed = time.Since(start)
+	return r
+}
+
+// serve starts the test NFS root for the arch.
+func (s *smoke) serve() (*NFSServer, error) {
+	return ServeTestRoot(s.ctx, s.o.Arch, s.rootDir)
+}
+
+// reachRoot waits for the test init on the NFS root and checks the mount.
+func (s *smoke) reachRoot(sess *Session, srv *NFSServer, extra ...string) error {
+	res, err := sess.Expect(RootMarkers, nil, s.o.Timeout)
+	if err != nil {
+		return err
+	}
+	if err := srv.CheckNFSRoot(res.Console); err != nil {
+		return err
+	}
+	for _, e := range extra {
+		if !strings.Contains(res.Console, e) {
+			return fmt.Errorf("the console lacks %q", e)
+		}
+	}
+	return nil
+}
+
+// tftpView is a TFTP directory holding the published files (links into
+// the published tree, so the bytes served are the published ones) and a
+// pxelinux.cfg directory of our choosing.
+func (s *smoke) tftpView(name string) (string, error) {
+	dir := filepath.Join(s.o.Work, "tftp-"+name)
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Join(dir, "pxelinux.cfg"), 0o755); err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(s.o.Root)
+	if err != nil {
+		return "", err
+	}
+	root, _ := filepath.Abs(s.o.Root)
+	for _, e := range entries {
+		if e.Name() == "pxelinux.cfg" || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// testSettings point a node at the test NFS server, as NFS_SERVER,
+// NFS_ROOT and NFS_OPTS would for a real one.
+func testSettings(srv *NFSServer, extra string) pxe.Settings {
+	return pxe.Settings{Server: HostIP, Root: srv.Export, Opts: srv.GuestOptions(), Extra: extra}
+}
+
+func (s *smoke) pxeLabel(st pxe.Settings) (string, error) {
+	initrds := map[string]string{}
+	if s.initrd != "" {
+		initrds[s.o.Arch.Name] = filepath.Base(s.initrd)
+	}
+	return pxe.Config("diskless smoke test", pxe.SlaveLabels(st, []arch.Arch{s.o.Arch}, initrds))
+}
+
+// pxelinuxDefault boots the published tree exactly as published: PXELINUX
+// reads the generated pxelinux.cfg/default. Its nfsroot names the real
+// master's export, which the test network does not have, so success is the
+// published command line reaching the kernel, DHCP completing, and the
+// node asking 10.0.2.2 (its DHCP server) for /diskless/10.0.2.15.
+func (s *smoke) pxelinuxDefault(log string) error {
+	if s.o.Arch.SrcArch != "x86" {
+		return errors.New("PXELINUX is x86 only")
+	}
+	cfg, err := os.ReadFile(filepath.Join(s.o.Root, "pxelinux.cfg", "default"))
+	if err != nil {
+		return fmt.Errorf("no published pxelinux.cfg/default: %w", err)
+	}
+	appendLine := ""
+	for _, l := range strings.Split(string(cfg), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "APPEND ") && appendLine == "" {
+			appendLine = strings.TrimPrefix(strings.TrimSpace(l), "APPEND ")
+		}
+	}
+	m := &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: s.o.Root, BootFile: "pxelinux.0", LogPath: log}
+	sess, err := Start(s.ctx, m)
+	if err != nil {
+		return err
+	}
+	defer sess.Stop()
+	res, err := sess.Expect([]string{"Kernel command line:"}, nil, s.o.Timeout)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(lineOf(res.Console, "Kernel command line:"), appendLine) {
+		return fmt.Errorf("the kernel did not get the published APPEND line %q:\n%s", appendLine, lineOf(res.Console, "Kernel command line:"))
+	}
+	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
+		return err
+	}
+	// the kernel's own NFS root fails without an initramfs; with one, the
+	// fallback init prints its diagnosis and then starts the shell
+	want := []string{"VFS: Unable to mount root fs via NFS", "Root-NFS: ", "starting a rescue shell"}
+	res, err = sess.Expect(want, []string{"PXE-E"}, s.o.Timeout)
+	if err != nil {
+		return err
+	}
+	if s.initrd != "" && !strings.Contains(res.Console, "server=10.0.2.2 export=/diskless/10.0.2.15") {
+		return fmt.Errorf("the initramfs did not look for /diskless/10.0.2.15 on 10.0.2.2: %s", lineOf(res.Console, "diskless-fallback: mount failed"))
+	}
+	return nil
+}
+
+func lineOf(console, s string) string {
+	for _, l := range strings.Split(console, "\n") {
+		if strings.Contains(l, s) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+// pxelinux boots the published kernel and initramfs through PXELINUX with a
+// configuration rendered by pkg/pxe for the test server; perNode puts it in
+// pxelinux.cfg/01-<mac> next to the published default and proves PXELINUX
+// picked it by a marker only that file has.
+func (s *smoke) pxelinux(log string, perNode bool) error {
+	if s.o.Arch.SrcArch != "x86" {
+		return errors.New("PXELINUX is x86 only")
+	}
+	srv, err := s.serve()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	marker := ""
+	if perNode {
+		marker = "diskless.smoke=per-node"
+	}
+	cfg, err := s.pxeLabel(testSettings(srv, marker))
+	if err != nil {
+		return err
+	}
+	dir, err := s.tftpView(map[bool]string{false: "pxelinux", true: "per-node"}[perNode])
+	if err != nil {
+		return err
+	}
+	name := "default"
+	if perNode {
+		if name, err = pxe.MACFileName(GuestMAC); err != nil {
+			return err
+		}
+		published, err := os.ReadFile(filepath.Join(s.o.Root, "pxelinux.cfg", "default"))
+		if err != nil {
+			return err
+		}
+		os.WriteFile(filepath.Join(dir, "pxelinux.cfg", "default"), published, 0o644)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pxelinux.cfg", name), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "pxelinux.0", MAC: GuestMAC, LogPath: log})
+	if err != nil {
+		return err
+	}
+	defer sess.Stop()
+	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
+		return err
+	}
+	extra := []string{"BOOT_IMAGE=" + s.o.Arch.ArtifactName()}
+	if marker != "" {
+		extra = append(extra, "cmdline="+"BOOT_IMAGE", marker)
+	}
+	return s.reachRoot(sess, srv, extra...)
+}
+
+// etherboot has QEMU's iPXE fetch the published vmlinuz_<arch> over TFTP
+// and boot it (Multiboot), the HOWTO's Etherboot path; an iPXE script adds
+// the test server's nfsroot to the embedded command line.
+func (s *smoke) etherboot(log string) error {
+	if s.vmlinuz == "" {
+		return fmt.Errorf("vmlinuz_%s is not published: run build:netboot", s.o.Arch.Name)
+	}
+	srv, err := s.serve()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	dir, err := s.tftpView("etherboot")
+	if err != nil {
+		return err
+	}
+	script := fmt.Sprintf("#!ipxe\nkernel %s %s diskless.smoke=etherboot\nboot\n", filepath.Base(s.vmlinuz), srv.NFSRootArgs())
+	if err := os.WriteFile(filepath.Join(dir, "boot.ipxe"), []byte(script), 0o644); err != nil {
+		return err
+	}
+	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "boot.ipxe", LogPath: log})
+	if err != nil {
+		return err
+	}
+	defer sess.Stop()
+	if _, err := sess.Expect([]string{"IP-Config: Complete"}, []string{"Exec format error", "Kernel panic", "Could not boot"}, s.o.Timeout); err != nil {
+		return err
+	}
+	return s.reachRoot(sess, srv, "diskless.smoke=etherboot")
+}
+
+// direct boots kernel (and initrd) with QEMU -kernel to the NFS root.
+func (s *smoke) direct(log, kernel, initrd string) error {
+	srv, err := s.serve()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", LogPath: log})
+	if err != nil {
+		return err
+	}
+	defer sess.Stop()
+	return s.reachRoot(sess, srv)
+}
+
+// fallback boots kernel + initramfs with the NFS server stopped: the
+// diagnosis line, a shell that answers, no panic; then with the server back
+// the background retry reaches the root.
+func (s *smoke) fallback(log string) error {
+	if s.initrd == "" {
+		return fmt.Errorf("initramfs_%s is not published: run build:initramfs", s.o.Arch.Name)
+	}
+	srv, err := s.serve()
+	if err != nil {
+		return err
+	}
+	args, port, dir := srv.NFSRootArgs(), srv.Port, srv.Dir
+	srv.Close()
+	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: log})
+	if err != nil {
+		return err
+	}
+	defer sess.Stop()
+	res, err := sess.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout)
+	if err != nil {
+		return err
+	}
+	diag := lineOf(res.Console, "diskless-fallback: mount failed")
+	if !strings.Contains(diag, "server="+HostIP) || !strings.Contains(diag, "export="+TestExport) {
+		return fmt.Errorf("diagnosis %q does not name the server and export", diag)
+	}
+	time.Sleep(2 * time.Second)
+	if err := sess.Send("echo smoke-$((6*7))\r"); err != nil {
+		return err
+	}
+	if _, err := sess.Expect([]string{"smoke-42"}, nil, 30*time.Second); err != nil {
+		return fmt.Errorf("the rescue shell did not answer: %w", err)
+	}
+	sess.Stop()
+	// second boot: the server comes back while the node waits
+	sess2, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: strings.TrimSuffix(log, ".log") + "-recovery.log"})
+	if err != nil {
+		return err
+	}
+	defer sess2.Stop()
+	if _, err := sess2.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout); err != nil {
+		return err
+	}
+	srv3, err := StartNFSOnPort(dir, TestExport, port)
+	if err != nil {
+		return err
+	}
+	defer srv3.Close()
+	return s.reachRoot(sess2, srv3, "the NFS root came back")
+}
+
+// uefi boots the published vmlinuz_arm64 (EFI zboot) under AAVMF.
+func (s *smoke) uefi(log string) error {
+	if _, err := os.Stat(AAVMF); err != nil {
+		return fmt.Errorf("%s not found: install the Debian package qemu-efi-aarch64", AAVMF)
+	}
+	if s.vmlinuz == "" {
+		return fmt.Errorf("vmlinuz_%s is not published", s.o.Arch.Name)
+	}
+	srv, err := s.serve()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: s.vmlinuz, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1",
+		Extra: []string{"-bios", AAVMF}, Machine: "virt,acpi=off", NICOptions: "romfile=", LogPath: log})
+	if err != nil {
+		return err
+	}
+	defer sess.Stop()
+	if _, err := sess.Expect([]string{"EFI stub: Booting Linux Kernel"}, nil, s.o.Timeout); err != nil {
+		return err
+	}
+	return s.reachRoot(sess, srv)
+}
