@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskless/diskless/internal/debkernel"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/qemu"
 )
@@ -145,4 +147,53 @@ func TestIntegrationVmlinuzArm64UEFI(t *testing.T) {
 		}
 		t.Logf("vmlinuz_arm64 under AAVMF to the NFS root in %s", res.Elapsed.Round(10*time.Millisecond))
 	})
+}
+
+// The writer also boots a kernel this project did not build: Debian's
+// cloud kernel, wrapped with the project's fallback initramfs, reaches the
+// initramfs's init under QEMU -kernel.
+func TestIntegrationDebianCloudKernel(t *testing.T) {
+	testutil.Slow(t)
+	testutil.NeedTool(t, "apt-get", "apt")
+	testutil.NeedTool(t, "dpkg-deb", "dpkg")
+	a, err := arch.Lookup("x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	vmlinuz, err := debkernel.CloudAMD64(kbuild.CacheDir())
+	if err != nil {
+		if testutil.InCI() {
+			t.Fatal(err)
+		}
+		t.Skipf("cannot fetch Debian's %s (offline?): %v", debkernel.Meta, err)
+	}
+	ir, err := initramfs.Build(context.Background(), initramfs.Options{Arch: a, ProjectDir: "../..", OutDir: t.TempDir(), CacheDir: kbuild.CacheDir(),
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "vmlinuz_cloud")
+	size, err := WriteFile(vmlinuz, ir.Path, img, "console=ttyS0 panic=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qemu.Boot(context.Background(), &qemu.Machine{Arch: a, Kernel: img, MemoryMB: 512, LogPath: filepath.Join(t.TempDir(), "console.log")},
+		[]string{"diskless-fallback: dlinit: looking for the NFS root"}, nil, 120*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Console, "Linux version 6.1") || !strings.Contains(res.Console, "cloud") {
+		t.Errorf("not the Debian cloud kernel booting:\n%s", lineWithPrefix(res.Console, "Linux version"))
+	}
+	t.Logf("%s wrapped with the initramfs (%d bytes) reached the initramfs init in %s", filepath.Base(vmlinuz), size, res.Elapsed.Round(10*time.Millisecond))
+}
+
+func lineWithPrefix(console, p string) string {
+	for _, l := range strings.Split(console, "\n") {
+		if strings.Contains(l, p) {
+			return l
+		}
+	}
+	return ""
 }
