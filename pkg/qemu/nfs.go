@@ -72,6 +72,18 @@ func (s *NFSServer) Mounts() []string {
 	return append([]string(nil), s.mounts...)
 }
 
+// CheckRefused returns an error when a guest asked for an export this
+// server does not have: the kernel retries such a mount silently for
+// about 95 s before it says anything.
+func (s *NFSServer) CheckRefused() error {
+	for _, m := range s.Mounts() {
+		if m != s.Export {
+			return fmt.Errorf("the node asked the NFS server for %s, which is not exported (the server exports %s): wrong nfsroot path", m, s.Export)
+		}
+	}
+	return nil
+}
+
 // GuestOptions is the nfsroot option string a slirp guest needs to reach
 // this server: NFSv3 over TCP on our port, no lock manager (no rpcbind).
 func (s *NFSServer) GuestOptions() string {
@@ -90,10 +102,13 @@ func (h *exportHandler) Mount(ctx context.Context, conn net.Conn, req nfs.MountR
 	h.srv.mu.Lock()
 	h.srv.mounts = append(h.srv.mounts, p)
 	h.srv.mu.Unlock()
+	status, fs, auth := h.Handler.Mount(ctx, conn, req)
 	if p != h.srv.Export {
-		return nfs.MountStatusErrNoEnt, nil, nil
+		// go-nfs v0.0.4 calls ToHandle on the filesystem even for a refused
+		// mount (and crashes on nil); the handle is not sent to the client.
+		return nfs.MountStatusErrNoEnt, fs, nil
 	}
-	return h.Handler.Mount(ctx, conn, req)
+	return status, fs, auth
 }
 
 // changeFS adds billy.Change to osfs: without it the guest gets EIO when it

@@ -234,6 +234,19 @@ func (s *Session) Send(text string) error {
 // containing one of want, failing on any of fail (DefaultFail when nil).
 // Lines consumed by an earlier Expect are not looked at again.
 func (s *Session) Expect(want, fail []string, timeout time.Duration) (*Result, error) {
+	return s.ExpectWhile(want, fail, timeout, nil)
+}
+
+// ExpectWhile is Expect that also polls check (every 500 ms, when not nil)
+// and fails with its error: a way to fail fast on what the host sees, such
+// as the NFS server refusing the export the guest asked for.
+func (s *Session) ExpectWhile(want, fail []string, timeout time.Duration, poll func() error) (*Result, error) {
+	var tick <-chan time.Time
+	if poll != nil {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
 	if fail == nil {
 		fail = DefaultFail
 	}
@@ -274,6 +287,10 @@ func (s *Session) Expect(want, fail []string, timeout time.Duration) (*Result, e
 			return s.matched(w, checked), nil
 		}
 		select {
+		case <-tick:
+			if err := poll(); err != nil {
+				return nil, s.failure(err.Error())
+			}
 		case <-s.notify:
 		case <-s.exited:
 			s.mu.Lock()

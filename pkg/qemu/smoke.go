@@ -167,7 +167,7 @@ func (s *smoke) serve() (*NFSServer, error) {
 
 // reachRoot waits for the test init on the NFS root and checks the mount.
 func (s *smoke) reachRoot(sess *Session, srv *NFSServer, extra ...string) error {
-	res, err := sess.Expect(RootMarkers, nil, s.o.Timeout)
+	res, err := sess.ExpectWhile(RootMarkers, nil, s.o.Timeout, srv.CheckRefused)
 	if err != nil {
 		return err
 	}
@@ -357,7 +357,10 @@ func (s *smoke) etherboot(log string) error {
 		return err
 	}
 	defer sess.Stop()
-	if _, err := sess.Expect([]string{"IP-Config: Complete"}, []string{"Exec format error", "Kernel panic", "Could not boot"}, s.o.Timeout); err != nil {
+	if _, err := sess.Expect([]string{"Linux version"}, nil, 45*time.Second); err != nil {
+		return fmt.Errorf("iPXE did not start the kernel from %s (iPXE prints its own errors on the VGA console only; check the image with readelf -l): %w", filepath.Base(s.vmlinuz), err)
+	}
+	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
 		return err
 	}
 	return s.reachRoot(sess, srv, "diskless.smoke=etherboot")

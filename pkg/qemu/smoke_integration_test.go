@@ -1,0 +1,188 @@
+package qemu_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diskless/diskless/initramfs/fallback"
+	"github.com/diskless/diskless/internal/debkernel"
+	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/elfboot"
+	"github.com/diskless/diskless/pkg/initramfs"
+	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/pxe"
+	"github.com/diskless/diskless/pkg/qemu"
+)
+
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func noEnv(k string) string {
+	if k == "KERNEL_SRC" {
+		return os.Getenv(k)
+	}
+	return ""
+}
+
+// buildAndPublish runs the pipeline for name (what build:all does) into a
+// temp artifacts dir and publishes it into a temp root.
+func buildAndPublish(t *testing.T, name string) (arch.Arch, string) {
+	t.Helper()
+	testutil.Slow(t)
+	a, err := arch.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, pkg := a.Compiler()
+	testutil.NeedTool(t, "make", "make")
+	testutil.NeedTool(t, cc, pkg)
+	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	if a.SrcArch == "x86" {
+		for _, p := range publish.PXELinux {
+			testutil.NeedFile(t, p.Path, p.Package)
+		}
+	}
+	ctx := context.Background()
+	artifacts := t.TempDir()
+	o, err := kbuild.OptionsFromEnv(noEnv, "../..", a, kbuild.Slave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.OutDir, o.Log = filepath.Join(artifacts, a.Name), quiet()
+	if _, err := kbuild.Build(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := pxe.SettingsFromEnv(noEnv)
+	fs := fallback.DefaultSettings
+	fs.DefaultOpts = st.Opts
+	if _, err := initramfs.Build(ctx, initramfs.Options{Arch: a, ProjectDir: "../..", OutDir: o.OutDir, CacheDir: kbuild.CacheDir(), Settings: fs, Log: quiet()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := elfboot.Artifact(a, o.OutDir, st.Cmdline(a), ""); err != nil {
+		t.Fatal(err)
+	}
+	files, err := publish.Collect(artifacts, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if _, err := publish.Publish(ctx, files, publish.Options{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	return a, root
+}
+
+func runSmoke(t *testing.T, name string) {
+	a, root := buildAndPublish(t, name)
+	start := time.Now()
+	results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir()})
+	for _, r := range results {
+		t.Log(r.Line())
+		if r.Err != nil {
+			t.Errorf("%s: %v", r.Path, r.Err)
+		}
+	}
+	if err != nil {
+		t.Error(err)
+	}
+	if len(results) != len(qemu.Paths(a)) {
+		t.Errorf("%d paths ran, want %d", len(results), len(qemu.Paths(a)))
+	}
+	t.Logf("%s smoke suite: %s", a.Name, time.Since(start).Round(100*time.Millisecond))
+}
+
+func TestIntegrationSmokeX86_64(t *testing.T) { runSmoke(t, "x86_64") }
+func TestIntegrationSmokeArm64(t *testing.T)  { runSmoke(t, "arm64") }
+
+// Broken artifacts fail the right path with a message that helps.
+func TestIntegrationBrokenArtifacts(t *testing.T) {
+	a, root := buildAndPublish(t, "x86_64")
+	ctx := context.Background()
+
+	t.Run("truncated-vmlinuz", func(t *testing.T) {
+		bad := t.TempDir()
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") {
+				os.Symlink(filepath.Join(root, e.Name()), filepath.Join(bad, e.Name()))
+			}
+		}
+		data, _ := os.ReadFile(filepath.Join(root, "vmlinuz_x86_64"))
+		os.Remove(filepath.Join(bad, "vmlinuz_x86_64"))
+		os.WriteFile(filepath.Join(bad, "vmlinuz_x86_64"), data[:len(data)/2], 0o644)
+		res, err := qemu.Smoke(ctx, qemu.SmokeOptions{Arch: a, Root: bad, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"direct-vmlinuz", "etherboot-elf"}, Timeout: 60 * time.Second})
+		if err == nil {
+			t.Fatal("a truncated vmlinuz booted")
+		}
+		for _, r := range res {
+			if r.Err == nil {
+				t.Errorf("%s passed with a truncated vmlinuz", r.Path)
+				continue
+			}
+			t.Logf("%s: %s", r.Path, firstLine(r.Err.Error()))
+		}
+		for _, r := range res {
+			if r.Path == "direct-vmlinuz" && (r.Err == nil || !strings.Contains(r.Err.Error(), "exited") || !strings.Contains(strings.ToLower(r.Err.Error()), "elf")) {
+				t.Errorf("direct path: the message does not say QEMU refused the ELF image: %v", r.Err)
+			}
+		}
+	})
+
+	t.Run("wrong-nfsroot-export", func(t *testing.T) {
+		srv, err := qemu.ServeTestRoot(ctx, a, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		args := strings.Replace(srv.NFSRootArgs(), qemu.TestExport, "/diskless/10.0.2.99", 1)
+		s, err := qemu.Start(ctx, &qemu.Machine{Arch: a, Kernel: filepath.Join(root, a.ArtifactName()), Append: "console=ttyS0 " + args})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Stop()
+		_, err = s.ExpectWhile(qemu.RootMarkers, nil, 90*time.Second, srv.CheckRefused)
+		if err == nil || !qemu.IsBootError(err) || !strings.Contains(err.Error(), "asked the NFS server for /diskless/10.0.2.99, which is not exported") || !strings.Contains(err.Error(), "last console lines") {
+			t.Errorf("wrong export: %v", err)
+		} else {
+			t.Log(firstLine(err.Error()))
+		}
+		if m := srv.Mounts(); len(m) == 0 || m[0] != "/diskless/10.0.2.99" {
+			t.Errorf("the server saw mounts %v", m)
+		}
+	})
+
+	t.Run("kernel-without-root-nfs", func(t *testing.T) {
+		// Debian's cloud kernel builds NFS as a module: no ROOT_NFS.
+		vmlinuz, err := debkernel.CloudAMD64(kbuild.CacheDir())
+		if err != nil {
+			if testutil.InCI() {
+				t.Fatal(err)
+			}
+			t.Skipf("cannot fetch %s (offline?): %v", debkernel.Meta, err)
+		}
+		srv, err := qemu.ServeTestRoot(ctx, a, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		_, err = qemu.Boot(ctx, &qemu.Machine{Arch: a, Kernel: vmlinuz, MemoryMB: 512, Append: "console=ttyS0 " + srv.NFSRootArgs()}, qemu.RootMarkers, nil, 90*time.Second)
+		if err == nil || !strings.Contains(err.Error(), "Kernel panic") {
+			t.Errorf("kernel without ROOT_NFS: %v", err)
+		} else {
+			t.Log(firstLine(err.Error()))
+		}
+	})
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
