@@ -297,6 +297,15 @@ func (Test) Smoke(ctx context.Context, archArg string) error {
 	return err
 }
 
+// Bench runs every benchmark once and prints its numbers: no-op slave
+// build against the kernel's own no-op make, bzImage size, initramfs cold
+// and unchanged rebuild, compressed sizes and times against the u-root CLI
+// with zstd/xz, ELF image build time and overhead, publish against cp +
+// sha256sum, boot time per path. BENCH_COLD=1 adds a cold kernel build.
+func Bench() error {
+	return sh.RunV("go", "test", "-run", "^$", "-bench", ".", "-benchtime", "1x", "-timeout", "60m", "./pkg/...")
+}
+
 // Unit runs the fast tests (go test -short ./...): no kernel build, no QEMU.
 func (Test) Unit() error {
 	return sh.RunV("go", "test", "-short", "-count=1", "./...")
@@ -306,7 +315,9 @@ func (Test) Unit() error {
 // slaves, config checks for the others and the master) and QEMU boots.
 func (Test) Integration(ctx context.Context) error {
 	mg.CtxDeps(ctx, Deps)
-	return sh.RunV("go", "test", "-count=1", "-timeout", "80m", "-run", "Integration", "./...")
+	// -p 1: kernel builds and QEMU guests of different packages would
+	// compete for the 2 CPUs and make boot timeouts flaky.
+	return sh.RunV("go", "test", "-p", "1", "-count=1", "-timeout", "80m", "-run", "Integration", "./...")
 }
 
 // All is the README's test command (`test`): deps, unit tests, then the

@@ -298,4 +298,3 @@ func TestIntegrationReproducible(t *testing.T) {
 		t.Errorf("two cold builds differ: %s vs %s", sums[0], sums[1])
 	}
 }
-

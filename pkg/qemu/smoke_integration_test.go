@@ -34,7 +34,7 @@ func noEnv(k string) string {
 
 // buildAndPublish runs the pipeline for name (what build:all does) into a
 // temp artifacts dir and publishes it into a temp root.
-func buildAndPublish(t *testing.T, name string) (arch.Arch, string) {
+func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 	t.Helper()
 	testutil.Slow(t)
 	a, err := arch.Lookup(name)
@@ -185,4 +185,24 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
+}
+
+// BenchmarkBootPaths reports QEMU start to marker for every boot path of
+// the x86_64 and arm64 published trees (TCG), and the whole suite's time.
+func BenchmarkBootPaths(b *testing.B) {
+	for _, name := range []string{"x86_64", "arm64"} {
+		b.Run(name, func(b *testing.B) {
+			a, root := buildAndPublish(b, name)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Arch: a, Root: root, LogDir: b.TempDir(), Work: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, r := range results {
+					b.ReportMetric(r.Elapsed.Seconds(), r.Path+"-s")
+				}
+			}
+		})
+	}
 }
