@@ -300,7 +300,7 @@ func runChild(root, set string) *exec.Cmd {
 // belongs to one of the two sets; a reader that resolves the current
 // generation once sees a set that matches its own SHA256SUMS; after each
 // kill verify passes and the next publish succeeds.
-func TestFaultInjectionKillPublisher(t *testing.T) {
+func TestIntegrationFaultInjectionKillPublisher(t *testing.T) {
 	testutil.Slow(t)
 	root := t.TempDir()
 	setA, sumsA := writeSet(t, "A", 4, 1<<20)
