@@ -29,6 +29,7 @@ import (
 	"github.com/diskless/diskless/pkg/elfboot"
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/pxe"
 	"github.com/diskless/diskless/pkg/qemu"
@@ -304,6 +305,84 @@ func (Test) Smoke(ctx context.Context, archArg string) error {
 // sha256sum, boot time per path. BENCH_COLD=1 adds a cold kernel build.
 func Bench() error {
 	return sh.RunV("go", "test", "-run", "^$", "-bench", ".", "-benchtime", "1x", "-timeout", "60m", "./pkg/...")
+}
+
+// Nodes targets manage the node inventory (NODES_FILE, default nodes.toml).
+type Nodes mg.Namespace
+
+func nodesFile() string {
+	if f := os.Getenv("NODES_FILE"); f != "" {
+		return f
+	}
+	return "nodes.toml"
+}
+
+// Add appends a node to the inventory (creating it, with the node's /24
+// and the master at .1, when missing; check those). BOOT=pxelinux|etherboot|uefi
+// and KERNEL_ARGS=... are optional. Usage:
+// nodes:add name=slave21 mac=00:02:A5:04:3B:66 ip=192.168.1.21 arch=x86_64
+func (Nodes) Add(name, mac, ip, archArg string) error {
+	nd, err := nodes.ParseAddArgs([]string{name, mac, ip, archArg})
+	if err != nil {
+		return err
+	}
+	nd.Boot, nd.KernelArgs = os.Getenv("BOOT"), os.Getenv("KERNEL_ARGS")
+	network, err := nodes.NewNetwork(nd)
+	if err != nil {
+		return err
+	}
+	_, statErr := os.Stat(nodesFile())
+	if err := nodes.AddNode(nodesFile(), nd, network); err != nil {
+		return err
+	}
+	if os.IsNotExist(statErr) {
+		fmt.Printf("created %s with master %s, subnet %s: check them\n", nodesFile(), network.Master, network.Subnet)
+	}
+	fmt.Printf("added %s (%s, %s) to %s\n", nd.Name, nd.IP, nd.MAC, nodesFile())
+	return nil
+}
+
+// Render writes the master's files from the inventory into artifacts/master/:
+// dhcpd.conf, dnsmasq.d/diskless.conf, exports, pxelinux.cfg/01-<mac> (which
+// publish then serves) and each node's root files under nodes/<ip>/.
+func (Nodes) Render() error {
+	inv, err := nodes.Load(nodesFile())
+	if err != nil {
+		return err
+	}
+	files, err := inv.Render()
+	if err != nil {
+		return err
+	}
+	out := filepath.Join("artifacts", "master")
+	os.RemoveAll(filepath.Join(out, "pxelinux.cfg"))
+	if err := nodes.WriteFiles(out, files); err != nil {
+		return err
+	}
+	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, pxelinux.cfg/, nodes/)\n", len(inv.Nodes), len(files), out)
+	return nil
+}
+
+// Provision creates or updates each node's root skeleton in DISKLESS_ROOT
+// (/diskless/<ip>/): the HOWTO's directories, dev/console, fstab, hostname,
+// conf.d/net. Files an admin changed are kept and reported.
+func (Nodes) Provision() error {
+	inv, err := nodes.Load(nodesFile())
+	if err != nil {
+		return err
+	}
+	r, err := inv.Provision(disklessRoot())
+	if err != nil {
+		return err
+	}
+	for _, k := range r.Kept {
+		fmt.Printf("kept (changed by an admin): %s\n", k)
+	}
+	for _, n := range r.Notes {
+		fmt.Printf("note: %s\n", n)
+	}
+	fmt.Printf("%d nodes provisioned in %s: %d created, %d updated, %d kept\n", len(inv.Nodes), disklessRoot(), len(r.Created), len(r.Updated), len(r.Kept))
+	return nil
 }
 
 // Unit runs the fast tests (go test -short ./...): no kernel build, no QEMU.

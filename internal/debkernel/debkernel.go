@@ -1,23 +1,22 @@
 // Package debkernel fetches Debian's cloud kernel image (a kernel this
-// project did not build) for tests: apt-get download of the package the
-// linux-image-cloud-amd64 metapackage depends on, unpacked with dpkg-deb,
-// cached under the project cache. It never installs anything.
+// project did not build) for tests, through internal/debpkg: the package
+// the linux-image-cloud-amd64 metapackage depends on, unpacked into the
+// cache. It never installs anything.
 package debkernel
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
+
+	"github.com/diskless/diskless/internal/debpkg"
 )
 
 // Meta is the metapackage that names the current cloud kernel.
 const Meta = "linux-image-cloud-amd64"
 
-// CloudAMD64 returns the path of the cloud kernel's vmlinuz, downloading
-// and unpacking it into cacheDir/debian once.
+// CloudAMD64 returns the path of the cloud kernel's vmlinuz.
 func CloudAMD64(cacheDir string) (string, error) {
 	out, err := exec.Command("apt-cache", "depends", Meta).Output()
 	if err != nil {
@@ -27,29 +26,13 @@ func CloudAMD64(cacheDir string) (string, error) {
 	if m == nil {
 		return "", fmt.Errorf("%s depends on no linux-image-*-cloud-amd64:\n%s", Meta, out)
 	}
-	pkg := m[1]
-	dir := filepath.Join(cacheDir, "debian", pkg)
-	if found, _ := filepath.Glob(filepath.Join(dir, "root", "boot", "vmlinuz-*")); len(found) == 1 {
-		return found[0], nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	root, err := debpkg.Extract(m[1], cacheDir)
+	if err != nil {
 		return "", err
 	}
-	c := exec.Command("apt-get", "download", pkg)
-	c.Dir = dir
-	if out, err := c.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("apt-get download %s: %w\n%s", pkg, err, strings.TrimSpace(string(out)))
-	}
-	debs, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
-	if len(debs) == 0 {
-		return "", fmt.Errorf("apt-get download %s left no .deb in %s", pkg, dir)
-	}
-	if out, err := exec.Command("dpkg-deb", "-x", debs[0], filepath.Join(dir, "root")).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb -x %s: %w\n%s", debs[0], err, out)
-	}
-	found, _ := filepath.Glob(filepath.Join(dir, "root", "boot", "vmlinuz-*"))
+	found, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
 	if len(found) != 1 {
-		return "", fmt.Errorf("%s has %d boot/vmlinuz-* files", debs[0], len(found))
+		return "", fmt.Errorf("%s has %d boot/vmlinuz-* files", m[1], len(found))
 	}
 	return found[0], nil
 }

@@ -48,9 +48,14 @@ func Boot(a arch.Arch) []string {
 	return pkgs
 }
 
+// Nodes lists what the node-inventory tests use: dnsmasq's binary (no
+// service) and dpkg-deb/apt-get to unpack isc-dhcp-server's dhcpd without
+// installing its service.
+func Nodes() []string { return []string{"dnsmasq-base", "util-linux", "dpkg"} }
+
 // All lists every package the project uses on any arch.
 func All() []string {
-	var pkgs []string
+	pkgs := Nodes()
 	for _, a := range arch.All() {
 		pkgs = append(pkgs, KernelBuild(a, true)...)
 		pkgs = append(pkgs, Boot(a)...)

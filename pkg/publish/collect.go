@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/pxe"
@@ -106,6 +107,13 @@ func Collect(artifacts string, st pxe.Settings) ([]File, error) {
 			return nil, err
 		}
 		files = append(files, File{Name: "pxelinux.cfg/default", Data: []byte(cfg), Kind: "pxelinux-config"})
+	}
+	// per-node files rendered by nodes:render
+	perNode, _ := filepath.Glob(filepath.Join(artifacts, "master", "pxelinux.cfg", "*"))
+	for _, p := range perNode {
+		if base := filepath.Base(p); base != "default" && !strings.HasPrefix(base, ".") {
+			files = append(files, File{Name: "pxelinux.cfg/" + base, Source: p, Kind: "pxelinux-config"})
+		}
 	}
 	return files, nil
 }

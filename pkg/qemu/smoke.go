@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pxe"
 )
 
@@ -318,6 +319,16 @@ func (s *smoke) pxelinux(log string, perNode bool) error {
 	}
 	name := "default"
 	if perNode {
+		// the node's own file, rendered by pkg/nodes (what nodes:render
+		// writes) for a node with QEMU's MAC on the test network
+		inv, err := nodes.Parse([]byte(fmt.Sprintf("[network]\nmaster = %q\nsubnet = \"10.0.2.0/24\"\nroot = \"/diskless\"\nnfs_opts = %q\n\n[[node]]\nname = \"smoke\"\nmac = %q\nip = %q\narch = %q\nkernel_args = %q\n",
+			HostIP, srv.GuestOptions(), GuestMAC, GuestIP, s.o.Arch.Name, marker)), "smoke-nodes.toml")
+		if err != nil {
+			return err
+		}
+		if cfg, err = inv.PXELinux(inv.Nodes[0]); err != nil {
+			return err
+		}
 		if name, err = pxe.MACFileName(GuestMAC); err != nil {
 			return err
 		}

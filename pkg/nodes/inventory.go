@@ -1,0 +1,327 @@
+// Package nodes reads the node inventory (nodes.toml), validates it, and
+// renders every per-slave piece of the Gentoo diskless HOWTO from it: ISC
+// dhcpd.conf and a dnsmasq equivalent, /etc/exports lines, per-node
+// pxelinux.cfg files, and each slave's root skeleton (fstab, hostname,
+// conf.d/net, mount points, /dev/console). Provisioning a skeleton never
+// overwrites a file an admin changed.
+//
+// It renders and writes files; it starts no daemon and touches nothing in
+// the host's /etc.
+package nodes
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/diskless/diskless/pkg/arch"
+)
+
+// Network holds the settings shared by all nodes ([network] in nodes.toml).
+type Network struct {
+	// Master is the master's address: NFS, TFTP (next-server) and, by
+	// default, router and DNS.
+	Master string `toml:"master"`
+	// Subnet in CIDR form ("192.168.1.0/24"); every node must be inside.
+	Subnet string   `toml:"subnet"`
+	Router string   `toml:"router,omitempty"`
+	DNS    []string `toml:"dns,omitempty"`
+	Domain string   `toml:"domain,omitempty"`
+	// Root is where the per-slave roots live on the master (/diskless).
+	Root string `toml:"root,omitempty"`
+	// SharedRO are exported read-only to the subnet (/usr, /opt).
+	SharedRO []string `toml:"shared_ro,omitempty"`
+	// Home is exported read-write to the subnet (no no_root_squash).
+	Home string `toml:"home,omitempty"`
+	// SharedLog, when set, is a shared read-write /var/log export.
+	SharedLog string `toml:"shared_log,omitempty"`
+	// NFSOpts are the nodes' nfsroot options.
+	NFSOpts string `toml:"nfs_opts,omitempty"`
+	// HexIPFiles also writes pxelinux.cfg/<hex IP> for each node.
+	HexIPFiles bool `toml:"hex_ip_files,omitempty"`
+}
+
+// Node is one slave ([[node]]).
+type Node struct {
+	Name       string `toml:"name"`
+	MAC        string `toml:"mac"`
+	IP         string `toml:"ip"`
+	Arch       string `toml:"arch"`
+	Boot       string `toml:"boot,omitempty"` // pxelinux (default), etherboot, uefi
+	KernelArgs string `toml:"kernel_args,omitempty"`
+}
+
+// Inventory is nodes.toml.
+type Inventory struct {
+	Network Network `toml:"network"`
+	Nodes   []Node  `toml:"node"`
+
+	file   string
+	subnet *net.IPNet
+}
+
+// Boot methods.
+const (
+	BootPXELinux  = "pxelinux"
+	BootEtherboot = "etherboot"
+	BootUEFI      = "uefi"
+)
+
+// Load reads and validates an inventory file.
+func Load(path string) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node inventory: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse reads and validates inventory text; name is used in errors.
+func Parse(data []byte, name string) (*Inventory, error) {
+	inv := &Inventory{file: name}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(inv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		var keys []string
+		for _, k := range und {
+			keys = append(keys, k.String())
+		}
+		return nil, fmt.Errorf("%s: unknown key(s) %s (see the schema in README.md)", name, strings.Join(keys, ", "))
+	}
+	inv.defaults()
+	return inv, inv.Validate()
+}
+
+func (inv *Inventory) defaults() {
+	n := &inv.Network
+	if n.Router == "" {
+		n.Router = n.Master
+	}
+	if len(n.DNS) == 0 && n.Master != "" {
+		n.DNS = []string{n.Master}
+	}
+	if n.Root == "" {
+		n.Root = "/diskless"
+	}
+	if n.SharedRO == nil {
+		n.SharedRO = []string{"/usr", "/opt"}
+	}
+	if n.Home == "" {
+		n.Home = "/home"
+	}
+	if n.NFSOpts == "" {
+		n.NFSOpts = "vers=3,tcp"
+	}
+	for i := range inv.Nodes {
+		nd := &inv.Nodes[i]
+		if nd.Boot == "" {
+			nd.Boot = BootPXELinux
+		}
+		if hw, err := net.ParseMAC(nd.MAC); err == nil {
+			nd.MAC = hw.String() // lower case, colons
+		}
+		if a, err := arch.Lookup(nd.Arch); err == nil {
+			nd.Arch = a.Name
+		}
+	}
+}
+
+var hostnameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate checks every field; the error names the file and the entry.
+func (inv *Inventory) Validate() error {
+	var errs []string
+	add := func(where, format string, args ...any) {
+		errs = append(errs, fmt.Sprintf("%s: %s: %s", inv.file, where, fmt.Sprintf(format, args...)))
+	}
+	n := &inv.Network
+	if ip := net.ParseIP(n.Master).To4(); ip == nil {
+		add("[network]", "master = %q: not an IPv4 address", n.Master)
+	}
+	_, subnet, err := net.ParseCIDR(n.Subnet)
+	if err != nil || subnet.IP.To4() == nil {
+		add("[network]", "subnet = %q: want IPv4 CIDR like 192.168.1.0/24", n.Subnet)
+	} else {
+		inv.subnet = subnet
+		if ip := net.ParseIP(n.Master); ip != nil && !subnet.Contains(ip) {
+			add("[network]", "master %s is outside subnet %s", n.Master, n.Subnet)
+		}
+	}
+	if net.ParseIP(n.Router).To4() == nil {
+		add("[network]", "router = %q: not an IPv4 address", n.Router)
+	}
+	for _, d := range n.DNS {
+		if net.ParseIP(d).To4() == nil {
+			add("[network]", "dns entry %q: not an IPv4 address", d)
+		}
+	}
+	if n.Domain != "" && !validDomain(n.Domain) {
+		add("[network]", "domain = %q: not a domain name", n.Domain)
+	}
+	for _, p := range append(append([]string{n.Root, n.Home}, n.SharedRO...), n.SharedLog) {
+		if p != "" && (!strings.HasPrefix(p, "/") || strings.Contains(p, "..") || strings.ContainsAny(p, " \t\"#,")) {
+			add("[network]", "path %q: want an absolute path without spaces, quotes, commas or ..", p)
+		}
+	}
+	if strings.ContainsAny(n.NFSOpts, " \t\"") {
+		add("[network]", "nfs_opts = %q: comma-separated options without spaces", n.NFSOpts)
+	}
+	if len(inv.Nodes) == 0 {
+		add("[[node]]", "no nodes: add one with nodes:add")
+	}
+	seen := map[string]map[string]int{"name": {}, "mac": {}, "ip": {}}
+	for i, nd := range inv.Nodes {
+		where := fmt.Sprintf("node %d (%s)", i+1, nd.Name)
+		if !hostnameRe.MatchString(nd.Name) {
+			add(where, "name %q: want a host name (lower-case letters, digits, '-', at most 63 characters)", nd.Name)
+		}
+		hw, err := net.ParseMAC(nd.MAC)
+		if err != nil || len(hw) != 6 {
+			add(where, "mac %q: want six hex bytes like 00:02:a5:04:3b:66", nd.MAC)
+		}
+		ip := net.ParseIP(nd.IP).To4()
+		if ip == nil {
+			add(where, "ip %q: not an IPv4 address", nd.IP)
+		} else if inv.subnet != nil && !inv.subnet.Contains(ip) {
+			add(where, "ip %s is outside subnet %s", nd.IP, n.Subnet)
+		} else if ip.Equal(net.ParseIP(n.Master)) {
+			add(where, "ip %s is the master's", nd.IP)
+		}
+		if _, err := arch.Lookup(nd.Arch); err != nil {
+			add(where, "%v", err)
+		}
+		switch nd.Boot {
+		case BootPXELinux, BootEtherboot:
+			if a, err := arch.Lookup(nd.Arch); err == nil && a.SrcArch != "x86" {
+				add(where, "boot = %q needs an x86 node; %s boots by uefi", nd.Boot, a.Name)
+			}
+		case BootUEFI:
+		default:
+			add(where, "boot = %q: want pxelinux, etherboot or uefi", nd.Boot)
+		}
+		if strings.ContainsAny(nd.KernelArgs, "\"\n\r") {
+			add(where, "kernel_args must not contain quotes or line breaks")
+		}
+		for _, k := range []struct{ key, val string }{{"name", nd.Name}, {"mac", nd.MAC}, {"ip", nd.IP}} {
+			if k.val == "" {
+				continue
+			}
+			if j, dup := seen[k.key][k.val]; dup {
+				add(where, "%s %s is also node %d's", k.key, k.val, j)
+			}
+			seen[k.key][k.val] = i + 1
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid node inventory:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+func validDomain(d string) bool {
+	for _, l := range strings.Split(d, ".") {
+		if !hostnameRe.MatchString(strings.ToLower(l)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Sorted returns the nodes ordered by IP (stable rendering).
+func (inv *Inventory) Sorted() []Node {
+	out := append([]Node(nil), inv.Nodes...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := net.ParseIP(out[i].IP).To4(), net.ParseIP(out[j].IP).To4()
+		return bytes.Compare(a, b) < 0
+	})
+	return out
+}
+
+// AddNode appends a node to the inventory file (creating it with the
+// given network when missing), after validating the result; nothing is
+// written on error.
+func AddNode(path string, nd Node, network Network) error {
+	var existing []byte
+	if data, err := os.ReadFile(path); err == nil {
+		existing = data
+	} else if os.IsNotExist(err) {
+		var b bytes.Buffer
+		b.WriteString("# diskless node inventory: see README.md (Nodes) for the schema\n")
+		if err := toml.NewEncoder(&b).Encode(struct {
+			Network Network `toml:"network"`
+		}{network}); err != nil {
+			return err
+		}
+		existing = b.Bytes()
+	} else {
+		return err
+	}
+	var b bytes.Buffer
+	b.Write(existing)
+	if len(existing) > 0 && existing[len(existing)-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	b.WriteString("\n[[node]]\n")
+	enc := toml.NewEncoder(&b)
+	if err := enc.Encode(nd); err != nil {
+		return err
+	}
+	if _, err := Parse(b.Bytes(), path); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// ParseAddArgs reads nodes:add's words: name=, mac=, ip=, arch= (any order,
+// each once), as Mage hands them over literally.
+func ParseAddArgs(words []string) (Node, error) {
+	var nd Node
+	seen := map[string]bool{}
+	for _, w := range words {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok {
+			return nd, fmt.Errorf("%q: want key=value (name=, mac=, ip=, arch=)", w)
+		}
+		if seen[k] {
+			return nd, fmt.Errorf("%s= given twice", k)
+		}
+		seen[k] = true
+		switch k {
+		case "name":
+			nd.Name = v
+		case "mac":
+			nd.MAC = v
+		case "ip":
+			nd.IP = v
+		case "arch":
+			nd.Arch = v
+		default:
+			return nd, fmt.Errorf("%q: unknown key %s (name=, mac=, ip=, arch=)", w, k)
+		}
+	}
+	for _, k := range []string{"name", "mac", "ip", "arch"} {
+		if !seen[k] {
+			return nd, fmt.Errorf("missing %s=", k)
+		}
+	}
+	return nd, nil
+}
+
+// NewNetwork guesses the network for a new inventory from the first node:
+// its /24, with the master at .1. The admin checks it in nodes.toml.
+func NewNetwork(nd Node) (Network, error) {
+	ip := net.ParseIP(nd.IP).To4()
+	if ip == nil {
+		return Network{}, fmt.Errorf("ip %q: not an IPv4 address", nd.IP)
+	}
+	master := net.IPv4(ip[0], ip[1], ip[2], 1).String()
+	return Network{Master: master, Subnet: fmt.Sprintf("%d.%d.%d.0/24", ip[0], ip[1], ip[2])}, nil
+}

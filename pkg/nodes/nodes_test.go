@@ -1,0 +1,323 @@
+package nodes
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diskless/diskless/internal/debpkg"
+	"github.com/diskless/diskless/internal/testutil"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func TestHOWTOExampleGolden(t *testing.T) {
+	inv, err := Load("testdata/howto.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := inv.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66"}
+	if got := strings.Join(files.Names(), " "); got != strings.Join(want, " ") {
+		t.Fatalf("files %s", got)
+	}
+	for _, name := range files.Names() {
+		golden := filepath.Join("testdata", "howto", strings.ReplaceAll(name, "/", "_"))
+		if *update {
+			os.WriteFile(golden, []byte(files[name]), 0o644)
+			continue
+		}
+		data, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run go test -update once)", err)
+		}
+		if string(data) != files[name] {
+			t.Errorf("%s differs from %s:\n%s", name, golden, files[name])
+		}
+	}
+	// the HOWTO's essentials
+	for name, s := range map[string]string{
+		"dhcpd.conf":                             "host slave21 {\n  hardware ethernet 00:02:a5:04:3b:66;\n  fixed-address 192.168.1.21;",
+		"exports":                                "/diskless/192.168.1.21\t192.168.1.21(rw,sync,no_root_squash,no_subtree_check)",
+		"nodes/192.168.1.21/etc/conf.d/net":      `config_eth0="noop"`,
+		"nodes/192.168.1.21/etc/fstab":           "192.168.1.1:/diskless/192.168.1.21\t/\tnfs\thard,tcp",
+		"pxelinux.cfg/01-00-02-a5-04-3b-66":      "APPEND ip=dhcp root=/dev/nfs nfsroot=192.168.1.1:/diskless/192.168.1.21,vers=3,tcp rw console=ttyS0",
+		"nodes/192.168.1.21/etc/conf.d/hostname": `hostname="slave21"`,
+	} {
+		if !strings.Contains(files[name], s) {
+			t.Errorf("%s lacks %q", name, s)
+		}
+	}
+	// no_root_squash only on the per-slave root, never on /home
+	for _, l := range strings.Split(files["exports"], "\n") {
+		if strings.Contains(l, "no_root_squash") && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "/diskless/") {
+			t.Errorf("no_root_squash on %q", l)
+		}
+	}
+}
+
+// checkWithDaemons runs the real programs on rendered files.
+func checkWithDaemons(t *testing.T, files Files) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := WriteFiles(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	testutil.NeedTool(t, "apt-get", "apt")
+	root, err := debpkg.Extract("isc-dhcp-server", filepath.Join(os.Getenv("HOME"), ".cache", "diskless"))
+	if err != nil {
+		if testutil.InCI() {
+			t.Fatal(err)
+		}
+		t.Skipf("isc-dhcp-server not available (offline?): %v", err)
+	}
+	if out, err := exec.Command(filepath.Join(root, "usr/sbin/dhcpd"), "-t", "-cf", filepath.Join(dir, "dhcpd.conf"), "-lf", "/dev/null").CombinedOutput(); err != nil {
+		t.Errorf("dhcpd -t: %v\n%s", err, out)
+	}
+	dnsmasq := testutil.NeedTool(t, "dnsmasq", "dnsmasq-base")
+	if out, err := exec.Command(dnsmasq, "--test", "--conf-file="+filepath.Join(dir, "dnsmasq.d/diskless.conf")).CombinedOutput(); err != nil || !strings.Contains(string(out), "syntax check OK") {
+		t.Errorf("dnsmasq --test: %v\n%s", err, out)
+	}
+	findmnt := testutil.NeedTool(t, "findmnt", "util-linux")
+	fstabs, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "etc", "fstab"))
+	for _, f := range fstabs {
+		out, err := exec.Command(findmnt, "--verify", "--tab-file", f).CombinedOutput()
+		// The one warning, root passno 0, is right for an NFS root (there
+		// is nothing to fsck); errors and parse errors must be 0.
+		m := regexp.MustCompile(`(\d+) parse errors, (\d+) errors`).FindStringSubmatch(string(out))
+		if err != nil || m == nil || m[1] != "0" || m[2] != "0" {
+			t.Errorf("findmnt --verify %s: %v\n%s", f, err, out)
+		}
+	}
+	checkExportsSyntax(t, files["exports"])
+}
+
+// exports(5): path, then host(options) items; options from the manual.
+var exportsItem = regexp.MustCompile(`^[0-9./]+\(([a-z_,]+)\)$`)
+var exportsOpts = map[string]bool{"rw": true, "ro": true, "sync": true, "async": true, "no_root_squash": true, "root_squash": true, "no_subtree_check": true, "subtree_check": true, "all_squash": true, "secure": true, "insecure": true}
+
+func checkExportsSyntax(t *testing.T, exports string) {
+	t.Helper()
+	for i, l := range strings.Split(exports, "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) < 2 || !strings.HasPrefix(f[0], "/") {
+			t.Errorf("exports line %d: %q", i+1, l)
+			continue
+		}
+		for _, item := range f[1:] {
+			m := exportsItem.FindStringSubmatch(item)
+			if m == nil {
+				t.Errorf("exports line %d: bad client %q", i+1, item)
+				continue
+			}
+			for _, o := range strings.Split(m[1], ",") {
+				if !exportsOpts[o] {
+					t.Errorf("exports line %d: unknown option %q", i+1, o)
+				}
+			}
+		}
+	}
+}
+
+func TestHOWTOExampleDaemons(t *testing.T) {
+	inv, err := Load("testdata/howto.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := inv.Render()
+	checkWithDaemons(t, files)
+}
+
+func manyNodes(n int) string {
+	var b strings.Builder
+	b.WriteString("[network]\nmaster = \"10.20.0.1\"\nsubnet = \"10.20.0.0/16\"\nhex_ip_files = true\nshared_log = \"/var/log/slaves\"\n")
+	archs := []string{"x86_64", "i386", "arm64"}
+	for i := 0; i < n; i++ {
+		boot := "pxelinux"
+		if archs[i%3] == "arm64" {
+			boot = "uefi"
+		} else if i%5 == 0 {
+			boot = "etherboot"
+		}
+		fmt.Fprintf(&b, "\n[[node]]\nname = \"node%03d\"\nmac = \"52:54:00:00:%02x:%02x\"\nip = \"10.20.%d.%d\"\narch = \"%s\"\nboot = \"%s\"\n", i, i/256, i%256, 1+i/200, 2+i%200, archs[i%3], boot)
+	}
+	return b.String()
+}
+
+func Test200NodesRenderAndPassDaemons(t *testing.T) {
+	start := time.Now()
+	inv, err := Parse([]byte(manyNodes(200)), "many.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := inv.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("200 nodes: %d files rendered in %s", len(files), time.Since(start))
+	if strings.Count(files["dhcpd.conf"], "\nhost ") != 200 {
+		t.Error("not 200 host blocks")
+	}
+	checkWithDaemons(t, files)
+}
+
+func BenchmarkRender200(b *testing.B) {
+	text := []byte(manyNodes(200))
+	for i := 0; i < b.N; i++ {
+		inv, err := Parse(text, "many.toml")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := inv.Render(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestBadInventories(t *testing.T) {
+	base := "[network]\nmaster = \"192.168.1.1\"\nsubnet = \"192.168.1.0/24\"\n"
+	node := func(name, mac, ip, arch string) string {
+		return fmt.Sprintf("\n[[node]]\nname = %q\nmac = %q\nip = %q\narch = %q\n", name, mac, ip, arch)
+	}
+	ok := node("a", "00:00:00:00:00:01", "192.168.1.2", "x86_64")
+	cases := map[string]struct{ text, want string }{
+		"mac syntax":    {base + node("a", "00:00:00:00:01", "192.168.1.2", "x86_64"), `node 1 (a): mac "00:00:00:00:01"`},
+		"ip syntax":     {base + node("a", "00:00:00:00:00:01", "192.168.1.300", "x86_64"), `ip "192.168.1.300": not an IPv4`},
+		"outside":       {base + node("a", "00:00:00:00:00:01", "10.0.0.2", "x86_64"), "outside subnet 192.168.1.0/24"},
+		"dup mac":       {base + ok + node("b", "00:00:00:00:00:01", "192.168.1.3", "x86_64"), "node 2 (b): mac 00:00:00:00:00:01 is also node 1's"},
+		"dup ip":        {base + ok + node("b", "00:00:00:00:00:02", "192.168.1.2", "x86_64"), "ip 192.168.1.2 is also node 1's"},
+		"dup name":      {base + ok + node("a", "00:00:00:00:00:02", "192.168.1.3", "x86_64"), "name a is also node 1's"},
+		"arch":          {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "sparc"), `unknown arch "sparc"`},
+		"hostname":      {base + node("Bad_Name", "00:00:00:00:00:01", "192.168.1.2", "x86_64"), `name "Bad_Name"`},
+		"escape":        {base + node("../../etc", "00:00:00:00:00:01", "192.168.1.2", "x86_64"), `name "../../etc"`},
+		"master":        {"[network]\nmaster = \"x\"\nsubnet = \"192.168.1.0/24\"\n" + ok, `master = "x"`},
+		"unknown key":   {base + ok + "colour = \"red\"\n", "unknown key(s) node.colour"},
+		"no nodes":      {base, "no nodes"},
+		"boot":          {base + ok + "boot = \"floppy\"\n", `boot = "floppy"`},
+		"pxe on arm64":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "arm64") + "boot = \"pxelinux\"\n", "needs an x86 node"},
+		"toml syntax":   {base + "[[node]\n", "howto-bad.toml"},
+		"is the master": {base + node("a", "00:00:00:00:00:01", "192.168.1.1", "x86_64"), "is the master's"},
+	}
+	for name, c := range cases {
+		_, err := Parse([]byte(c.text), "howto-bad.toml")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "howto-bad.toml") {
+			t.Errorf("%s: %v\nwant %q", name, err, c.want)
+		}
+	}
+}
+
+func TestAddNodeWritesNothingOnError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "nodes.toml")
+	net := Network{Master: "192.168.1.1", Subnet: "192.168.1.0/24"}
+	if err := AddNode(p, Node{Name: "slave21", MAC: "00:02:A5:04:3B:66", IP: "192.168.1.21", Arch: "x86_64"}, net); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(p)
+	if err := AddNode(p, Node{Name: "slave22", MAC: "00:02:A5:04:3B:66", IP: "192.168.1.22", Arch: "x86_64"}, net); err == nil || !strings.Contains(err.Error(), "is also node 1's") {
+		t.Errorf("duplicate MAC added: %v", err)
+	}
+	after, _ := os.ReadFile(p)
+	if string(before) != string(after) {
+		t.Error("a refused node changed the inventory")
+	}
+	if err := AddNode(p, Node{Name: "slave22", MAC: "00:02:A5:04:3B:67", IP: "192.168.1.22", Arch: "arm64", Boot: "uefi"}, net); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := Load(p)
+	if err != nil || len(inv.Nodes) != 2 || inv.Nodes[1].Boot != "uefi" {
+		t.Fatalf("inventory after two adds: %+v %v", inv, err)
+	}
+}
+
+func TestProvisionIdempotentKeepsAdminEdits(t *testing.T) {
+	inv, err := Load("testdata/howto.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	r, err := inv.Provision(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "192.168.1.21")
+	for _, d := range SkeletonDirs {
+		if st, err := os.Stat(filepath.Join(dir, d)); err != nil || !st.IsDir() {
+			t.Errorf("%s missing", d)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "tmp")); st.Mode()&os.ModeSticky == 0 || st.Mode().Perm() != 0o777 {
+		t.Errorf("tmp mode %v", st.Mode())
+	}
+	if os.Geteuid() == 0 {
+		st, err := os.Stat(filepath.Join(dir, "dev", "console"))
+		if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+			t.Errorf("dev/console: %v %v", err, st)
+		}
+	} else if len(r.Notes) == 0 {
+		t.Error("no note about dev/console without root")
+	}
+	snap := func() string {
+		var b strings.Builder
+		filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+			var data []byte
+			if info.Mode().IsRegular() { // never read dev/console
+				data, _ = os.ReadFile(p)
+			}
+			fmt.Fprintf(&b, "%s %v %s %d\n", p, info.Mode(), hashOf(data), info.ModTime().UnixNano())
+			return nil
+		})
+		return b.String()
+	}
+	before := snap()
+	r2, err := inv.Provision(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r2.Created)+len(r2.Updated)+len(r2.Kept) != 0 || snap() != before {
+		t.Errorf("second run changed something: %+v", r2)
+	}
+	// an admin edits fstab; the inventory changes the hostname too
+	os.WriteFile(filepath.Join(dir, "etc", "fstab"), []byte("# mine\n"), 0o644)
+	inv.Nodes[0].Name = "slave21b"
+	r3, err := inv.Provision(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "etc", "fstab")); string(got) != "# mine\n" {
+		t.Error("the admin's fstab was overwritten")
+	}
+	if len(r3.Kept) != 1 || !strings.HasSuffix(r3.Kept[0], "etc/fstab") {
+		t.Errorf("kept %v", r3.Kept)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "etc", "hostname")); string(got) != "slave21b\n" {
+		t.Errorf("hostname not updated: %q (updated %v)", got, r3.Updated)
+	}
+}
+
+func TestParseAddArgs(t *testing.T) {
+	nd, err := ParseAddArgs([]string{"ip=192.168.1.21", "name=slave21", "mac=00:02:A5:04:3B:66", "arch=x86_64"})
+	if err != nil || nd.Name != "slave21" || nd.IP != "192.168.1.21" || nd.MAC != "00:02:A5:04:3B:66" || nd.Arch != "x86_64" {
+		t.Errorf("%+v %v", nd, err)
+	}
+	for _, bad := range [][]string{{"name=a", "mac=b", "ip=c"}, {"name=a", "name=b", "ip=c", "arch=d"}, {"colour=red", "mac=b", "ip=c", "arch=d"}, {"slave21", "mac=b", "ip=c", "arch=d"}} {
+		if _, err := ParseAddArgs(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	n, err := NewNetwork(nd)
+	if err != nil || n.Master != "192.168.1.1" || n.Subnet != "192.168.1.0/24" {
+		t.Errorf("network %+v %v", n, err)
+	}
+}
