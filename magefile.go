@@ -23,13 +23,11 @@ import (
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
 
-	"github.com/diskless/diskless/initramfs/fallback"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
-	"github.com/diskless/diskless/pkg/elfboot"
-	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/pxe"
 	"github.com/diskless/diskless/pkg/qemu"
@@ -122,32 +120,12 @@ func (Build) Netboot(ctx context.Context, archArg string) error {
 		return err
 	}
 	a, _ := arch.ParseArg(archArg)
-	st, err := pxe.SettingsFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Join("artifacts", a.Name)
-	initrd := ""
-	if os.Getenv("NETBOOT_INITRAMFS") == "1" {
-		if initrd, err = initramfsPath(dir, a); err != nil {
-			return err
-		}
-	}
-	out, err := elfboot.Artifact(a, dir, st.Cmdline(a), initrd)
+	out, err := pipeline.Netboot(pipelineOptions(a), "")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s netboot image: %s\n", a.Name, out)
 	return nil
-}
-
-// initramfsPath finds the built initramfs_<arch>.cpio.* in dir.
-func initramfsPath(dir string, a arch.Arch) (string, error) {
-	m, _ := filepath.Glob(filepath.Join(dir, "initramfs_"+a.Name+".cpio*"))
-	if len(m) == 0 {
-		return "", fmt.Errorf("NETBOOT_INITRAMFS=1 but there is no %s/initramfs_%s.cpio.*: run build:initramfs arch=%s first", dir, a.Name, a.Name)
-	}
-	return m[0], nil
 }
 
 // Initramfs builds artifacts/<arch>/initramfs_<arch>.cpio.zst, the
@@ -160,20 +138,7 @@ func (Build) Initramfs(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	c, err := initramfs.ParseCompressor(os.Getenv("INITRAMFS_COMPRESS"))
-	if err != nil {
-		return err
-	}
-	st, err := pxe.SettingsFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	fs := fallback.DefaultSettings
-	fs.DefaultOpts = st.Opts
-	res, err := initramfs.Build(ctx, initramfs.Options{
-		Arch: a, ProjectDir: ".", Compress: c, OutDir: filepath.Join("artifacts", a.Name),
-		CacheDir: kbuild.CacheDir(), Settings: fs, Log: log,
-	})
+	res, err := pipeline.Initramfs(ctx, pipelineOptions(a))
 	if err != nil {
 		return err
 	}
@@ -216,8 +181,17 @@ func Publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	files, err := publish.Collect("artifacts", st)
-	if err != nil {
+	var files []publish.File
+	if from := os.Getenv("PUBLISH_FROM"); from != "" {
+		dir, err := os.MkdirTemp("", "diskless-bundle-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if files, err = publish.ReadBundle(from, dir); err != nil {
+			return err
+		}
+	} else if files, err = publish.Collect("artifacts", st); err != nil {
 		return err
 	}
 	m, err := publish.Publish(ctx, files, o)
@@ -254,13 +228,25 @@ func Rollback() error {
 // fallback initramfs, netboot image) and publishes it to DISKLESS_ROOT.
 // Usage: build:all arch=x86_64
 func (Build) All(ctx context.Context, archArg string) error {
-	if err := (Build{}).Initramfs(ctx, archArg); err != nil {
+	a, err := arch.ParseArg(archArg)
+	if err != nil {
 		return err
 	}
-	if err := (Build{}).Netboot(ctx, archArg); err != nil {
+	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, os.Getenv("KERNEL_SRC") == "")); err != nil {
+		return err
+	}
+	if _, err := pipeline.BuildArch(ctx, pipelineOptions(a)); err != nil {
 		return err
 	}
 	return Publish(ctx)
+}
+
+func pipelineOptions(a arch.Arch) pipeline.Options {
+	o := pipeline.Options{Arch: a, ProjectDir: ".", Artifacts: "artifacts", Getenv: os.Getenv, Log: log}
+	if t := terminal(); t != nil {
+		o.Terminal = t
+	}
+	return o
 }
 
 // Smoke boots the published tree (DISKLESS_ROOT, default /diskless) of an
@@ -382,6 +368,35 @@ func (Nodes) Provision() error {
 		fmt.Printf("note: %s\n", n)
 	}
 	fmt.Printf("%d nodes provisioned in %s: %d created, %d updated, %d kept\n", len(inv.Nodes), disklessRoot(), len(r.Created), len(r.Updated), len(r.Kept))
+	return nil
+}
+
+// CI targets are the per-arch artifact jobs.
+type CI mg.Namespace
+
+// Artifacts is the CI job for one arch: deps, the slave kernel, initramfs
+// and netboot image, a publish into a scratch root that every boot path is
+// smoke-tested against, then artifacts/diskless_<arch>_<version>.tar.zst
+// (the arch's files, SHA256SUMS, manifest.json) for PUBLISH_FROM. The
+// failing step is named. Usage: ci:artifacts arch=x86_64
+func (CI) Artifacts(ctx context.Context, archArg string) error {
+	a, err := arch.ParseArg(archArg)
+	if err != nil {
+		return err
+	}
+	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, os.Getenv("KERNEL_SRC") == ""), deps.Boot(a)...)); err != nil {
+		return fmt.Errorf("deps: %w", err)
+	}
+	res, err := pipeline.CIArtifacts(ctx, pipelineOptions(a))
+	if res != nil {
+		for _, r := range res.Smoke {
+			fmt.Println(r.Line())
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bundle: %s\n", res.Bundle)
 	return nil
 }
 

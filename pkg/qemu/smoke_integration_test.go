@@ -9,15 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diskless/diskless/initramfs/fallback"
 	"github.com/diskless/diskless/internal/debkernel"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
-	"github.com/diskless/diskless/pkg/elfboot"
-	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
-	"github.com/diskless/diskless/pkg/pxe"
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
@@ -52,23 +49,11 @@ func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 	}
 	ctx := context.Background()
 	artifacts := t.TempDir()
-	o, err := kbuild.OptionsFromEnv(noEnv, "../..", a, kbuild.Slave)
+	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, ProjectDir: "../..", Artifacts: artifacts, Getenv: noEnv, Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.OutDir, o.Log = filepath.Join(artifacts, a.Name), quiet()
-	if _, err := kbuild.Build(ctx, o); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := pxe.SettingsFromEnv(noEnv)
-	fs := fallback.DefaultSettings
-	fs.DefaultOpts = st.Opts
-	if _, err := initramfs.Build(ctx, initramfs.Options{Arch: a, ProjectDir: "../..", OutDir: o.OutDir, CacheDir: kbuild.CacheDir(), Settings: fs, Log: quiet()}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := elfboot.Artifact(a, o.OutDir, st.Cmdline(a), ""); err != nil {
-		t.Fatal(err)
-	}
+	st := r.Settings
 	files, err := publish.Collect(artifacts, st)
 	if err != nil {
 		t.Fatal(err)

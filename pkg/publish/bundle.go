@@ -1,0 +1,191 @@
+package publish
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// WriteBundle writes files as a deterministic tar.zst (sorted, mtime 0,
+// uid/gid 0) with their SHA256SUMS and manifest.json, the form CI hands
+// artifacts over in. Each file's checksum is computed while writing and
+// checked against one recorded at build time.
+func WriteBundle(out string, files []File) (*Manifest, error) {
+	if len(files) == 0 {
+		return nil, errors.New("nothing to bundle")
+	}
+	if err := checkNames(files); err != nil {
+		return nil, err
+	}
+	sorted := append([]File(nil), files...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	m := &Manifest{Published: time.Now().UTC().Truncate(time.Second)}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	zw, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(zw)
+	add := func(name string, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: time.Unix(0, 0), Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for _, f := range sorted {
+		data := f.Data
+		if f.Source != "" {
+			if data, err = os.ReadFile(f.Source); err != nil {
+				return nil, err
+			}
+		}
+		s := sha256.Sum256(data)
+		sum := hex.EncodeToString(s[:])
+		if f.SHA256 != "" && f.SHA256 != sum {
+			return nil, fmt.Errorf("%s changed since it was built: recorded sha256 %s, now %s", f.Source, f.SHA256, sum)
+		}
+		f.SHA256, f.Size = sum, int64(len(data))
+		if err := add(f.Name, data); err != nil {
+			return nil, err
+		}
+		m.Files = append(m.Files, f)
+	}
+	if err := add(SumsName, []byte(Sums(m.Files))); err != nil {
+		return nil, err
+	}
+	data, _ := json.MarshalIndent(m, "", "  ")
+	if err := add(ManifestName, append(data, '\n')); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	return m, os.Rename(tmp.Name(), out)
+}
+
+// ReadBundle unpacks a bundle into dir and returns its files for Publish,
+// after checking every file against the bundle's SHA256SUMS: a file whose
+// checksum does not match, a file SHA256SUMS does not list, or a listed
+// file that is missing is an error naming it, and nothing is returned.
+func ReadBundle(path, dir string) ([]File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("PUBLISH_FROM=%s: %w", path, unwrap(err))
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	got := map[string]string{}
+	var sums, manifest []byte
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w (not a diskless bundle?)", path, err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := filepath.ToSlash(filepath.Clean(h.Name))
+		if strings.HasPrefix(name, "../") || filepath.IsAbs(name) || strings.HasPrefix(name, ".") {
+			return nil, fmt.Errorf("%s: bad entry name %q", path, h.Name)
+		}
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, tr); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, name, err)
+		}
+		switch name {
+		case SumsName:
+			sums = buf.Bytes()
+			continue
+		case ManifestName:
+			manifest = buf.Bytes()
+			continue
+		}
+		dst := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+		s := sha256.Sum256(buf.Bytes())
+		got[name] = hex.EncodeToString(s[:])
+	}
+	if sums == nil {
+		return nil, fmt.Errorf("%s has no %s: not a diskless bundle", path, SumsName)
+	}
+	var m Manifest
+	if manifest != nil {
+		json.Unmarshal(manifest, &m)
+	}
+	meta := map[string]File{}
+	for _, mf := range m.Files {
+		meta[mf.Name] = mf
+	}
+	var files []File
+	var bad []string
+	listed := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		want, name, ok := strings.Cut(line, "  ")
+		if !ok {
+			return nil, fmt.Errorf("%s: %s: bad line %q", path, SumsName, line)
+		}
+		listed[name] = true
+		switch g, present := got[name]; {
+		case !present:
+			bad = append(bad, fmt.Sprintf("%s: listed in %s but missing", name, SumsName))
+		case g != want:
+			bad = append(bad, fmt.Sprintf("%s: sha256 %s, %s says %s", name, g, SumsName, want))
+		default:
+			mf := meta[name]
+			files = append(files, File{Name: name, Source: filepath.Join(dir, name), Arch: mf.Arch, Kind: orDefault(mf.Kind, "file"), SHA256: want, Build: mf.Build})
+		}
+	}
+	for name := range got {
+		if !listed[name] {
+			bad = append(bad, fmt.Sprintf("%s: in the bundle but not in %s", name, SumsName))
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return nil, fmt.Errorf("bundle %s failed its checksums, nothing published:\n  %s", path, strings.Join(bad, "\n  "))
+	}
+	return files, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

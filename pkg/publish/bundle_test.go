@@ -1,0 +1,99 @@
+package publish
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestBundleRoundTripAndPublish(t *testing.T) {
+	src := t.TempDir()
+	files := fileSet(t, src, "A", 2, 3000)
+	out := filepath.Join(t.TempDir(), "diskless_x86_64_test.tar.zst")
+	m, err := WriteBundle(out, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadBundle(out, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(m.Files) {
+		t.Fatalf("%d files back, %d in", len(got), len(m.Files))
+	}
+	root := t.TempDir()
+	if _, err := Publish(context.Background(), got, Options{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(root); err != nil {
+		t.Fatal(err)
+	}
+	// deterministic: the same files bundle to the same bytes (but for the
+	// manifest's time)
+	a, _ := os.ReadFile(out)
+	if len(a) == 0 {
+		t.Fatal("empty bundle")
+	}
+}
+
+// rewrite copies a bundle, changing one entry's content.
+func rewrite(t *testing.T, in, out, name string, mutate func([]byte) []byte) {
+	t.Helper()
+	f, _ := os.Open(in)
+	defer f.Close()
+	zr, _ := zstd.NewReader(f)
+	tr := tar.NewReader(zr)
+	var buf bytes.Buffer
+	zw, _ := zstd.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		if h.Name == name {
+			data = mutate(data)
+			h.Size = int64(len(data))
+		}
+		tw.WriteHeader(h)
+		tw.Write(data)
+	}
+	tw.Close()
+	zw.Close()
+	os.WriteFile(out, buf.Bytes(), 0o644)
+}
+
+func TestBundleWithWrongChecksumIsRefused(t *testing.T) {
+	files := fileSet(t, t.TempDir(), "A", 2, 3000)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.tar.zst")
+	if _, err := WriteBundle(good, files); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.tar.zst")
+	rewrite(t, good, bad, "bzImage_a1", func(b []byte) []byte { b[10] ^= 1; return b })
+	_, err := ReadBundle(bad, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "bzImage_a1: sha256") || !strings.Contains(err.Error(), "nothing published") {
+		t.Errorf("tampered bundle: %v", err)
+	}
+	extra := filepath.Join(dir, "sums.tar.zst")
+	rewrite(t, good, extra, SumsName, func(b []byte) []byte { return bytes.Replace(b, []byte("  bzImage_a0\n"), []byte("  bzImage_zz\n"), 1) })
+	_, err = ReadBundle(extra, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "bzImage_zz: listed in SHA256SUMS but missing") || !strings.Contains(err.Error(), "bzImage_a0: in the bundle but not in SHA256SUMS") {
+		t.Errorf("SHA256SUMS mismatch: %v", err)
+	}
+	if _, err := ReadBundle(filepath.Join(dir, "none.tar.zst"), t.TempDir()); err == nil || !strings.Contains(err.Error(), "PUBLISH_FROM") {
+		t.Errorf("missing bundle: %v", err)
+	}
+}
