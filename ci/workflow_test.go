@@ -1,0 +1,54 @@
+// Package ci holds checks of the CI definitions themselves.
+package ci
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func actionlint(t *testing.T, files ...string) ([]byte, error) {
+	t.Helper()
+	root, _ := filepath.Abs("..")
+	c := exec.Command("go", append([]string{"tool", "actionlint", "-no-color"}, files...)...)
+	c.Dir = root
+	return c.CombinedOutput()
+}
+
+// The GitHub workflow cannot run here; actionlint (the Go tool pinned in
+// go.mod) lints it, including the shell in run: steps when shellcheck is
+// installed.
+func TestActionlintWorkflows(t *testing.T) {
+	files, _ := filepath.Glob("../.github/workflows/*.yml")
+	if len(files) == 0 {
+		t.Fatal("no workflows")
+	}
+	for i := range files {
+		files[i], _ = filepath.Abs(files[i])
+	}
+	if out, err := actionlint(t, files...); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("actionlint: %v\n%s", err, out)
+	}
+	// and it does catch a broken workflow
+	bad := filepath.Join(t.TempDir(), "bad.yml")
+	os.WriteFile(bad, []byte("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n"), 0o644)
+	if out, err := actionlint(t, bad); err == nil {
+		t.Errorf("actionlint accepted a broken workflow:\n%s", out)
+	}
+}
+
+// The workflow runs the same target as a laptop, for every arch.
+func TestWorkflowRunsCIArtifactsForEveryArch(t *testing.T) {
+	data, err := os.ReadFile("../.github/workflows/artifacts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for _, want := range []string{"go run mage.go ci:artifacts arch=${{ matrix.arch }}", "arch: [x86_64, i386, arm64, riscv64]", "container: debian:12", "~/.cache/diskless"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("workflow lacks %q", want)
+		}
+	}
+}
