@@ -53,9 +53,12 @@ func Boot(a arch.Arch) []string {
 // installing its service.
 func Nodes() []string { return []string{"dnsmasq-base", "util-linux", "dpkg"} }
 
+// Distcc is what builds spread over distccd hosts need (DISTCC_HOSTS).
+func Distcc() []string { return []string{"distcc"} }
+
 // All lists every package the project uses on any arch.
 func All() []string {
-	pkgs := Nodes()
+	pkgs := append(Nodes(), Distcc()...)
 	for _, a := range arch.All() {
 		pkgs = append(pkgs, KernelBuild(a, true)...)
 		pkgs = append(pkgs, Boot(a)...)

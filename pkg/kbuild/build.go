@@ -68,6 +68,12 @@ type Options struct {
 	// passes no options), so vmlinuz_<arch> boots with the node's
 	// settings. It is part of the cache key like any requested value.
 	Cmdline string
+	// DistccHosts (DISTCC_HOSTS) spreads compile jobs over distccd hosts:
+	// CC="distcc <gcc>", or ccache with CCACHE_PREFIX=distcc; -j is the
+	// hosts' total slots unless Jobs is set.
+	DistccHosts string
+	// Targets overrides the make targets (partial builds, tests).
+	Targets []string
 	// Checks run on the final .config before compiling (e.g. the NFS
 	// version in the settings against the kernel's NFS options).
 	Checks []func(final *kconfig.Config) error
@@ -108,6 +114,8 @@ type Meta struct {
 	Targets       []string   `json:"make_targets"`
 	ConfigOnly    bool       `json:"config_only"`
 	Key           string     `json:"cache_key"`
+	DistccHosts   string     `json:"distcc_hosts,omitempty"`
+	RemoteJobs    int        `json:"distcc_remote_jobs,omitempty"`
 	Started       time.Time  `json:"started"`
 	Duration      float64    `json:"duration_seconds"`
 	CompileSteps  int        `json:"compile_steps"`
@@ -170,6 +178,9 @@ func (o *Options) targets() []string {
 	if o.ConfigOnly {
 		return nil
 	}
+	if len(o.Targets) > 0 {
+		return o.Targets
+	}
 	t := []string{o.Arch.ImageTarget}
 	if o.Role == Slave && o.Arch.EFIImagePath != "" {
 		t = append(t, filepath.Base(o.Arch.EFIImagePath))
@@ -202,10 +213,27 @@ func Prepare(ctx context.Context, o Options) (*Plan, error) {
 	if o.Log == nil {
 		o.Log = discard()
 	}
+	p := &Plan{opts: o}
+	if o.DistccHosts != "" {
+		hosts, err := ParseDistccHosts(o.DistccHosts)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := deps.LookTool("distcc", "distcc"); err != nil {
+			return nil, fmt.Errorf("DISTCC_HOSTS is set: %w", err)
+		}
+		if o.Jobs <= 0 {
+			o.Jobs = Slots(hosts)
+		}
+		for _, h := range Unreachable(hosts, 2*time.Second) {
+			o.Log.Warn("distcc host unreachable: distcc compiles its jobs locally", "host", h)
+		}
+		p.opts = o
+	}
 	if o.Jobs <= 0 {
 		o.Jobs = runtime.NumCPU()
+		p.opts = o
 	}
-	p := &Plan{opts: o}
 	var cfgs []*kconfig.Config
 	for _, f := range o.Fragments() {
 		c, err := kconfig.ParseFile(f)
@@ -375,11 +403,24 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	if !o.ConfigOnly {
+		os.Remove(p.distccLog())
 		steps, err := p.compile(ctx)
 		if err != nil {
 			return nil, err
 		}
 		m.CompileSteps = steps
+		if o.DistccHosts != "" {
+			m.DistccHosts = o.DistccHosts
+			remote, local := RemoteJobs(p.distccLog())
+			m.RemoteJobs = remote
+			o.Log.Info("distcc", "remote_jobs", remote, "local_jobs", local)
+		}
+		if len(o.Targets) > 0 {
+			// a partial build: no image, nothing to install
+			m.Duration = time.Since(start).Round(10 * time.Millisecond).Seconds()
+			res.Meta = m
+			return res, nil
+		}
 		if err := copyFile(filepath.Join(p.buildDir, o.Arch.ImagePath), filepath.Join(outDir, names.Image)); err != nil {
 			return nil, fmt.Errorf("make finished but the image is missing: %w", err)
 		}
@@ -437,7 +478,14 @@ func (p *Plan) env() []string {
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		fmt.Sscan(s, &epoch)
 	}
-	return append(os.Environ(),
+	env := os.Environ()
+	if p.opts.DistccHosts != "" {
+		env = append(env, "DISTCC_HOSTS="+p.opts.DistccHosts, "DISTCC_LOG="+p.distccLog(), "DISTCC_VERBOSE=1")
+		if p.ccache != "" {
+			env = append(env, "CCACHE_PREFIX=distcc")
+		}
+	}
+	return append(env,
 		"LC_ALL=C", "TZ=UTC",
 		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch),
 		"KBUILD_BUILD_TIMESTAMP="+time.Unix(epoch, 0).UTC().Format(time.UnixDate),
@@ -451,11 +499,17 @@ func (p *Plan) makeArgs(targets ...string) []string {
 	if cc := o.Arch.CrossCompile(); cc != "" {
 		args = append(args, "CROSS_COMPILE="+cc)
 	}
-	if p.ccache != "" {
+	switch {
+	case p.ccache != "":
+		// with distcc, ccache hands misses to distcc (CCACHE_PREFIX, in env)
 		args = append(args, "CC="+p.ccache+" "+p.cc, "HOSTCC="+p.ccache+" gcc")
+	case o.DistccHosts != "":
+		args = append(args, "CC=distcc "+p.cc)
 	}
 	return append(args, targets...)
 }
+
+func (p *Plan) distccLog() string { return filepath.Join(p.buildDir, "diskless-distcc.log") }
 
 // configure writes the verified final .config into the build directory.
 func (p *Plan) configure(ctx context.Context) error {

@@ -74,6 +74,12 @@ func OptionsFromEnv(getenv Getenv, projectDir string, a arch.Arch, role Role) (O
 	if o.ConfigOnly, err = boolEnv(getenv, "CONFIG_ONLY"); err != nil {
 		return o, err
 	}
+	o.DistccHosts = strings.TrimSpace(getenv("DISTCC_HOSTS"))
+	if o.DistccHosts != "" {
+		if _, err := ParseDistccHosts(o.DistccHosts); err != nil {
+			return o, err
+		}
+	}
 	noCcache, err := boolEnv(getenv, "NO_CCACHE")
 	if err != nil {
 		return o, err
