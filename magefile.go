@@ -275,6 +275,7 @@ func (Test) Smoke(ctx context.Context, archArg string) error {
 		only = strings.Split(p, ",")
 	}
 	results, err := qemu.Smoke(ctx, qemu.SmokeOptions{Arch: a, Root: disklessRoot(), LogDir: filepath.Join("artifacts", a.Name, "smoke"), Work: work, Only: only})
+	fmt.Printf("accelerator: %s\n", qemu.AccelNote())
 	for _, r := range results {
 		fmt.Println(r.Line())
 		if r.Err != nil {

@@ -39,7 +39,7 @@ func TestRemoteJobsFromClientLog(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func freePort(t *testing.T) int {
 }
 
 // startDistccd runs a real distccd on 127.0.0.1 only.
-func startDistccd(t *testing.T) (port int, logPath string) {
+func startDistccd(t testing.TB) (port int, logPath string) {
 	t.Helper()
 	distccd := testutil.NeedTool(t, "distccd", "distcc")
 	port = freePort(t)
@@ -167,4 +167,40 @@ func tailString(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// BenchmarkSlaveFarm: full x86_64 slave builds from a fresh tree, ccache
+// off: 1 local job, 2 local jobs, and 2 jobs through a distccd on 127.0.0.1
+// (the same 2 CPUs, so it cannot be faster: the difference is distcc's
+// per-job overhead). Minutes each: run with BENCH_DISTCC=1.
+func BenchmarkSlaveFarm(b *testing.B) {
+	if os.Getenv("BENCH_DISTCC") != "1" {
+		b.Skip("three full kernel builds: run with BENCH_DISTCC=1")
+	}
+	o := benchOptions(b, "x86_64")
+	src, err := ResolveSource(context.Background(), o.KernelSrc, CacheDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B, jobs int, hosts string) {
+		for i := 0; i < b.N; i++ {
+			o := o
+			o.KernelSrc, o.CacheDir, o.NoCcache, o.Jobs, o.DistccHosts, o.OutDir = src.Dir, b.TempDir(), true, jobs, hosts, b.TempDir()
+			start := time.Now()
+			res, err := Build(context.Background(), o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(time.Since(start).Seconds(), "wall-s")
+			if hosts != "" {
+				b.ReportMetric(float64(res.RemoteJobs), "remote-jobs")
+			}
+		}
+	}
+	b.Run("local-j1", func(b *testing.B) { run(b, 1, "") })
+	b.Run("local-j2", func(b *testing.B) { run(b, 2, "") })
+	b.Run("distcc-loopback-2", func(b *testing.B) {
+		port, _ := startDistccd(b)
+		run(b, 2, "127.0.0.1:"+itoa(port)+"/2")
+	})
 }

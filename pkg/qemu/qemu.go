@@ -50,6 +50,8 @@ type Machine struct {
 	Extra []string
 	// LogPath, when set, receives the full console output.
 	LogPath string
+	// Accel is "kvm" or "tcg" (default).
+	Accel string
 }
 
 // DefaultFail are console lines that end a boot as failed at once.
@@ -61,7 +63,11 @@ func (m *Machine) Args() []string {
 	if mem == 0 {
 		mem = 256
 	}
-	a := []string{"-accel", "tcg", "-m", fmt.Sprint(mem), "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"}
+	accel := m.Accel
+	if accel == "" {
+		accel = "tcg"
+	}
+	a := []string{"-accel", accel, "-m", fmt.Sprint(mem), "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"}
 	if m.Machine != "" {
 		a = append(a, "-M", m.Machine)
 	} else if m.Arch.Machine != "" {

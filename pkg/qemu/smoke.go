@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/diskless/diskless/pkg/arch"
@@ -55,6 +57,64 @@ type SmokeOptions struct {
 	Timeout time.Duration
 }
 
+// KVM state, decided once per process by probeKVM.
+var (
+	kvmOnce   sync.Once
+	kvmUsable bool
+	kvmWhy    string
+)
+
+// accel decides between KVM and TCG for the arch's guests: KVM only for a
+// guest of the host's own arch when /dev/kvm opens and a real boot under
+// it reaches the NFS root within 30 s. A BIOS-level probe is not enough:
+// on the project's machines /dev/kvm exists and guests hang after the
+// firmware ("Booting from ROM"). QEMU_ACCEL=tcg|kvm skips the probe.
+func (s *smoke) accel() string {
+	switch v := os.Getenv("QEMU_ACCEL"); v {
+	case "tcg", "kvm":
+		return v
+	}
+	if !s.o.Arch.NativeFor(runtime.GOARCH) {
+		return "tcg" // KVM runs only guests of the host's own arch family
+	}
+	kvmOnce.Do(func() {
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err != nil {
+			kvmWhy = "no usable /dev/kvm"
+			return
+		}
+		f.Close()
+		probe := *s
+		probe.o.Timeout = 30 * time.Second
+		probe.forceAccel = "kvm"
+		if err := probe.direct(filepath.Join(s.o.Work, "kvm-probe.log"), s.kernel, s.initrd); err != nil {
+			kvmWhy = "a KVM boot did not reach the NFS root: " + firstLine(err.Error())
+			return
+		}
+		kvmUsable = true
+	})
+	if kvmUsable {
+		return "kvm"
+	}
+	return "tcg"
+}
+
+// AccelNote says which accelerator the last Smoke used and why.
+func AccelNote() string {
+	if kvmUsable {
+		return "kvm (probed: a boot reached the NFS root)"
+	}
+	if kvmWhy != "" {
+		return "tcg (" + kvmWhy + ")"
+	}
+	return "tcg"
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
 // Paths lists the boot paths that exist for a: pxelinux-default, pxelinux,
 // per-node, etherboot-elf (x86 only), direct, direct-vmlinuz (x86), fallback,
 // uefi (arm64).
@@ -70,14 +130,15 @@ func Paths(a arch.Arch) []string {
 }
 
 type smoke struct {
-	o        SmokeOptions
-	rootOnce bool
-	lastBoot time.Duration
-	ctx      context.Context
-	rootDir  string // the test NFS root for this arch
-	kernel   string
-	initrd   string
-	vmlinuz  string
+	o          SmokeOptions
+	forceAccel string
+	rootOnce   bool
+	lastBoot   time.Duration
+	ctx        context.Context
+	rootDir    string // the test NFS root for this arch
+	kernel     string
+	initrd     string
+	vmlinuz    string
 }
 
 // Smoke boots the published tree through every path of the arch and returns
@@ -90,6 +151,7 @@ func Smoke(ctx context.Context, o SmokeOptions) ([]PathResult, error) {
 		return nil, err
 	}
 	s := &smoke{o: o, ctx: ctx, rootDir: filepath.Join(o.Work, "nfsroot")}
+	defer func() { s.forceAccel = "" }()
 	s.kernel = filepath.Join(o.Root, o.Arch.ArtifactName())
 	if _, err := os.Stat(s.kernel); err != nil {
 		return nil, fmt.Errorf("%s is not published in %s: run build:all arch=%s (or build:slave and publish) first", o.Arch.ArtifactName(), o.Root, o.Arch.Name)
@@ -103,6 +165,7 @@ func Smoke(ctx context.Context, o SmokeOptions) ([]PathResult, error) {
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return nil, err
 	}
+	s.forceAccel = s.accel()
 	var results []PathResult
 	failed := 0
 	for _, p := range Paths(o.Arch) {
@@ -168,6 +231,12 @@ func (s *smoke) run(path string) PathResult {
 }
 
 // serve starts the test NFS root for the arch (built once per run).
+// start runs QEMU for m with the run's accelerator.
+func (s *smoke) start(m *Machine) (*Session, error) {
+	m.Accel = s.forceAccel
+	return Start(s.ctx, m)
+}
+
 func (s *smoke) serve() (*NFSServer, error) {
 	if !s.rootOnce {
 		srv, err := ServeTestRoot(s.ctx, s.o.Arch, s.rootDir)
@@ -254,7 +323,7 @@ func (s *smoke) pxelinuxDefault(log string) error {
 		}
 	}
 	m := &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: s.o.Root, BootFile: "pxelinux.0", LogPath: log}
-	sess, err := Start(s.ctx, m)
+	sess, err := s.start(m)
 	if err != nil {
 		return err
 	}
@@ -341,7 +410,7 @@ func (s *smoke) pxelinux(log string, perNode bool) error {
 	if err := os.WriteFile(filepath.Join(dir, "pxelinux.cfg", name), []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "pxelinux.0", MAC: GuestMAC, LogPath: log})
+	sess, err := s.start(&Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "pxelinux.0", MAC: GuestMAC, LogPath: log})
 	if err != nil {
 		return err
 	}
@@ -376,7 +445,7 @@ func (s *smoke) etherboot(log string) error {
 	if err := os.WriteFile(filepath.Join(dir, "boot.ipxe"), []byte(script), 0o644); err != nil {
 		return err
 	}
-	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "boot.ipxe", LogPath: log})
+	sess, err := s.start(&Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "boot.ipxe", LogPath: log})
 	if err != nil {
 		return err
 	}
@@ -397,7 +466,7 @@ func (s *smoke) direct(log, kernel, initrd string) error {
 		return err
 	}
 	defer srv.Close()
-	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", LogPath: log})
+	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", LogPath: log})
 	if err != nil {
 		return err
 	}
@@ -418,7 +487,7 @@ func (s *smoke) fallback(log string) error {
 	}
 	args, port, dir := srv.NFSRootArgs(), srv.Port, srv.Dir
 	srv.Close()
-	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: log})
+	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: log})
 	if err != nil {
 		return err
 	}
@@ -440,7 +509,7 @@ func (s *smoke) fallback(log string) error {
 	}
 	sess.Stop()
 	// second boot: the server comes back while the node waits
-	sess2, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: strings.TrimSuffix(log, ".log") + "-recovery.log"})
+	sess2, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: strings.TrimSuffix(log, ".log") + "-recovery.log"})
 	if err != nil {
 		return err
 	}
@@ -469,7 +538,7 @@ func (s *smoke) uefi(log string) error {
 		return err
 	}
 	defer srv.Close()
-	sess, err := Start(s.ctx, &Machine{Arch: s.o.Arch, Kernel: s.vmlinuz, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1",
+	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.vmlinuz, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1",
 		Extra: []string{"-bios", AAVMF}, Machine: "virt,acpi=off", NICOptions: "romfile=", LogPath: log})
 	if err != nil {
 		return err
