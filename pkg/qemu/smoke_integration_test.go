@@ -84,8 +84,9 @@ func runSmoke(t *testing.T, name string) {
 	t.Logf("%s smoke suite: %s", a.Name, time.Since(start).Round(100*time.Millisecond))
 }
 
-func TestIntegrationSmokeX86_64(t *testing.T) { runSmoke(t, "x86_64") }
-func TestIntegrationSmokeArm64(t *testing.T)  { runSmoke(t, "arm64") }
+func TestIntegrationSmokeX86_64(t *testing.T)  { runSmoke(t, "x86_64") }
+func TestIntegrationSmokeArm64(t *testing.T)   { runSmoke(t, "arm64") }
+func TestIntegrationSmokeRiscv64(t *testing.T) { runSmoke(t, "riscv64") }
 
 // Broken artifacts fail the right path with a message that helps.
 func TestIntegrationBrokenArtifacts(t *testing.T) {
