@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/diskless/diskless/internal/fsutil"
 	"os"
 	"path/filepath"
 
@@ -30,27 +31,7 @@ func WriteFile(bzPath, initrdPath, outPath, cmdline string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", bzPath, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(img); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return 0, err
-	}
-	if err := tmp.Close(); err != nil {
-		return 0, err
-	}
-	return len(img), os.Rename(tmp.Name(), outPath)
+	return len(img), fsutil.WriteAtomic(outPath, img)
 }
 
 // Artifact makes dir/vmlinuz_<arch>, the arch's netboot image: on x86 the

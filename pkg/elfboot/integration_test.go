@@ -2,14 +2,13 @@ package elfboot
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/diskless/diskless/internal/debkernel"
+	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/initramfs"
@@ -17,34 +16,9 @@ import (
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
-// slaveKernel builds (or finds up to date in the shared cache) the
-// project's slave kernel for name and returns its output directory.
 func slaveKernel(t *testing.T, name string) (arch.Arch, string) {
-	t.Helper()
-	testutil.Slow(t)
-	a, err := arch.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, pkg := a.Compiler()
-	testutil.NeedTool(t, "make", "make")
-	testutil.NeedTool(t, cc, pkg)
-	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
-	o, err := kbuild.OptionsFromEnv(func(k string) string {
-		if k == "KERNEL_SRC" {
-			return os.Getenv(k)
-		}
-		return ""
-	}, "../..", a, kbuild.Slave)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.OutDir = t.TempDir()
-	o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if _, err := kbuild.Build(context.Background(), o); err != nil {
-		t.Fatal(err)
-	}
-	return a, o.OutDir
+	a, dir, _ := testkernel.Slave(t, name, "../..")
+	return a, dir
 }
 
 // bootVmlinuz boots vmlinuz_<arch> (x86) to the test NFS root, either with
@@ -169,7 +143,7 @@ func TestIntegrationDebianCloudKernel(t *testing.T) {
 		t.Skipf("cannot fetch Debian's %s (offline?): %v", debkernel.Meta, err)
 	}
 	ir, err := initramfs.Build(context.Background(), initramfs.Options{Arch: a, ProjectDir: "../..", OutDir: t.TempDir(), CacheDir: kbuild.CacheDir(),
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Log: testkernel.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/diskless/diskless/internal/fsutil"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -221,7 +222,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		m.BuildSecs = time.Since(start).Round(10 * time.Millisecond).Seconds()
-		if err := writeAtomic(rawPath, raw); err != nil {
+		if err := fsutil.WriteAtomic(rawPath, raw); err != nil {
 			return nil, err
 		}
 	}
@@ -241,7 +242,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(o.OutDir, name), out.Bytes()); err != nil {
+	if err := fsutil.WriteAtomic(filepath.Join(o.OutDir, name), out.Bytes()); err != nil {
 		return nil, err
 	}
 	// other compressions of an earlier build are stale now
@@ -252,7 +253,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	data, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeAtomic(metaPath, append(data, '\n')); err != nil {
+	if err := fsutil.WriteAtomic(metaPath, append(data, '\n')); err != nil {
 		return nil, err
 	}
 	o.Log.Info("initramfs built", "arch", o.Arch.Name, "file", name, "size", m.Size, "cpio", m.RawSize)
@@ -354,28 +355,4 @@ func upToDate(metaPath, artifact, key string) (*Meta, bool) {
 		return nil, false
 	}
 	return &m, true
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -3,53 +3,29 @@ package initramfs
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
-func quietLog() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+func quietLog() *slog.Logger { return testkernel.Quiet() }
 
 // kernelAndInitramfs builds (or finds cached) the project's slave kernel
 // and this initramfs for name.
 func kernelAndInitramfs(t *testing.T, name string) (arch.Arch, string, string) {
 	t.Helper()
-	testutil.Slow(t)
-	a, err := arch.Lookup(name)
+	a, dir, kernel := testkernel.Slave(t, name, "../..")
+	res, err := Build(context.Background(), Options{Arch: a, ProjectDir: "../..", OutDir: dir, CacheDir: kbuild.CacheDir(), Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, pkg := a.Compiler()
-	testutil.NeedTool(t, "make", "make")
-	testutil.NeedTool(t, cc, pkg)
-	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
-	o, err := kbuild.OptionsFromEnv(func(k string) string {
-		if k == "KERNEL_SRC" {
-			return os.Getenv(k)
-		}
-		return ""
-	}, "../..", a, kbuild.Slave)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.OutDir, o.Log = t.TempDir(), quietLog()
-	if _, err := kbuild.Build(context.Background(), o); err != nil {
-		t.Fatal(err)
-	}
-	res, err := Build(context.Background(), Options{Arch: a, ProjectDir: "../..", OutDir: o.OutDir, CacheDir: kbuild.CacheDir(), Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a, filepath.Join(o.OutDir, a.ArtifactName()), res.Path
+	return a, kernel, res.Path
 }
 
 func machine(t *testing.T, a arch.Arch, kernel, initrd, args string) *qemu.Machine {

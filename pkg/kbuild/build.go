@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/diskless/diskless/internal/fsutil"
 	"io"
 	"log/slog"
 	"os"
@@ -446,7 +447,7 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	data, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeAtomic(filepath.Join(p.buildDir, stampName), append(data, '\n')); err != nil {
+	if err := fsutil.WriteAtomic(filepath.Join(p.buildDir, stampName), append(data, '\n')); err != nil {
 		return nil, err
 	}
 	o.Log.Info("kernel built", "arch", o.Arch.Name, "role", o.Role, "seconds", m.Duration, "out", o.OutDir)
@@ -469,7 +470,7 @@ func (p *Plan) install(m *Meta, names Names) error {
 		}
 	}
 	data, _ := json.MarshalIndent(m, "", "  ")
-	return writeAtomic(filepath.Join(p.opts.OutDir, names.Meta), append(data, '\n'))
+	return fsutil.WriteAtomic(filepath.Join(p.opts.OutDir, names.Meta), append(data, '\n'))
 }
 
 // env is the reproducible build environment.
@@ -646,34 +647,7 @@ func copyFile(src, dst string) error {
 	if _, err := io.Copy(&buf, bufio.NewReader(in)); err != nil {
 		return err
 	}
-	return writeAtomic(dst, buf.Bytes())
-}
-
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteAtomic(dst, buf.Bytes())
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,56 @@
+// Package testkernel gives integration tests the project's slave kernel
+// for an arch: built by pkg/kbuild into the shared cache (so it is a no-op
+// when up to date) and installed in a test's temp dir. Tests of packages
+// below pkg/pipeline use it; they cannot import the pipeline itself.
+package testkernel
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/kbuild"
+)
+
+// Quiet is a logger for tests: warnings and errors only.
+func Quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// Env is the environment the tests build with: defaults, except KERNEL_SRC.
+func Env(k string) string {
+	if k == "KERNEL_SRC" {
+		return os.Getenv(k)
+	}
+	return ""
+}
+
+// Slave returns the arch, the directory holding its slave kernel artifacts,
+// and the kernel image's path. It skips (or fails in CI) when the tools are
+// missing, and also needs the arch's QEMU. projectDir is the repository root
+// relative to the test.
+func Slave(t testing.TB, name, projectDir string) (arch.Arch, string, string) {
+	t.Helper()
+	testutil.Slow(t)
+	a, err := arch.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, pkg := a.Compiler()
+	testutil.NeedTool(t, "make", "make")
+	testutil.NeedTool(t, cc, pkg)
+	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	o, err := kbuild.OptionsFromEnv(Env, projectDir, a, kbuild.Slave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.OutDir, o.Log = t.TempDir(), Quiet()
+	if _, err := kbuild.Build(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	return a, o.OutDir, filepath.Join(o.OutDir, a.ArtifactName())
+}
