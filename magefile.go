@@ -232,7 +232,7 @@ func (Build) All(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, os.Getenv("KERNEL_SRC") == "")); err != nil {
+	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, os.Getenv("KERNEL_SRC") == ""), deps.Publish(a)...)); err != nil {
 		return err
 	}
 	if _, err := pipeline.BuildArch(ctx, pipelineOptions(a)); err != nil {

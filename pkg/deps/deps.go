@@ -48,6 +48,14 @@ func Boot(a arch.Arch) []string {
 	return pkgs
 }
 
+// Publish lists what publishing a's files needs: PXELINUX for x86 arches.
+func Publish(a arch.Arch) []string {
+	if a.SrcArch == "x86" {
+		return []string{"pxelinux", "syslinux-common"}
+	}
+	return nil
+}
+
 // Nodes lists what the node-inventory tests use: dnsmasq's binary (no
 // service) and dpkg-deb/apt-get to unpack isc-dhcp-server's dhcpd without
 // installing its service.

@@ -96,6 +96,21 @@ func CheckRoot(root string) error {
 	if err != nil {
 		return fmt.Errorf("DISKLESS_ROOT=%s: %w (create it, e.g. mkdir -p %s)", root, unwrap(err), root)
 	}
+	return checkDirWritable(root, st)
+}
+
+// EnsureRoot is CheckRoot, but creates a missing root (not its parents):
+// the HOWTO's /diskless on a fresh master.
+func EnsureRoot(root string) error {
+	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Mkdir(root, 0o755); err != nil {
+			return fmt.Errorf("DISKLESS_ROOT=%s: cannot create it: %w", root, unwrap(err))
+		}
+	}
+	return CheckRoot(root)
+}
+
+func checkDirWritable(root string, st fs.FileInfo) error {
 	if !st.IsDir() {
 		return fmt.Errorf("DISKLESS_ROOT=%s: not a directory", root)
 	}
@@ -144,7 +159,7 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 	if len(files) == 0 {
 		return nil, errors.New("nothing to publish: build something first (build:slave, build:netboot, build:initramfs)")
 	}
-	if err := CheckRoot(o.Root); err != nil {
+	if err := EnsureRoot(o.Root); err != nil {
 		return nil, err
 	}
 	if err := checkNames(files); err != nil {

@@ -192,9 +192,14 @@ func TestPublishRefusesAndLeavesLiveTreeUntouched(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("root a file: %v", err)
 	}
-	_, err = Publish(context.Background(), fileSet(t, src, "E", 1, 10), Options{Root: filepath.Join(root, "missing")})
+	_, err = Publish(context.Background(), fileSet(t, src, "E", 1, 10), Options{Root: filepath.Join(root, "missing", "deeper")})
 	if err == nil || !strings.Contains(err.Error(), "DISKLESS_ROOT") {
-		t.Errorf("missing root: %v", err)
+		t.Errorf("root with a missing parent: %v", err)
+	}
+	// a missing root itself is created, as /diskless on a fresh master
+	fresh := filepath.Join(t.TempDir(), "diskless")
+	if _, err := Publish(context.Background(), fileSet(t, src, "F", 1, 10), Options{Root: fresh}); err != nil {
+		t.Errorf("missing root not created: %v", err)
 	}
 	// an admin's real file under a name publish wants
 	os.WriteFile(filepath.Join(root, "bzImage_a9"), []byte("admin"), 0o644)
