@@ -31,7 +31,8 @@ type Machine struct {
 	// Kernel, Initrd and Append map to -kernel, -initrd, -append.
 	Kernel, Initrd, Append string
 	// NetBoot boots from the NIC (-boot n) with slirp's TFTP server on
-	// TFTPRoot offering BootFile.
+	// TFTPRoot offering BootFile. TFTPRoot alone serves TFTP to a loader
+	// that is started otherwise (U-Boot).
 	NetBoot  bool
 	TFTPRoot string
 	BootFile string
@@ -80,8 +81,11 @@ func (m *Machine) Args() []string {
 		a = append(a, "-bios", "default")
 	}
 	netdev := "user,id=n0"
+	if m.TFTPRoot != "" {
+		netdev += ",tftp=" + m.TFTPRoot
+	}
 	if m.NetBoot {
-		netdev += ",tftp=" + m.TFTPRoot + ",bootfile=" + m.BootFile
+		netdev += ",bootfile=" + m.BootFile
 		a = append(a, "-boot", "n")
 	}
 	nic := m.NIC

@@ -19,8 +19,12 @@ import (
 // QEMU's default NIC MAC, the one the per-node PXELINUX file is named for.
 const GuestMAC = "52:54:00:12:34:56"
 
-// Firmware the UEFI path needs.
-const AAVMF = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+// Firmware the UEFI paths need: AAVMF for arm64, U-Boot in S-mode (run by
+// OpenSBI) for riscv64.
+const (
+	AAVMF     = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+	UBootRISC = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf"
+)
 
 // PathResult is one boot path's outcome.
 type PathResult struct {
@@ -122,11 +126,7 @@ func Paths(a arch.Arch) []string {
 	if a.SrcArch == "x86" {
 		return []string{"pxelinux-default", "pxelinux", "per-node", "etherboot-elf", "direct", "direct-vmlinuz", "fallback"}
 	}
-	p := []string{"direct", "fallback"}
-	if a.Name == "arm64" {
-		p = append(p, "uefi")
-	}
-	return p
+	return []string{"direct", "fallback", "uefi"}
 }
 
 type smoke struct {
@@ -220,7 +220,11 @@ func (s *smoke) run(path string) PathResult {
 	case "fallback":
 		err = s.fallback(r.Log)
 	case "uefi":
-		err = s.uefi(r.Log)
+		if s.o.Arch.Name == "riscv64" {
+			err = s.uefiUBoot(r.Log)
+		} else {
+			err = s.uefi(r.Log)
+		}
 	default:
 		err = fmt.Errorf("unknown boot path %q", path)
 	}
@@ -546,6 +550,53 @@ func (s *smoke) uefi(log string) error {
 	defer sess.Stop()
 	if _, err := sess.Expect([]string{"EFI stub: Booting Linux Kernel"}, nil, s.o.Timeout); err != nil {
 		return err
+	}
+	return s.reachRoot(sess, srv)
+}
+
+// uefiUBoot boots the published vmlinuz_riscv64 (EFI zboot) the way a
+// riscv64 board's firmware does: OpenSBI runs U-Boot, U-Boot fetches the
+// image over TFTP and starts it with bootefi, passing bootargs as the EFI
+// load options. U-Boot's own DHCP boot only looks for a boot script, so
+// the commands are typed at its prompt.
+func (s *smoke) uefiUBoot(log string) error {
+	if _, err := os.Stat(UBootRISC); err != nil {
+		return fmt.Errorf("%s not found: install the Debian package u-boot-qemu", UBootRISC)
+	}
+	if s.vmlinuz == "" {
+		return fmt.Errorf("vmlinuz_%s is not published", s.o.Arch.Name)
+	}
+	srv, err := s.serve()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	dir, err := s.tftpView("uefi")
+	if err != nil {
+		return err
+	}
+	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: UBootRISC, TFTPRoot: dir, LogPath: log})
+	if err != nil {
+		return err
+	}
+	defer sess.Stop()
+	if _, err := sess.Expect([]string{"U-Boot 20"}, nil, 60*time.Second); err != nil {
+		return err
+	}
+	if _, err := sess.Expect([]string{"=> "}, nil, 120*time.Second); err != nil {
+		return fmt.Errorf("no U-Boot prompt: %w", err)
+	}
+	for _, cmd := range []struct{ line, want string }{
+		{"setenv bootargs console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", "=> "},
+		{"tftpboot ${kernel_addr_r} " + filepath.Base(s.vmlinuz), "Bytes transferred"},
+		{"bootefi ${kernel_addr_r} ${fdtcontroladdr}", "EFI stub: Booting Linux Kernel"},
+	} {
+		if err := sess.Send(cmd.line + "\r"); err != nil {
+			return err
+		}
+		if _, err := sess.Expect([]string{cmd.want}, []string{"TFTP error", "Unknown command"}, 60*time.Second); err != nil {
+			return fmt.Errorf("U-Boot %q: %w", cmd.line, err)
+		}
 	}
 	return s.reachRoot(sess, srv)
 }
