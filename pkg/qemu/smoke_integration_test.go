@@ -2,7 +2,6 @@ package qemu_test
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/internal/debkernel"
+	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kbuild"
@@ -17,17 +17,6 @@ import (
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/qemu"
 )
-
-func quiet() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-func noEnv(k string) string {
-	if k == "KERNEL_SRC" {
-		return os.Getenv(k)
-	}
-	return ""
-}
 
 // buildAndPublish runs the pipeline for name (what build:all does) into a
 // temp artifacts dir and publishes it into a temp root.
@@ -49,7 +38,7 @@ func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 	}
 	ctx := context.Background()
 	artifacts := t.TempDir()
-	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, ProjectDir: "../..", Artifacts: artifacts, Getenv: noEnv, Log: quiet()})
+	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, ProjectDir: "../..", Artifacts: artifacts, Getenv: testkernel.Env, Log: testkernel.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
