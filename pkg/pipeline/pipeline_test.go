@@ -47,11 +47,16 @@ func ciArtifacts(t *testing.T, name string) {
 	artifacts := t.TempDir()
 	res, err := CIArtifacts(context.Background(), Options{Arch: a, ProjectDir: "../..", Artifacts: artifacts, Getenv: env,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if res != nil {
+		for _, r := range res.Smoke {
+			t.Log(r.Line())
+			if r.Err != nil {
+				t.Logf("%s: %v", r.Path, r.Err)
+			}
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, r := range res.Smoke {
-		t.Log(r.Line())
 	}
 	if !strings.HasPrefix(filepath.Base(res.Bundle), "diskless_"+a.Name+"_6.") {
 		t.Errorf("bundle name %s", res.Bundle)

@@ -240,17 +240,28 @@ func (s *Session) Send(text string) error {
 	return err
 }
 
-// Expect waits for a line (or the unfinished last line, for prompts)
-// containing one of want, failing on any of fail (DefaultFail when nil).
-// Lines consumed by an earlier Expect are not looked at again.
+// Expect waits for a complete console line containing one of want, failing
+// on any of fail (DefaultFail when nil). Lines consumed by an earlier
+// Expect are not looked at again. A line is only matched once its newline
+// has arrived, so the whole line is in Result.Console.
 func (s *Session) Expect(want, fail []string, timeout time.Duration) (*Result, error) {
-	return s.ExpectWhile(want, fail, timeout, nil)
+	return s.expect(want, fail, timeout, nil, false)
+}
+
+// ExpectPrompt waits for prompt on the unfinished last line (a shell or
+// boot loader prompt has no newline after it).
+func (s *Session) ExpectPrompt(prompt string, timeout time.Duration) (*Result, error) {
+	return s.expect([]string{prompt}, nil, timeout, nil, true)
 }
 
 // ExpectWhile is Expect that also polls check (every 500 ms, when not nil)
 // and fails with its error: a way to fail fast on what the host sees, such
 // as the NFS server refusing the export the guest asked for.
 func (s *Session) ExpectWhile(want, fail []string, timeout time.Duration, poll func() error) (*Result, error) {
+	return s.expect(want, fail, timeout, poll, false)
+}
+
+func (s *Session) expect(want, fail []string, timeout time.Duration, poll func() error, prompt bool) (*Result, error) {
 	var tick <-chan time.Time
 	if poll != nil {
 		t := time.NewTicker(500 * time.Millisecond)
@@ -291,10 +302,12 @@ func (s *Session) ExpectWhile(want, fail []string, timeout time.Duration, poll f
 				return s.matched(w, checked+1), nil
 			}
 		}
-		if w, err := check(partial); err != nil {
-			return nil, err
-		} else if w != "" {
-			return s.matched(w, checked), nil
+		if prompt {
+			if w, err := check(partial); err != nil {
+				return nil, err
+			} else if w != "" {
+				return s.matched(w, checked), nil
+			}
 		}
 		select {
 		case <-tick:

@@ -336,7 +336,7 @@ func (s *smoke) pxelinuxDefault(log string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(lineOf(res.Console, "Kernel command line:"), appendLine) {
+	if !strings.Contains(lineOf(res.Console, "Kernel command line:"), appendLine) { // a complete line
 		return fmt.Errorf("the kernel did not get the published APPEND line %q:\n%s", appendLine, lineOf(res.Console, "Kernel command line:"))
 	}
 	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
@@ -583,16 +583,25 @@ func (s *smoke) uefiUBoot(log string) error {
 	if _, err := sess.Expect([]string{"U-Boot 20"}, nil, 60*time.Second); err != nil {
 		return err
 	}
-	if _, err := sess.Expect([]string{"=> "}, nil, 120*time.Second); err != nil {
+	if _, err := sess.ExpectPrompt("=> ", 120*time.Second); err != nil {
 		return fmt.Errorf("no U-Boot prompt: %w", err)
 	}
 	for _, cmd := range []struct{ line, want string }{
-		{"setenv bootargs console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", "=> "},
+		{"setenv bootargs console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", ""},
 		{"tftpboot ${kernel_addr_r} " + filepath.Base(s.vmlinuz), "Bytes transferred"},
 		{"bootefi ${kernel_addr_r} ${fdtcontroladdr}", "EFI stub: Booting Linux Kernel"},
 	} {
 		if err := sess.Send(cmd.line + "\r"); err != nil {
 			return err
+		}
+		if cmd.want == "" { // the echo of the command line, then the next prompt
+			if _, err := sess.Expect([]string{"setenv bootargs"}, nil, 30*time.Second); err != nil {
+				return fmt.Errorf("U-Boot %q: %w", cmd.line, err)
+			}
+			if _, err := sess.ExpectPrompt("=> ", 30*time.Second); err != nil {
+				return fmt.Errorf("U-Boot %q: %w", cmd.line, err)
+			}
+			continue
 		}
 		if _, err := sess.Expect([]string{cmd.want}, []string{"TFTP error", "Unknown command"}, 60*time.Second); err != nil {
 			return fmt.Errorf("U-Boot %q: %w", cmd.line, err)
