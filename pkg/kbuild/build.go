@@ -223,11 +223,23 @@ func Prepare(ctx context.Context, o Options) (*Plan, error) {
 		if _, err := deps.LookTool("distcc", "distcc"); err != nil {
 			return nil, fmt.Errorf("DISTCC_HOSTS is set: %w", err)
 		}
-		if o.Jobs <= 0 {
-			o.Jobs = Slots(hosts)
+		bad := Unreachable(hosts, 2*time.Second)
+		for addr, err := range bad {
+			o.Log.Warn("distcc host unreachable: building without it", "host", addr, "err", err)
 		}
-		for _, h := range Unreachable(hosts, 2*time.Second) {
-			o.Log.Warn("distcc host unreachable: distcc compiles its jobs locally", "host", h)
+		if len(bad) > 0 {
+			kept, left := DropHosts(o.DistccHosts, bad)
+			if !left {
+				o.Log.Warn("no distcc host reachable: compiling locally")
+				kept = ""
+			}
+			o.DistccHosts = kept
+			if hosts, err = ParseDistccHosts(kept); err != nil {
+				hosts = nil
+			}
+		}
+		if o.Jobs <= 0 && len(hosts) > 0 {
+			o.Jobs = Slots(hosts)
 		}
 		p.opts = o
 	}

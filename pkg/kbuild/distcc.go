@@ -70,23 +70,48 @@ func Slots(hosts []DistccHost) int {
 	return n
 }
 
-// Unreachable returns the remote hosts a TCP connection fails to: distcc
-// compiles their jobs locally (its fallback), which a user should know.
-func Unreachable(hosts []DistccHost, timeout time.Duration) []string {
-	var bad []string
+// Addr is host:port.
+func (h DistccHost) Addr() string { return net.JoinHostPort(h.Host, strconv.Itoa(h.Port)) }
+
+// Unreachable returns the remote hosts a TCP connection fails to, with the
+// error.
+func Unreachable(hosts []DistccHost, timeout time.Duration) map[string]error {
+	bad := map[string]error{}
 	for _, h := range hosts {
 		if h.Local {
 			continue
 		}
-		addr := net.JoinHostPort(h.Host, strconv.Itoa(h.Port))
-		c, err := net.DialTimeout("tcp", addr, timeout)
+		c, err := net.DialTimeout("tcp", h.Addr(), timeout)
 		if err != nil {
-			bad = append(bad, fmt.Sprintf("%s (%v)", addr, err))
+			bad[h.Addr()] = err
 			continue
 		}
 		c.Close()
 	}
 	return bad
+}
+
+// DropHosts returns DISTCC_HOSTS without the host entries whose address is
+// in bad (options such as --randomize are kept), and whether any host is
+// left. Compiling without an unreachable host is faster and safer than
+// distcc's own fallback, which retries each job locally after the failed
+// connection (and was seen to leave a truncated dependency file behind).
+func DropHosts(s string, bad map[string]error) (string, bool) {
+	var keep []string
+	left := false
+	for _, tok := range strings.Fields(s) {
+		if !strings.HasPrefix(tok, "--") && !strings.HasPrefix(tok, "+") {
+			hs, err := ParseDistccHosts(tok)
+			if err == nil && len(hs) == 1 {
+				if _, drop := bad[hs[0].Addr()]; drop && !hs[0].Local {
+					continue
+				}
+				left = true
+			}
+		}
+		keep = append(keep, tok)
+	}
+	return strings.Join(keep, " "), left
 }
 
 // RemoteJobs counts the compile jobs a distcc client log says ran on a

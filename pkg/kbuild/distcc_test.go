@@ -31,6 +31,17 @@ func TestParseDistccHosts(t *testing.T) {
 	}
 }
 
+func TestDropHosts(t *testing.T) {
+	bad := map[string]error{"node21:3632": nil, "10.0.0.5:3700": nil}
+	got, left := DropHosts("localhost/2 node21/4 --randomize 10.0.0.5:3700 node22,lzo", bad)
+	if got != "localhost/2 --randomize node22,lzo" || !left {
+		t.Errorf("DropHosts = %q, %v", got, left)
+	}
+	if _, left := DropHosts("node21/4", bad); left {
+		t.Error("a host left after dropping the only one")
+	}
+}
+
 func TestRemoteJobsFromClientLog(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.log")
 	os.WriteFile(p, []byte("distcc[1] compile a.c on 127.0.0.1:36321/2 completed ok\ndistcc[2] compile b.c on localhost completed ok\ndistcc[3] (dcc_x) noise\ndistcc[4] compile c.c on node21/4 completed ok\n"), 0o644)
@@ -151,8 +162,8 @@ func TestIntegrationDistcc(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build with an unreachable distcc host failed: %v", err)
 	}
-	if res.RemoteJobs != 0 || !strings.Contains(logBuf.String(), "distcc host unreachable") {
-		t.Errorf("remote jobs %d; log:\n%s", res.RemoteJobs, logBuf.String())
+	if res.RemoteJobs != 0 || res.DistccHosts != "" || !strings.Contains(logBuf.String(), "distcc host unreachable") || !strings.Contains(logBuf.String(), "no distcc host reachable: compiling locally") {
+		t.Errorf("remote jobs %d, hosts %q; log:\n%s", res.RemoteJobs, res.DistccHosts, logBuf.String())
 	}
 	for _, obj := range distccObjects {
 		if b, _ := os.ReadFile(filepath.Join(bdir, obj)); !bytes.Equal(b, remote[obj]) {
