@@ -29,11 +29,10 @@ func Env(k string) string {
 	return ""
 }
 
-// Slave returns the arch, the directory holding its slave kernel artifacts,
-// and the kernel image's path. It skips (or fails in CI) when the tools are
-// missing, and also needs the arch's QEMU. projectDir is the repository root
-// relative to the test.
-func Slave(t testing.TB, name, projectDir string) (arch.Arch, string, string) {
+// NeedTools returns the arch for name after checking (skip locally, fail
+// in CI) that a slow test can build its kernel and boot it: make, the
+// arch's compiler, its QEMU.
+func NeedTools(t testing.TB, name string) arch.Arch {
 	t.Helper()
 	testutil.Slow(t)
 	a, err := arch.Lookup(name)
@@ -44,6 +43,16 @@ func Slave(t testing.TB, name, projectDir string) (arch.Arch, string, string) {
 	testutil.NeedTool(t, "make", "make")
 	testutil.NeedTool(t, cc, pkg)
 	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	return a
+}
+
+// Slave returns the arch, the directory holding its slave kernel artifacts,
+// and the kernel image's path. It skips (or fails in CI) when the tools are
+// missing, and also needs the arch's QEMU. projectDir is the repository root
+// relative to the test.
+func Slave(t testing.TB, name, projectDir string) (arch.Arch, string, string) {
+	t.Helper()
+	a := NeedTools(t, name)
 	o, err := kbuild.OptionsFromEnv(Env, projectDir, a, kbuild.Slave)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/publish"
@@ -37,11 +38,7 @@ func TestBadSettingsNameTheStep(t *testing.T) {
 }
 
 func ciArtifacts(t *testing.T, name string) {
-	testutil.Slow(t)
-	a, _ := arch.Lookup(name)
-	cc, pkg := a.Compiler()
-	testutil.NeedTool(t, cc, pkg)
-	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	a := testkernel.NeedTools(t, name)
 	tarBin := testutil.NeedTool(t, "tar", "tar")
 	testutil.NeedTool(t, "zstd", "zstd")
 	artifacts := t.TempDir()

@@ -529,15 +529,21 @@ func (s *smoke) fallback(log string) error {
 	return s.reachRoot(sess2, srv3, "the NFS root came back")
 }
 
-// uefi boots the published vmlinuz_arm64 (EFI zboot) under AAVMF.
-func (s *smoke) uefi(log string) error {
-	if _, err := os.Stat(AAVMF); err != nil {
-		return fmt.Errorf("%s not found: install the Debian package qemu-efi-aarch64", AAVMF)
+// uefiServe checks the firmware and the published EFI vmlinuz are there
+// and starts the test NFS server.
+func (s *smoke) uefiServe(firmware, pkg string) (*NFSServer, error) {
+	if _, err := os.Stat(firmware); err != nil {
+		return nil, fmt.Errorf("%s not found: install the Debian package %s", firmware, pkg)
 	}
 	if s.vmlinuz == "" {
-		return fmt.Errorf("vmlinuz_%s is not published", s.o.Arch.Name)
+		return nil, fmt.Errorf("vmlinuz_%s is not published", s.o.Arch.Name)
 	}
-	srv, err := s.serve()
+	return s.serve()
+}
+
+// uefi boots the published vmlinuz_arm64 (EFI zboot) under AAVMF.
+func (s *smoke) uefi(log string) error {
+	srv, err := s.uefiServe(AAVMF, "qemu-efi-aarch64")
 	if err != nil {
 		return err
 	}
@@ -560,13 +566,7 @@ func (s *smoke) uefi(log string) error {
 // load options. U-Boot's own DHCP boot only looks for a boot script, so
 // the commands are typed at its prompt.
 func (s *smoke) uefiUBoot(log string) error {
-	if _, err := os.Stat(UBootRISC); err != nil {
-		return fmt.Errorf("%s not found: install the Debian package u-boot-qemu", UBootRISC)
-	}
-	if s.vmlinuz == "" {
-		return fmt.Errorf("vmlinuz_%s is not published", s.o.Arch.Name)
-	}
-	srv, err := s.serve()
+	srv, err := s.uefiServe(UBootRISC, "u-boot-qemu")
 	if err != nil {
 		return err
 	}

@@ -22,15 +22,7 @@ import (
 // temp artifacts dir and publishes it into a temp root.
 func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 	t.Helper()
-	testutil.Slow(t)
-	a, err := arch.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, pkg := a.Compiler()
-	testutil.NeedTool(t, "make", "make")
-	testutil.NeedTool(t, cc, pkg)
-	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
+	a := testkernel.NeedTools(t, name)
 	if a.SrcArch == "x86" {
 		for _, p := range publish.PXELinux {
 			testutil.NeedFile(t, p.Path, p.Package)
