@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/initramfs/fallback"
+	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
 
@@ -274,26 +275,46 @@ func modulePath(dir string) (string, error) {
 }
 
 // checkPackages resolves every command package in the project's module
-// (the busybox builder needs them there); a missing one is named with its
-// list line and the go get command that adds it.
+// (the busybox builder needs them there) with one `go list -e -json`: only
+// its JSON answer on stdout is read (stderr carries download progress on a
+// cold module cache), and -mod=readonly keeps go.mod and go.sum as they are.
+// A missing or non-command package is named with its list line and the go
+// get command that adds it.
 func checkPackages(ctx context.Context, dir string, cmds []Command) error {
+	args := []string{"list", "-e", "-mod=readonly", "-json=ImportPath,Name,Error"}
+	for _, c := range cmds {
+		args = append(args, c.Pkg)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	found, err := parseGoList(&stdout)
+	if err != nil || (runErr != nil && len(found) == 0) {
+		if err == nil {
+			err = runErr
+		}
+		return fmt.Errorf("go list of the initramfs commands (in %s): %w\n%s", dir, err, textutil.Tail(stderr.String(), 10))
+	}
 	var bad []string
 	for _, c := range cmds {
-		cmd := exec.CommandContext(ctx, "go", "list", "-e", "-f", "{{if .Error}}{{.Error}}{{else if ne .Name \"main\"}}not a command (package {{.Name}}){{end}}", c.Pkg)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-		out, err := cmd.CombinedOutput()
-		msg := strings.TrimSpace(string(out))
-		if err != nil || msg != "" {
-			if msg == "" {
-				msg = err.Error()
+		msg := "not listed by go list"
+		if p, ok := found[c.Pkg]; ok {
+			switch {
+			case p.Error != nil:
+				msg = textutil.FirstLine(p.Error.Err)
+			case p.Name != "main":
+				msg = fmt.Sprintf("not a command (package %s)", p.Name)
+			default:
+				continue
 			}
-			where := c.File
-			if c.Line > 0 {
-				where = fmt.Sprintf("%s:%d", c.File, c.Line)
-			}
-			bad = append(bad, fmt.Sprintf("%s: %s: %s (is it a command? add it with: go get -tool %s@<version>)", where, c.Pkg, firstLine(msg), c.Pkg))
 		}
+		where := c.File
+		if c.Line > 0 {
+			where = fmt.Sprintf("%s:%d", c.File, c.Line)
+		}
+		bad = append(bad, fmt.Sprintf("%s: %s: %s (is it a command? add it with: go get -tool %s@<version>)", where, c.Pkg, msg, c.Pkg))
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("unknown initramfs command(s):\n  %s", strings.Join(bad, "\n  "))
@@ -301,9 +322,26 @@ func checkPackages(ctx context.Context, dir string, cmds []Command) error {
 	return nil
 }
 
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
+// listedPackage is the part of `go list -json` checkPackages reads.
+type listedPackage struct {
+	ImportPath string
+	Name       string
+	Error      *struct{ Err string }
+}
+
+// parseGoList reads the stream of JSON objects `go list -json` writes.
+func parseGoList(r io.Reader) (map[string]listedPackage, error) {
+	out := map[string]listedPackage{}
+	dec := json.NewDecoder(r)
+	for {
+		var p listedPackage
+		if err := dec.Decode(&p); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return out, fmt.Errorf("reading go list's answer: %w", err)
+		}
+		out[p.ImportPath] = p
+	}
 }
 
 // cacheKey hashes every input of the image: commands, arch, compressor,
