@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -85,7 +84,7 @@ func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.T
 		return t, &fallback.Failure{Step: fallback.StepConfig, Server: bootServer, Err: err}
 	}
 	os.MkdirAll(newRoot, 0o755)
-	if inflight == nil {
+	if !mounter.Busy() {
 		unix.Unmount(newRoot, unix.MNT_DETACH) // what a failed attempt left
 	}
 	flags := uintptr(0)
@@ -103,39 +102,16 @@ func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.T
 	return t, nil
 }
 
-// mountTimeout bounds how long a mount may keep the node silent: an NFSv3
-// mount of an unreachable server (or without rpcbind) retries in the kernel
-// for minutes.
-const mountTimeout = 20 * time.Second
-
-// inflight is a mount(2) still running after its deadline: mount cannot be
-// cancelled, so the next attempt waits for it (and uses it if it worked).
-var inflight chan error
+// mounter bounds how long a mount may keep the node silent (an NFSv3
+// mount of an unreachable server, or one without rpcbind, retries in the
+// kernel for minutes) and serialises the background retries with the main
+// loop.
+var mounter = &fallback.Mounter{Timeout: 20 * time.Second}
 
 func mountWithDeadline(t fallback.Target, flags uintptr) error {
-	if inflight != nil {
-		select {
-		case err := <-inflight:
-			inflight = nil
-			if err == nil {
-				return nil // the late mount worked
-			}
-		case <-time.After(mountTimeout):
-			return fmt.Errorf("an earlier mount of %s is still hanging in the kernel", t.Source())
-		}
-	}
-	done := make(chan error, 1)
-	go func() { done <- unix.Mount(t.Source(), newRoot, "nfs", flags, t.MountData()) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return describeErrno(err)
-		}
-		return nil
-	case <-time.After(mountTimeout):
-		inflight = done
-		return fmt.Errorf("no answer within %s", mountTimeout)
-	}
+	return describeErrno(mounter.Mount(t.Source(), func() error {
+		return unix.Mount(t.Source(), newRoot, "nfs", flags, t.MountData())
+	}))
 }
 
 func describeErrno(err error) error {
@@ -244,12 +220,20 @@ func boot(cmd fallback.Cmdline, t fallback.Target) {
 // rescue runs the shell on the console through a pty (so the first byte
 // the admin types is seen here) and retries the mount in the background.
 func rescue(cmd fallback.Cmdline, st fallback.Settings) {
-	var typed atomic.Bool
+	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		say("%s cannot open /dev/console: %v", fallback.Prefix, err)
+		select {}
+	}
+	// one reader of the console for every shell: a key typed while one
+	// shell ends and the next starts goes to the next one
+	relay := &fallback.Relay{}
+	go relay.Run(con)
 	mounted := make(chan fallback.Target, 1)
 	go func() {
 		for n := 1; ; n++ {
 			time.Sleep(fallback.Backoff(n, time.Duration(st.RetryMax)))
-			if typed.Load() {
+			if relay.Typed() {
 				say("\r\n%s the admin is at the shell: background retries stopped", fallback.Prefix)
 				return
 			}
@@ -266,7 +250,7 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 	for {
 		say("%s starting a rescue shell (%s); the NFS mount is retried in the background until you type", fallback.Prefix, st.Shell)
 		shellDone := make(chan error, 1)
-		kill, err := shell(st.Shell, &typed, shellDone)
+		kill, err := shell(st.Shell, con, relay, shellDone)
 		if err != nil {
 			say("%s cannot start %s: %v", fallback.Prefix, st.Shell, err)
 			select {}
@@ -288,9 +272,10 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 	}
 }
 
-// shell starts sh on a pty whose other side is relayed to /dev/console in
-// raw mode. It returns a function that kills the shell.
-func shell(sh string, typed *atomic.Bool, done chan<- error) (func(), error) {
+// shell starts sh on a pty whose other side is relayed to the console (in
+// raw mode) and attached to relay. It returns a function that kills the
+// shell.
+func shell(sh string, con *os.File, relay *fallback.Relay, done chan<- error) (func(), error) {
 	if _, err := os.Stat(sh); err != nil {
 		if p, err2 := exec.LookPath("gosh"); err2 == nil {
 			sh = p
@@ -316,10 +301,6 @@ func shell(sh string, typed *atomic.Bool, done chan<- error) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
 	old, err := unix.IoctlGetTermios(int(con.Fd()), unix.TCGETS)
 	if err == nil {
 		raw := *old
@@ -338,28 +319,10 @@ func shell(sh string, typed *atomic.Bool, done chan<- error) (func(), error) {
 	}
 	pts.Close()
 	go io.Copy(con, ptm)
-	stop := make(chan struct{})
-	go func() {
-		buf := make([]byte, 256)
-		for {
-			k, err := con.Read(buf)
-			if k > 0 {
-				typed.Store(true)
-				ptm.Write(buf[:k])
-			}
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	relay.Attach(ptm)
 	go func() {
 		err := c.Wait()
-		close(stop)
+		relay.Detach()
 		if old != nil {
 			unix.IoctlSetTermios(int(con.Fd()), unix.TCSETS, old)
 		}
