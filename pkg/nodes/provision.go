@@ -48,7 +48,7 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 				r.Created = append(r.Created, p+"/")
 			}
 		}
-		if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777|os.ModeSticky); err != nil {
+		if err := os.Chmod(filepath.Join(dir, "tmp"), os.ModeSticky|0o777); err != nil {
 			return r, err
 		}
 		console := filepath.Join(dir, "dev", "console")
