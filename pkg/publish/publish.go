@@ -32,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/diskless/diskless/pkg/pxe"
 )
 
 const (
@@ -78,7 +80,16 @@ type Options struct {
 	Keep int
 	// NoWait fails at once when another publish holds the lock.
 	NoWait bool
-	Log    *slog.Logger
+	// Merge keeps the files of the live generation that the new set has
+	// nothing of: other arches, the x86 loaders while an x86 arch stays, the
+	// per-node files. Without it the new set is the whole generation.
+	Merge bool
+	// Drop names arches whose live files a Merge leaves out.
+	Drop []string
+	// PXE, when set, makes pxelinux.cfg/default anew for every x86 arch of
+	// the final set with this command line.
+	PXE *pxe.Settings
+	Log *slog.Logger
 	// wrap, in tests, wraps each file's writer (fault injection).
 	wrap func(name string, w io.Writer) io.Writer
 }
@@ -171,6 +182,19 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 	}
 	defer unlock()
 	cleanTemp(o.Root)
+	if o.Merge {
+		// under the lock: the live generation cannot be pruned meanwhile
+		if files, err = keepLive(o.Root, files, o.Drop); err != nil {
+			return nil, err
+		}
+	} else if len(o.Drop) > 0 {
+		return nil, errors.New("PUBLISH_DROP is for a publish that keeps the other arches (merge)")
+	}
+	if o.PXE != nil {
+		if files, err = withDefaultConfig(files, *o.PXE); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkTopLevel(o.Root, files); err != nil {
 		return nil, err
 	}
