@@ -17,8 +17,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
@@ -29,8 +29,8 @@ import (
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
-	"github.com/diskless/diskless/pkg/pxe"
 	"github.com/diskless/diskless/pkg/qemu"
+	"github.com/diskless/diskless/pkg/settings"
 )
 
 // Build targets produce artifacts/<arch>/.
@@ -45,6 +45,19 @@ var Aliases = map[string]interface{}{
 }
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+// The settings, read once per run from the environment and nodes.toml
+// (pkg/settings); every target takes its options from them.
+var (
+	settingsOnce sync.Once
+	cfg          *settings.Settings
+	cfgErr       error
+)
+
+func load() (*settings.Settings, error) {
+	settingsOnce.Do(func() { cfg, cfgErr = settings.Load(os.LookupEnv, ".") })
+	return cfg, cfgErr
+}
 
 // terminal returns stdout when it is a terminal (live progress lines), nil
 // otherwise (plain periodic log lines).
@@ -67,10 +80,11 @@ func kernel(ctx context.Context, archArg string, role kbuild.Role) error {
 	if err != nil {
 		return err
 	}
-	opts, err := kbuild.OptionsFromEnv(os.Getenv, ".", a, role)
+	s, err := load()
 	if err != nil {
 		return err
 	}
+	opts := s.Kernel(a, role)
 	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, opts.KernelSrc == "")); err != nil {
 		return err
 	}
@@ -111,8 +125,9 @@ func (Build) Master(ctx context.Context, archArg string) error {
 // Netboot makes artifacts/<arch>/vmlinuz_<arch>, the netboot image (the
 // HOWTO's mkelf-linux step), after building the slave kernel if needed. On
 // x86_64/i386 an ELF32 Multiboot image that QEMU -kernel, iPXE and GRUB boot,
-// with the command line from NFS_SERVER, NFS_ROOT, NFS_OPTS, KERNEL_ARGS
-// embedded, and with NETBOOT_INITRAMFS=1 the fallback initramfs inside. On
+// with the node's command line (nodes.toml, or NFS_SERVER, NFS_ROOT,
+// NFS_OPTS, KERNEL_ARGS) embedded and the fallback initramfs inside (built
+// if needed; NETBOOT_INITRAMFS=0 leaves it out). On
 // arm64/riscv64 the EFI zboot kernel with that command line built in.
 // Usage: build:netboot arch=x86_64
 func (Build) Netboot(ctx context.Context, archArg string) error {
@@ -120,7 +135,18 @@ func (Build) Netboot(ctx context.Context, archArg string) error {
 		return err
 	}
 	a, _ := arch.ParseArg(archArg)
-	out, err := pipeline.Netboot(pipelineOptions(a), "")
+	o, err := pipelineOptions(a)
+	if err != nil {
+		return err
+	}
+	if carry, err := pipeline.NetbootCarriesInitramfs(o); err != nil {
+		return err
+	} else if carry {
+		if _, err := pipeline.Initramfs(ctx, o); err != nil {
+			return err
+		}
+	}
+	out, err := pipeline.Netboot(o, "")
 	if err != nil {
 		return err
 	}
@@ -138,7 +164,11 @@ func (Build) Initramfs(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	res, err := pipeline.Initramfs(ctx, pipelineOptions(a))
+	o, err := pipelineOptions(a)
+	if err != nil {
+		return err
+	}
+	res, err := pipeline.Initramfs(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -146,81 +176,56 @@ func (Build) Initramfs(ctx context.Context, archArg string) error {
 	return nil
 }
 
-func disklessRoot() string {
-	if r := os.Getenv("DISKLESS_ROOT"); r != "" {
-		return r
-	}
-	return "/diskless"
-}
-
-func publishOptions() (publish.Options, error) {
-	o := publish.Options{Root: disklessRoot(), NoWait: os.Getenv("PUBLISH_NOWAIT") == "1", Log: log}
-	if k := os.Getenv("PUBLISH_KEEP"); k != "" {
-		n, err := strconv.Atoi(k)
-		if err != nil || n < 1 {
-			return o, fmt.Errorf("PUBLISH_KEEP=%q: want a number of generations, at least 1", k)
-		}
-		o.Keep = n
-	}
-	return o, nil
-}
-
 // Publish copies everything built under artifacts/ (kernels, vmlinuz,
 // initramfs, configs, PXELINUX and a generated pxelinux.cfg/default) into
 // DISKLESS_ROOT (default /diskless) as a new generation and switches to it
-// atomically, with SHA256SUMS and manifest.json. PUBLISH_NOWAIT=1 fails
-// instead of waiting for another publish; PUBLISH_KEEP generations are kept
-// (default 3). NFS_SERVER, NFS_ROOT, NFS_OPTS, KERNEL_ARGS shape the
-// PXELINUX command line.
+// atomically, with SHA256SUMS and manifest.json. PUBLISH_FROM=a.tar.zst,b.tar.zst
+// (or a directory of bundles) publishes CI bundles instead, all in one
+// generation. The live generation's other arches are kept;
+// PUBLISH_DROP=arm64,... removes those. PUBLISH_NOWAIT=1 fails instead of
+// waiting for another publish; PUBLISH_KEEP generations are kept (default
+// 3). The node settings (nodes.toml, or NFS_SERVER, NFS_ROOT, NFS_OPTS,
+// KERNEL_ARGS) shape the PXELINUX command line.
 func Publish(ctx context.Context) error {
-	o, err := publishOptions()
+	s, err := load()
 	if err != nil {
 		return err
 	}
-	st, err := pxe.SettingsFromEnv(os.Getenv)
+	m, err := pipeline.Publish(ctx, s, log)
 	if err != nil {
 		return err
 	}
-	var files []publish.File
-	if from := os.Getenv("PUBLISH_FROM"); from != "" {
-		dir, err := os.MkdirTemp("", "diskless-bundle-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		if files, err = publish.ReadBundle(from, dir); err != nil {
-			return err
-		}
-	} else if files, err = publish.Collect("artifacts", st); err != nil {
-		return err
-	}
-	m, err := publish.Publish(ctx, files, o)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("published generation %d to %s: %d files (check: cd %s && sha256sum -c SHA256SUMS)\n", m.Generation, o.Root, len(m.Files), o.Root)
+	fmt.Printf("published generation %d to %s: %d files (check: cd %s && sha256sum -c SHA256SUMS)\n", m.Generation, s.Root, len(m.Files), s.Root)
 	return nil
 }
 
 // Verify re-reads the published tree in DISKLESS_ROOT and checks every file
 // against manifest.json and SHA256SUMS; non-zero exit naming each mismatch.
 func Verify() error {
-	m, err := publish.Verify(disklessRoot())
+	s, err := load()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: generation %d verified, %d files\n", disklessRoot(), m.Generation, len(m.Files))
+	m, err := publish.Verify(s.Root)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: generation %d verified, %d files\n", s.Root, m.Generation, len(m.Files))
 	return nil
 }
 
 // Rollback makes the previous published generation live again (atomically).
 // With no previous generation it says so and changes nothing.
 func Rollback() error {
-	from, to, err := publish.Rollback(disklessRoot(), os.Getenv("PUBLISH_NOWAIT") == "1", log)
+	s, err := load()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: rolled back from generation %d to %d\n", disklessRoot(), from, to)
+	from, to, err := publish.Rollback(s.Root, s.PublishNoWait, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: rolled back from generation %d to %d\n", s.Root, from, to)
 	return nil
 }
 
@@ -232,21 +237,26 @@ func (Build) All(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, os.Getenv("KERNEL_SRC") == ""), deps.Publish(a)...)); err != nil {
+	o, err := pipelineOptions(a)
+	if err != nil {
 		return err
 	}
-	if _, err := pipeline.BuildArch(ctx, pipelineOptions(a)); err != nil {
+	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == ""), deps.Publish(a)...)); err != nil {
+		return err
+	}
+	if _, err := pipeline.BuildArch(ctx, o); err != nil {
 		return err
 	}
 	return Publish(ctx)
 }
 
-func pipelineOptions(a arch.Arch) pipeline.Options {
-	o := pipeline.Options{Arch: a, ProjectDir: ".", Artifacts: "artifacts", Getenv: os.Getenv, Log: log}
+func pipelineOptions(a arch.Arch) (pipeline.Options, error) {
+	s, err := load()
+	o := pipeline.Options{Arch: a, Settings: s, Log: log}
 	if t := terminal(); t != nil {
 		o.Terminal = t
 	}
-	return o
+	return o, err
 }
 
 // Smoke boots the published tree (DISKLESS_ROOT, default /diskless) of an
@@ -262,6 +272,10 @@ func (Test) Smoke(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
+	s, err := load()
+	if err != nil {
+		return err
+	}
 	if err := deps.Ensure(ctx, log, deps.Boot(a)); err != nil {
 		return err
 	}
@@ -270,11 +284,7 @@ func (Test) Smoke(ctx context.Context, archArg string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	var only []string
-	if p := strings.TrimSpace(os.Getenv("SMOKE_PATHS")); p != "" {
-		only = strings.Split(p, ",")
-	}
-	results, err := qemu.Smoke(ctx, qemu.SmokeOptions{Arch: a, Root: disklessRoot(), LogDir: filepath.Join("artifacts", a.Name, "smoke"), Work: work, Only: only})
+	results, err := qemu.Smoke(ctx, qemu.SmokeOptions{Arch: a, Root: s.Root, LogDir: filepath.Join(s.Artifacts, a.Name, "smoke"), Work: work, Only: s.SmokePaths, Accel: s.QEMUAccel})
 	fmt.Printf("accelerator: %s\n", qemu.AccelNote())
 	for _, r := range results {
 		fmt.Println(r.Line())
@@ -297,13 +307,6 @@ func Bench() error {
 // Nodes targets manage the node inventory (NODES_FILE, default nodes.toml).
 type Nodes mg.Namespace
 
-func nodesFile() string {
-	if f := os.Getenv("NODES_FILE"); f != "" {
-		return f
-	}
-	return "nodes.toml"
-}
-
 // Add appends a node to the inventory (creating it, with the node's /24
 // and the master at .1, when missing; check those). BOOT=pxelinux|etherboot|uefi
 // and KERNEL_ARGS=... are optional. Usage:
@@ -313,19 +316,22 @@ func (Nodes) Add(name, mac, ip, archArg string) error {
 	if err != nil {
 		return err
 	}
-	nd.Boot, nd.KernelArgs = os.Getenv("BOOT"), os.Getenv("KERNEL_ARGS")
+	s, err := load()
+	if err != nil {
+		return err
+	}
+	nd.Boot, nd.KernelArgs = s.NodeBoot, s.Boot.Extra
 	network, err := nodes.NewNetwork(nd)
 	if err != nil {
 		return err
 	}
-	_, statErr := os.Stat(nodesFile())
-	if err := nodes.AddNode(nodesFile(), nd, network); err != nil {
+	if err := nodes.AddNode(s.NodesFile, nd, network); err != nil {
 		return err
 	}
-	if os.IsNotExist(statErr) {
-		fmt.Printf("created %s with master %s, subnet %s: check them\n", nodesFile(), network.Master, network.Subnet)
+	if s.Inventory == nil {
+		fmt.Printf("created %s with master %s, subnet %s: check them\n", s.NodesFile, network.Master, network.Subnet)
 	}
-	fmt.Printf("added %s (%s, %s) to %s\n", nd.Name, nd.IP, nd.MAC, nodesFile())
+	fmt.Printf("added %s (%s, %s) to %s\n", nd.Name, nd.IP, nd.MAC, s.NodesFile)
 	return nil
 }
 
@@ -333,7 +339,7 @@ func (Nodes) Add(name, mac, ip, archArg string) error {
 // dhcpd.conf, dnsmasq.d/diskless.conf, exports, pxelinux.cfg/01-<mac> (which
 // publish then serves) and each node's root files under nodes/<ip>/.
 func (Nodes) Render() error {
-	inv, err := nodes.Load(nodesFile())
+	inv, err := inventory()
 	if err != nil {
 		return err
 	}
@@ -341,7 +347,7 @@ func (Nodes) Render() error {
 	if err != nil {
 		return err
 	}
-	out := filepath.Join("artifacts", "master")
+	out := filepath.Join(cfg.Artifacts, "master")
 	os.RemoveAll(filepath.Join(out, "pxelinux.cfg"))
 	if err := nodes.WriteFiles(out, files); err != nil {
 		return err
@@ -354,11 +360,11 @@ func (Nodes) Render() error {
 // (/diskless/<ip>/): the HOWTO's directories, dev/console, fstab, hostname,
 // conf.d/net. Files an admin changed are kept and reported.
 func (Nodes) Provision() error {
-	inv, err := nodes.Load(nodesFile())
+	inv, err := inventory()
 	if err != nil {
 		return err
 	}
-	r, err := inv.Provision(disklessRoot())
+	r, err := inv.Provision(cfg.Root)
 	if err != nil {
 		return err
 	}
@@ -368,8 +374,20 @@ func (Nodes) Provision() error {
 	for _, n := range r.Notes {
 		fmt.Printf("note: %s\n", n)
 	}
-	fmt.Printf("%d nodes provisioned in %s: %d created, %d updated, %d kept\n", len(inv.Nodes), disklessRoot(), len(r.Created), len(r.Updated), len(r.Kept))
+	fmt.Printf("%d nodes provisioned in %s: %d created, %d updated, %d kept\n", len(inv.Nodes), cfg.Root, len(r.Created), len(r.Updated), len(r.Kept))
 	return nil
+}
+
+// inventory is the loaded nodes.toml, or an error saying how to make one.
+func inventory() (*nodes.Inventory, error) {
+	s, err := load()
+	if err != nil {
+		return nil, err
+	}
+	if s.Inventory == nil {
+		return nil, fmt.Errorf("node inventory %s does not exist: add a node first (nodes:add name=... mac=... ip=... arch=...)", s.NodesFile)
+	}
+	return s.Inventory, nil
 }
 
 // CI targets are the per-arch artifact jobs.
@@ -385,10 +403,14 @@ func (CI) Artifacts(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, os.Getenv("KERNEL_SRC") == ""), deps.Boot(a)...)); err != nil {
+	o, err := pipelineOptions(a)
+	if err != nil {
+		return err
+	}
+	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == ""), deps.Boot(a)...)); err != nil {
 		return fmt.Errorf("deps: %w", err)
 	}
-	res, err := pipeline.CIArtifacts(ctx, pipelineOptions(a))
+	res, err := pipeline.CIArtifacts(ctx, o)
 	if res != nil {
 		for _, r := range res.Smoke {
 			fmt.Println(r.Line())

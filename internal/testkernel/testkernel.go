@@ -14,6 +14,7 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/pxe"
 )
 
 // Quiet is a logger for tests: warnings and errors only.
@@ -21,12 +22,37 @@ func Quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// Env is the environment the tests build with: defaults, except KERNEL_SRC.
-func Env(k string) string {
-	if k == "KERNEL_SRC" {
-		return os.Getenv(k)
+// Lookup is the environment the tests load their settings from (with
+// pkg/settings, where the package allows): the defaults, except the kernel
+// source, the cache location (shared with builds outside the tests), CI and
+// QEMU_ACCEL; no node inventory.
+func Lookup(k string) (string, bool) {
+	switch k {
+	case "KERNEL_SRC", "XDG_CACHE_HOME", "HOME", "CI", "QEMU_ACCEL":
+		return os.LookupEnv(k)
+	case "NODES_FILE":
+		return "/nonexistent/diskless-tests/nodes.toml", true
 	}
-	return ""
+	return "", false
+}
+
+// CacheDir is the project cache the tests build in, as Lookup gives it.
+func CacheDir() string {
+	xdg, _ := Lookup("XDG_CACHE_HOME")
+	home, _ := Lookup("HOME")
+	return kbuild.CacheDir(xdg, home)
+}
+
+// SlaveOptions are the kbuild options of the slave kernel for a with the
+// default node settings, as pkg/settings makes them from Lookup (packages
+// below pkg/settings cannot import it in their tests).
+func SlaveOptions(projectDir string, a arch.Arch) kbuild.Options {
+	o := kbuild.NewOptions(projectDir, CacheDir(), a, kbuild.Slave)
+	o.KernelSrc, _ = Lookup("KERNEL_SRC")
+	st := pxe.Settings{}.WithDefaults()
+	o.Cmdline = st.Cmdline(a)
+	o.Checks = append(o.Checks, st.CheckKernel)
+	return o
 }
 
 // NeedTools returns the arch for name after checking (skip locally, fail
@@ -53,10 +79,7 @@ func NeedTools(t testing.TB, name string) arch.Arch {
 func Slave(t testing.TB, name, projectDir string) (arch.Arch, string, string) {
 	t.Helper()
 	a := NeedTools(t, name)
-	o, err := kbuild.OptionsFromEnv(Env, projectDir, a, kbuild.Slave)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := SlaveOptions(projectDir, a)
 	o.OutDir, o.Log = t.TempDir(), Quiet()
 	if _, err := kbuild.Build(context.Background(), o); err != nil {
 		t.Fatal(err)

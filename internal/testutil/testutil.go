@@ -7,11 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/diskless/diskless/internal/flagval"
 )
 
-// InCI reports whether the tests run under CI (CI=true), where every tool is
+// InCI reports whether the tests run under CI (CI set to anything but empty,
+// 0 or false), where every tool is
 // installed and nothing may skip.
-func InCI() bool { return os.Getenv("CI") == "true" }
+func InCI() bool { return flagval.CI(os.Getenv("CI")) }
 
 // NeedTool skips the test when cmd is not on PATH, naming the Debian package
 // that provides it; under CI it fails instead.

@@ -12,7 +12,6 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/initramfs"
-	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
@@ -135,14 +134,14 @@ func TestIntegrationDebianCloudKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
-	vmlinuz, err := debkernel.CloudAMD64(kbuild.CacheDir())
+	vmlinuz, err := debkernel.CloudAMD64(testkernel.CacheDir())
 	if err != nil {
 		if testutil.InCI() {
 			t.Fatal(err)
 		}
 		t.Skipf("cannot fetch Debian's %s (offline?): %v", debkernel.Meta, err)
 	}
-	ir, err := initramfs.Build(context.Background(), initramfs.Options{Arch: a, ProjectDir: "../..", OutDir: t.TempDir(), CacheDir: kbuild.CacheDir(),
+	ir, err := initramfs.Build(context.Background(), initramfs.Options{Arch: a, ProjectDir: "../..", OutDir: t.TempDir(), CacheDir: testkernel.CacheDir(),
 		Log: testkernel.Quiet()})
 	if err != nil {
 		t.Fatal(err)

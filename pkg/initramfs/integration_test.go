@@ -10,7 +10,6 @@ import (
 
 	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/pkg/arch"
-	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
@@ -21,7 +20,7 @@ func quietLog() *slog.Logger { return testkernel.Quiet() }
 func kernelAndInitramfs(t *testing.T, name string) (arch.Arch, string, string) {
 	t.Helper()
 	a, dir, kernel := testkernel.Slave(t, name, "../..")
-	res, err := Build(context.Background(), Options{Arch: a, ProjectDir: "../..", OutDir: dir, CacheDir: kbuild.CacheDir(), Log: quietLog()})
+	res, err := Build(context.Background(), Options{Arch: a, ProjectDir: "../..", OutDir: dir, CacheDir: testkernel.CacheDir(), Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

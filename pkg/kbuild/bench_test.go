@@ -20,15 +20,7 @@ func benchOptions(b *testing.B, name string) Options {
 	if _, err := exec.LookPath("make"); err != nil {
 		b.Skip("make not found (Debian package make)")
 	}
-	o, err := OptionsFromEnv(func(k string) string {
-		if k == "KERNEL_SRC" {
-			return os.Getenv(k)
-		}
-		return ""
-	}, "../..", a, Slave)
-	if err != nil {
-		b.Fatal(err)
-	}
+	o := testOptions("../..", a, Slave)
 	o.OutDir, o.Log = b.TempDir(), discard()
 	return o
 }
@@ -76,7 +68,7 @@ func BenchmarkSlaveCold(b *testing.B) {
 		b.Skip("a cold kernel build takes minutes: run with BENCH_COLD=1")
 	}
 	o := benchOptions(b, "x86_64")
-	src, err := ResolveSource(context.Background(), o.KernelSrc, CacheDir())
+	src, err := ResolveSource(context.Background(), o.KernelSrc, testCacheDir())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,7 +5,9 @@
 // environment with ccache when installed, and records what went in and came
 // out in build_<arch>.json. An unchanged build does not run make at all.
 //
-// It does not publish anything and does not know about boot loaders.
+// It does not publish anything, reads no environment variable and does not
+// know about boot loaders: a built-in command line and checks of the final
+// .config come in its Options.
 package kbuild
 
 import (
@@ -69,6 +71,9 @@ type Options struct {
 	// passes no options), so vmlinuz_<arch> boots with the node's
 	// settings. It is part of the cache key like any requested value.
 	Cmdline string
+	// SourceDateEpoch is the build timestamp (SOURCE_DATE_EPOCH); 0 means
+	// the source tree's release date. It is part of the cache key.
+	SourceDateEpoch int64
 	// DistccHosts (DISTCC_HOSTS) spreads compile jobs over distccd hosts:
 	// CC="distcc <gcc>", or ccache with CCACHE_PREFIX=distcc; -j is the
 	// hosts' total slots unless Jobs is set.
@@ -326,7 +331,7 @@ func (p *Plan) checkTools() error {
 func (p *Plan) computeKey() string {
 	h := sha256.New()
 	o := &p.opts
-	fmt.Fprintf(h, "diskless-kbuild-v1\x00%s\x00%s\x00%s\x00%s\x00%d\x00", o.Arch.Name, o.Role, p.src.Identity, p.src.Dir, p.src.Epoch)
+	fmt.Fprintf(h, "diskless-kbuild-v1\x00%s\x00%s\x00%s\x00%s\x00%d\x00", o.Arch.Name, o.Role, p.src.Identity, p.src.Dir, p.epoch())
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v\x00", p.opts.baseConfig(), p.cc, p.ccVer, p.opts.targets())
 	for _, e := range p.req.Entries {
 		fmt.Fprintf(h, "%s\n", e)
@@ -398,7 +403,7 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 
 	m := Meta{
 		Arch: o.Arch.Name, Role: o.Role, KernelVersion: p.src.Version,
-		Source: p.src.Origin, SourceID: p.src.Identity, SourceEpoch: p.src.Epoch,
+		Source: p.src.Origin, SourceID: p.src.Identity, SourceEpoch: p.epoch(),
 		BaseConfig: o.baseConfig(), Fragments: p.frags,
 		Compiler: p.cc, CompilerVer: p.ccVer, Ccache: p.ccache != "",
 		Jobs: o.Jobs, Targets: o.targets(), ConfigOnly: o.ConfigOnly,
@@ -485,12 +490,17 @@ func (p *Plan) install(m *Meta, names Names) error {
 	return fsutil.WriteAtomic(filepath.Join(p.opts.OutDir, names.Meta), append(data, '\n'))
 }
 
+// epoch is the build timestamp: SourceDateEpoch, or the tree's release date.
+func (p *Plan) epoch() int64 {
+	if p.opts.SourceDateEpoch > 0 {
+		return p.opts.SourceDateEpoch
+	}
+	return p.src.Epoch
+}
+
 // env is the reproducible build environment.
 func (p *Plan) env() []string {
-	epoch := p.src.Epoch
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		fmt.Sscan(s, &epoch)
-	}
+	epoch := p.epoch()
 	env := os.Environ()
 	if p.opts.DistccHosts != "" {
 		env = append(env, "DISTCC_HOSTS="+p.opts.DistccHosts, "DISTCC_LOG="+p.distccLog(), "DISTCC_VERBOSE=1")

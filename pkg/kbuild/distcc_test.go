@@ -104,11 +104,11 @@ func TestIntegrationDistcc(t *testing.T) {
 	needKernelTools(t, a)
 	testutil.NeedTool(t, "distcc", "distcc")
 	port, dlog := startDistccd(t)
-	src, err := ResolveSource(context.Background(), os.Getenv("KERNEL_SRC"), CacheDir())
+	src, err := ResolveSource(context.Background(), os.Getenv("KERNEL_SRC"), testCacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := realOptions(t, a, Slave, nil)
+	o := realOptions(t, a, Slave, false)
 	o.KernelSrc, o.CacheDir, o.NoCcache = src.Dir, t.TempDir(), true
 	o.Targets = distccObjects
 	o.DistccHosts = "127.0.0.1:" + itoa(port) + "/2"
@@ -189,7 +189,7 @@ func BenchmarkSlaveFarm(b *testing.B) {
 		b.Skip("three full kernel builds: run with BENCH_DISTCC=1")
 	}
 	o := benchOptions(b, "x86_64")
-	src, err := ResolveSource(context.Background(), o.KernelSrc, CacheDir())
+	src, err := ResolveSource(context.Background(), o.KernelSrc, testCacheDir())
 	if err != nil {
 		b.Fatal(err)
 	}

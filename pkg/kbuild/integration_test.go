@@ -38,16 +38,10 @@ func needKernelTools(t *testing.T, a arch.Arch) {
 	}
 }
 
-func realOptions(t *testing.T, a arch.Arch, role Role, e map[string]string) Options {
+func realOptions(t *testing.T, a arch.Arch, role Role, configOnly bool) Options {
 	t.Helper()
-	if e == nil {
-		e = map[string]string{}
-	}
-	e["KERNEL_SRC"] = os.Getenv("KERNEL_SRC")
-	o, err := OptionsFromEnv(env(e), "../..", a, role)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testOptions("../..", a, role)
+	o.ConfigOnly = configOnly
 	o.OutDir = t.TempDir()
 	o.Log = testLogger(t)
 	return o
@@ -57,7 +51,7 @@ func buildSlave(t *testing.T, name string) (*Result, Options) {
 	t.Helper()
 	a := mustArch(t, name)
 	needKernelTools(t, a)
-	o := realOptions(t, a, Slave, nil)
+	o := realOptions(t, a, Slave, false)
 	res, err := Build(context.Background(), o)
 	if err != nil {
 		t.Fatalf("build:slave %s: %v", name, err)
@@ -219,7 +213,7 @@ func TestIntegrationConfigOnly(t *testing.T) {
 		t.Run(c.arch+"-"+string(c.role), func(t *testing.T) {
 			a := mustArch(t, c.arch)
 			needKernelTools(t, a)
-			o := realOptions(t, a, c.role, map[string]string{"CONFIG_ONLY": "1"})
+			o := realOptions(t, a, c.role, true)
 			res, err := Build(context.Background(), o)
 			if err != nil {
 				t.Fatal(err)
@@ -246,16 +240,13 @@ func TestIntegrationConfigOnly(t *testing.T) {
 func TestIntegrationDroppedValueReported(t *testing.T) {
 	a := mustArch(t, "x86_64")
 	needKernelTools(t, a)
-	src, err := ResolveSource(context.Background(), os.Getenv("KERNEL_SRC"), CacheDir())
+	src, err := ResolveSource(context.Background(), os.Getenv("KERNEL_SRC"), testCacheDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := project(t)
 	os.WriteFile(filepath.Join(dir, "nolock.config"), []byte("# CONFIG_FILE_LOCKING is not set\n"), 0o644)
-	o, err := OptionsFromEnv(env(map[string]string{"KCONFIG_EXTRA": "nolock.config"}), dir, a, Slave)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testOptions(dir, a, Slave, "nolock.config")
 	o.KernelSrc, o.CacheDir, o.Log = src.Dir, t.TempDir(), testLogger(t)
 	_, err = Build(context.Background(), o)
 	var ve *kconfig.VerifyError

@@ -17,6 +17,7 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kconfig"
+	"github.com/diskless/diskless/pkg/pxe"
 )
 
 func mustArch(t *testing.T, n string) arch.Arch {
@@ -53,43 +54,56 @@ func project(t *testing.T) string {
 	return dir
 }
 
-func env(m map[string]string) Getenv { return func(k string) string { return m[k] } }
+// testOptions is what pkg/settings makes for a project dir with default
+// settings, plus extra fragments (paths relative to dir).
+func testOptions(dir string, a arch.Arch, role Role, extra ...string) Options {
+	o := NewOptions(dir, testCacheDir(), a, role)
+	for _, e := range extra {
+		o.Extra = append(o.Extra, filepath.Join(dir, e))
+	}
+	o.KernelSrc = os.Getenv("KERNEL_SRC")
+	if role == Slave {
+		st := pxe.Settings{}.WithDefaults()
+		o.Cmdline = st.Cmdline(a)
+		o.Checks = append(o.Checks, st.CheckKernel)
+	}
+	return o
+}
 
-func TestOptionsFromEnv(t *testing.T) {
+// testCacheDir is the shared cache the tests build in (the user's).
+func testCacheDir() string { return CacheDir(os.Getenv("XDG_CACHE_HOME"), os.Getenv("HOME")) }
+
+func TestNewOptions(t *testing.T) {
 	dir := project(t)
 	x := mustArch(t, "x86_64")
 	os.WriteFile(filepath.Join(dir, "extra.config"), []byte("CONFIG_HZ_100=y\n"), 0o644)
-	o, err := OptionsFromEnv(env(map[string]string{"KCONFIG_EXTRA": "extra.config", "JOBS": "3", "CONFIG_ONLY": "1"}), dir, x, Slave)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testOptions(dir, x, Slave, "extra.config")
 	fr := o.Fragments()
 	if len(fr) != 3 || !strings.HasSuffix(fr[0], "kernels/slave.config") || !strings.HasSuffix(fr[1], "kernels/arch/x86_64.config") || !strings.HasSuffix(fr[2], "extra.config") {
 		t.Errorf("fragments %v", fr)
 	}
-	if o.Jobs != 3 || !o.ConfigOnly || o.OutDir != filepath.Join(dir, "artifacts", "x86_64") {
+	if o.OutDir != filepath.Join(dir, "artifacts", "x86_64") {
 		t.Errorf("options %+v", o)
 	}
-	m, err := OptionsFromEnv(env(nil), dir, x, Master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.Fragments()) != 1 || !strings.HasSuffix(m.Fragments()[0], "master.config") || !strings.HasSuffix(m.OutDir, "x86_64/master") {
+	m := NewOptions(dir, "/c", x, Master)
+	if len(m.Fragments()) != 1 || !strings.HasSuffix(m.Fragments()[0], "master.config") || !strings.HasSuffix(m.OutDir, "x86_64/master") || m.CacheDir != "/c" {
 		t.Errorf("master options %+v", m)
 	}
-
-	for name, e := range map[string]map[string]string{
-		"nope.config":  {"KCONFIG_EXTRA": "nope.config"},
-		"JOBS":         {"JOBS": "two"},
-		"CONFIG_ONLY=": {"CONFIG_ONLY": "maybe"},
-		"NO_CCACHE":    {"NO_CCACHE": "x"},
-	} {
-		if _, err := OptionsFromEnv(env(e), dir, x, Slave); err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%v: error %v does not name %s", e, err, name)
+	for _, c := range []struct{ xdg, home, want string }{{"/x", "/h", "/x/diskless"}, {"", "/h", "/h/.cache/diskless"}} {
+		if got := CacheDir(c.xdg, c.home); got != c.want {
+			t.Errorf("CacheDir(%q, %q) = %s, want %s", c.xdg, c.home, got, c.want)
 		}
 	}
+}
+
+// A missing arch fragment is named before any work.
+func TestPrepareNamesMissingFragment(t *testing.T) {
+	testutil.NeedTool(t, "make", "make")
+	dir := project(t)
 	os.Remove(filepath.Join(dir, "kernels", "arch", "riscv64.config"))
-	_, err = OptionsFromEnv(env(nil), dir, mustArch(t, "riscv64"), Slave)
+	o := testOptions(dir, mustArch(t, "riscv64"), Slave)
+	o.CacheDir = t.TempDir()
+	_, err := Prepare(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "kernels/arch/riscv64.config") {
 		t.Errorf("missing arch fragment: %v", err)
 	}
@@ -104,20 +118,17 @@ func TestPrepareRejectsBadInputBeforeAnyWork(t *testing.T) {
 	prep := func(extra string, mod func(*Options)) error {
 		t.Helper()
 		cache := t.TempDir()
-		e := map[string]string{}
+		var e []string
 		if extra != "" {
 			os.WriteFile(filepath.Join(dir, "extra.config"), []byte(extra), 0o644)
-			e["KCONFIG_EXTRA"] = "extra.config"
+			e = append(e, "extra.config")
 		}
-		o, err := OptionsFromEnv(env(e), dir, x, Slave)
-		if err != nil {
-			return err
-		}
+		o := testOptions(dir, x, Slave, e...)
 		o.CacheDir = cache
 		if mod != nil {
 			mod(&o)
 		}
-		_, err = Prepare(context.Background(), o)
+		_, err := Prepare(context.Background(), o)
 		if left, _ := os.ReadDir(cache); len(left) != 0 {
 			t.Errorf("bad input left %d entries in the cache", len(left))
 		}
@@ -160,12 +171,9 @@ func TestPrepareMissingCrossCompilerNamesPackage(t *testing.T) {
 	}
 	t.Setenv("PATH", bin)
 	dir := project(t)
-	o, err := OptionsFromEnv(env(nil), dir, mustArch(t, "arm64"), Slave)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testOptions(dir, mustArch(t, "arm64"), Slave)
 	o.CacheDir = t.TempDir()
-	_, err = Prepare(context.Background(), o)
+	_, err := Prepare(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "aarch64-linux-gnu-gcc") || !strings.Contains(err.Error(), "gcc-aarch64-linux-gnu") {
 		t.Errorf("missing cross compiler: %v", err)
 	}
@@ -326,3 +334,32 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// SOURCE_DATE_EPOCH is baked into the kernel: a different one is a
+// different build (not "make skipped"), and it is what make is given.
+func TestSourceDateEpochIsInTheKeyAndTheEnvironment(t *testing.T) {
+	x := mustArch(t, "x86_64")
+	plan := func(epoch int64) *Plan {
+		o := NewOptions(t.TempDir(), t.TempDir(), x, Slave)
+		o.SourceDateEpoch = epoch
+		return &Plan{opts: o, src: &Source{Identity: "id", Dir: "/src", Epoch: 1600000000}, req: &kconfig.Config{}}
+	}
+	def, a, b := plan(0), plan(1700000000), plan(1700000001)
+	if def.computeKey() == a.computeKey() || a.computeKey() == b.computeKey() {
+		t.Error("SOURCE_DATE_EPOCH does not change the cache key")
+	}
+	if plan(0).computeKey() != def.computeKey() {
+		t.Error("the key is not stable")
+	}
+	has := func(p *Plan, want string) bool {
+		for _, e := range p.env() {
+			if e == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(def, "SOURCE_DATE_EPOCH=1600000000") || !has(a, "SOURCE_DATE_EPOCH=1700000000") {
+		t.Error("make does not get the build timestamp")
+	}
+}

@@ -23,19 +23,20 @@ import (
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/pxe"
 	"github.com/diskless/diskless/pkg/qemu"
+	"github.com/diskless/diskless/pkg/settings"
 )
 
 // Options for a per-arch run.
 type Options struct {
-	Arch       arch.Arch
-	ProjectDir string
-	// Artifacts is the artifacts directory (artifacts/); the arch's files go
-	// to Artifacts/<arch>.
-	Artifacts string
-	Getenv    func(string) string
-	Log       *slog.Logger
-	Terminal  io.Writer
+	Arch arch.Arch
+	// Settings, read once at the edge; the arch's files go to
+	// Settings.Artifacts/<arch>.
+	Settings *settings.Settings
+	Log      *slog.Logger
+	Terminal io.Writer
 }
+
+func (o Options) outDir() string { return filepath.Join(o.Settings.Artifacts, o.Arch.Name) }
 
 // Result of BuildArch.
 type Result struct {
@@ -67,17 +68,10 @@ func BuildArch(ctx context.Context, o Options) (*Result, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Result{}
-	st, err := pxe.SettingsFromEnv(o.Getenv)
-	if err != nil {
-		return nil, step("settings", err)
-	}
-	r.Settings = st
-	ko, err := kbuild.OptionsFromEnv(o.Getenv, o.ProjectDir, o.Arch, kbuild.Slave)
-	if err != nil {
-		return nil, step("build:slave", err)
-	}
-	ko.OutDir, ko.Log, ko.Terminal = filepath.Join(o.Artifacts, o.Arch.Name), o.Log, o.Terminal
+	r := &Result{Settings: o.Settings.Boot}
+	ko := o.Settings.Kernel(o.Arch, kbuild.Slave)
+	ko.OutDir, ko.Log, ko.Terminal = o.outDir(), o.Log, o.Terminal
+	var err error
 	if r.Kernel, err = kbuild.Build(ctx, ko); err != nil {
 		return nil, step("build:slave", err)
 	}
@@ -91,45 +85,49 @@ func BuildArch(ctx context.Context, o Options) (*Result, error) {
 }
 
 // Initramfs builds Artifacts/<arch>/initramfs_<arch>.cpio.<ext>
-// (INITRAMFS_COMPRESS), the fallback init's default NFS options from
-// NFS_OPTS.
+// (INITRAMFS_COMPRESS), the fallback init's default NFS options from the
+// node settings.
 func Initramfs(ctx context.Context, o Options) (*initramfs.Result, error) {
-	st, err := pxe.SettingsFromEnv(o.Getenv)
-	if err != nil {
-		return nil, step("settings", err)
-	}
-	comp, err := initramfs.ParseCompressor(o.Getenv("INITRAMFS_COMPRESS"))
-	if err != nil {
-		return nil, step("build:initramfs", err)
-	}
 	fs := fallback.DefaultSettings
-	fs.DefaultOpts = st.Opts
-	res, err := initramfs.Build(ctx, initramfs.Options{Arch: o.Arch, ProjectDir: o.ProjectDir, Compress: comp, OutDir: filepath.Join(o.Artifacts, o.Arch.Name), CacheDir: kbuild.CacheDir(), Settings: fs, Log: o.Log})
+	fs.DefaultOpts = o.Settings.Boot.Opts
+	res, err := initramfs.Build(ctx, initramfs.Options{Arch: o.Arch, ProjectDir: o.Settings.ProjectDir, Compress: o.Settings.Compress, OutDir: o.outDir(), CacheDir: o.Settings.CacheDir, Settings: fs, Log: o.Log})
 	return res, step("build:initramfs", err)
 }
 
+// NetbootCarriesInitramfs says whether vmlinuz_<arch> of o.Arch carries the
+// fallback initramfs: on x86 unless NETBOOT_INITRAMFS=0 (so a node whose
+// root is unreachable gets the diagnosis and a shell, never a panic); the
+// EFI images of arm64/riscv64 cannot, and asking for it there is an error.
+func NetbootCarriesInitramfs(o Options) (bool, error) {
+	if o.Arch.SrcArch == "x86" {
+		return o.Settings.NetbootInitramfs, nil
+	}
+	if o.Settings.NetbootInitramfsSet && o.Settings.NetbootInitramfs {
+		return false, step("build:netboot", fmt.Errorf("NETBOOT_INITRAMFS=1: the %s EFI image cannot carry an initramfs", o.Arch.Name))
+	}
+	return false, nil
+}
+
 // Netboot makes Artifacts/<arch>/vmlinuz_<arch> with the settings' command
-// line; with NETBOOT_INITRAMFS=1 it carries the initramfs at initrd (x86).
+// line, carrying the initramfs at initrd when NetbootCarriesInitramfs (an
+// empty initrd: the one in Artifacts/<arch>).
 func Netboot(o Options, initrd string) (string, error) {
-	st, err := pxe.SettingsFromEnv(o.Getenv)
+	carry, err := NetbootCarriesInitramfs(o)
 	if err != nil {
-		return "", step("settings", err)
+		return "", err
 	}
 	with := ""
-	if o.Getenv("NETBOOT_INITRAMFS") == "1" {
-		if o.Arch.SrcArch != "x86" {
-			return "", step("build:netboot", fmt.Errorf("NETBOOT_INITRAMFS=1: the %s EFI image cannot carry an initramfs", o.Arch.Name))
-		}
+	if carry {
 		if initrd == "" {
-			m, _ := filepath.Glob(filepath.Join(o.Artifacts, o.Arch.Name, "initramfs_"+o.Arch.Name+".cpio*"))
+			m, _ := filepath.Glob(filepath.Join(o.outDir(), "initramfs_"+o.Arch.Name+".cpio*"))
 			if len(m) == 0 {
-				return "", step("build:netboot", fmt.Errorf("NETBOOT_INITRAMFS=1 but there is no initramfs_%s.cpio.*: run build:initramfs arch=%s first", o.Arch.Name, o.Arch.Name))
+				return "", step("build:netboot", fmt.Errorf("vmlinuz_%s carries the fallback initramfs but there is no initramfs_%s.cpio.*: run build:initramfs arch=%s first (or NETBOOT_INITRAMFS=0)", o.Arch.Name, o.Arch.Name, o.Arch.Name))
 			}
 			initrd = m[0]
 		}
 		with = initrd
 	}
-	out, err := elfboot.Artifact(o.Arch, filepath.Join(o.Artifacts, o.Arch.Name), st.Cmdline(o.Arch), with)
+	out, err := elfboot.Artifact(o.Arch, o.outDir(), o.Settings.Boot.Cmdline(o.Arch), with)
 	return out, step("build:netboot", err)
 }
 
@@ -172,7 +170,7 @@ func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := publish.Collect(o.Artifacts, r.Settings)
+	all, err := publish.Collect(o.Settings.Artifacts, r.Settings)
 	if err != nil {
 		return nil, step("collect", err)
 	}
@@ -188,13 +186,47 @@ func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
 		return nil, step("publish (scratch root)", err)
 	}
 	res := &CIResult{}
-	res.Smoke, err = qemu.Smoke(ctx, qemu.SmokeOptions{Arch: o.Arch, Root: root, LogDir: filepath.Join(o.Artifacts, o.Arch.Name, "smoke"), Work: filepath.Join(work, "smoke")})
+	res.Smoke, err = qemu.Smoke(ctx, qemu.SmokeOptions{Arch: o.Arch, Root: root, LogDir: filepath.Join(o.outDir(), "smoke"), Work: filepath.Join(work, "smoke"), Accel: o.Settings.QEMUAccel})
 	if err != nil {
 		return res, step("test:smoke", err)
 	}
-	res.Bundle = filepath.Join(o.Artifacts, fmt.Sprintf("diskless_%s_%s.tar.zst", o.Arch.Name, Version(o.ProjectDir, r.Kernel.KernelVersion)))
+	res.Bundle = filepath.Join(o.Settings.Artifacts, fmt.Sprintf("diskless_%s_%s.tar.zst", o.Arch.Name, Version(o.Settings.ProjectDir, r.Kernel.KernelVersion)))
 	if _, err := publish.WriteBundle(res.Bundle, files); err != nil {
 		return res, step("bundle", err)
 	}
 	return res, nil
+}
+
+// Publish publishes into s.Root what s says: the bundles of PUBLISH_FROM
+// (several at once, into one generation) or what Artifacts holds. The live
+// generation's other arches are kept unless PUBLISH_DROP names them, and
+// pxelinux.cfg/default is written for every x86 arch of the result with the
+// node settings of s.
+func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger) (*publish.Manifest, error) {
+	var files []publish.File
+	if len(s.PublishFrom) > 0 {
+		dir, err := os.MkdirTemp("", "diskless-bundles-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		var sets [][]publish.File
+		for i, b := range s.PublishFrom {
+			set, err := publish.ReadBundle(b, filepath.Join(dir, fmt.Sprint(i)))
+			if err != nil {
+				return nil, err
+			}
+			sets = append(sets, set)
+		}
+		if files, err = publish.Combine(sets, s.PublishFrom); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if files, err = publish.Collect(s.Artifacts, s.Boot); err != nil {
+			return nil, err
+		}
+	}
+	boot := s.Boot
+	return publish.Publish(ctx, files, publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Drop: s.PublishDrop, PXE: &boot, Log: log})
 }

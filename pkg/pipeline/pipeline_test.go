@@ -14,26 +14,49 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/settings"
 )
 
-func env(k string) string {
-	if k == "KERNEL_SRC" {
-		return os.Getenv(k)
+// testSettings loads the test settings (testkernel.Lookup, then env on
+// top) with a temporary artifacts directory.
+func testSettings(t *testing.T, env map[string]string) *settings.Settings {
+	t.Helper()
+	s, err := settings.Load(func(k string) (string, bool) {
+		if v, ok := env[k]; ok {
+			return v, true
+		}
+		return testkernel.Lookup(k)
+	}, "../..")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ""
+	s.Artifacts = t.TempDir()
+	return s
 }
 
-func TestBadSettingsNameTheStep(t *testing.T) {
-	a, _ := arch.Lookup("x86_64")
-	_, err := BuildArch(context.Background(), Options{Arch: a, ProjectDir: "../..", Artifacts: t.TempDir(), Getenv: func(k string) string {
-		if k == "NFS_OPTS" {
-			return "vers=9"
-		}
-		return ""
-	}})
+// A vmlinuz of an EFI arch cannot carry the initramfs: asking for it is an
+// error naming the step and the variable; on x86 it is the default.
+func TestNetbootInitramfsSetting(t *testing.T) {
+	arm, _ := arch.Lookup("arm64")
+	x86, _ := arch.Lookup("x86_64")
+	_, err := Netboot(Options{Arch: arm, Settings: testSettings(t, map[string]string{"NETBOOT_INITRAMFS": "1"})}, "")
 	var se *StepError
-	if !errors.As(err, &se) || se.Step != "settings" || !strings.Contains(err.Error(), "vers=9") {
-		t.Errorf("bad NFS_OPTS: %v", err)
+	if !errors.As(err, &se) || se.Step != "build:netboot" || !strings.Contains(err.Error(), "NETBOOT_INITRAMFS=1") {
+		t.Errorf("NETBOOT_INITRAMFS=1 on arm64: %v", err)
+	}
+	for env, want := range map[string]bool{"": true, "0": false, "1": true} {
+		carry, err := NetbootCarriesInitramfs(Options{Arch: x86, Settings: testSettings(t, map[string]string{"NETBOOT_INITRAMFS": env})})
+		if err != nil || carry != want {
+			t.Errorf("x86_64 with NETBOOT_INITRAMFS=%q: carry=%v err=%v, want %v", env, carry, err, want)
+		}
+	}
+	if carry, err := NetbootCarriesInitramfs(Options{Arch: arm, Settings: testSettings(t, nil)}); carry || err != nil {
+		t.Errorf("arm64 by default: carry=%v err=%v", carry, err)
+	}
+	// without an initramfs built, the x86 netboot image says what to run
+	_, err = Netboot(Options{Arch: x86, Settings: testSettings(t, nil)}, "")
+	if err == nil || !strings.Contains(err.Error(), "run build:initramfs arch=x86_64 first (or NETBOOT_INITRAMFS=0)") {
+		t.Errorf("no initramfs: %v", err)
 	}
 }
 
@@ -41,8 +64,7 @@ func ciArtifacts(t *testing.T, name string) {
 	a := testkernel.NeedTools(t, name)
 	tarBin := testutil.NeedTool(t, "tar", "tar")
 	testutil.NeedTool(t, "zstd", "zstd")
-	artifacts := t.TempDir()
-	res, err := CIArtifacts(context.Background(), Options{Arch: a, ProjectDir: "../..", Artifacts: artifacts, Getenv: env,
+	res, err := CIArtifacts(context.Background(), Options{Arch: a, Settings: testSettings(t, nil),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if res != nil {
 		for _, r := range res.Smoke {

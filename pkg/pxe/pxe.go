@@ -41,21 +41,16 @@ const (
 
 var hostRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
-// SettingsFromEnv reads and validates the settings.
-func SettingsFromEnv(getenv func(string) string) (Settings, error) {
-	s := Settings{
-		Server: strings.TrimSpace(getenv("NFS_SERVER")),
-		Root:   strings.TrimSpace(getenv("NFS_ROOT")),
-		Opts:   strings.TrimSpace(getenv("NFS_OPTS")),
-		Extra:  strings.TrimSpace(getenv("KERNEL_ARGS")),
-	}
+// WithDefaults fills an empty Root and Opts with DefaultRoot and
+// DefaultOpts.
+func (s Settings) WithDefaults() Settings {
 	if s.Root == "" {
 		s.Root = DefaultRoot
 	}
 	if s.Opts == "" {
 		s.Opts = DefaultOpts
 	}
-	return s, s.Validate()
+	return s
 }
 
 // Validate checks each setting, naming the variable.

@@ -8,10 +8,14 @@ import (
 	"github.com/diskless/diskless/pkg/kconfig"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// fromEnv is what pkg/settings does with the NFS_* variables.
+func fromEnv(m map[string]string) (Settings, error) {
+	s := Settings{Server: m["NFS_SERVER"], Root: m["NFS_ROOT"], Opts: m["NFS_OPTS"], Extra: m["KERNEL_ARGS"]}.WithDefaults()
+	return s, s.Validate()
+}
 
 func TestSettingsDefaultsAndCmdline(t *testing.T) {
-	s, err := SettingsFromEnv(env(nil))
+	s, err := fromEnv(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +23,7 @@ func TestSettingsDefaultsAndCmdline(t *testing.T) {
 	if got := s.Cmdline(x); got != "ip=dhcp root=/dev/nfs nfsroot=/diskless/%s,vers=3,tcp rw console=ttyS0" {
 		t.Errorf("default cmdline %q", got)
 	}
-	s, err = SettingsFromEnv(env(map[string]string{"NFS_SERVER": "192.168.1.1", "NFS_ROOT": "/srv/nodes/%s", "NFS_OPTS": "vers=4.1", "KERNEL_ARGS": "quiet"}))
+	s, err = fromEnv(map[string]string{"NFS_SERVER": "192.168.1.1", "NFS_ROOT": "/srv/nodes/%s", "NFS_OPTS": "vers=4.1", "KERNEL_ARGS": "quiet"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +42,7 @@ func TestSettingsRejectBadValues(t *testing.T) {
 		"NFS_OPTS":   {"NFS_OPTS": "vers=3, tcp"},
 		"vers=5":     {"NFS_OPTS": "vers=5"},
 	} {
-		_, err := SettingsFromEnv(env(e))
+		_, err := fromEnv(e)
 		want := strings.TrimSuffix(strings.Split(name, "=")[0], "=")
 		if name == "DNS" {
 			want = "needs an IP address"

@@ -59,6 +59,8 @@ type SmokeOptions struct {
 	Only []string
 	// Timeout per boot (default 120 s).
 	Timeout time.Duration
+	// Accel is QEMU_ACCEL: "tcg" or "kvm" skips the KVM probe.
+	Accel string
 }
 
 // KVM state, decided once per process by probeKVM.
@@ -74,7 +76,7 @@ var (
 // on the project's machines /dev/kvm exists and guests hang after the
 // firmware ("Booting from ROM"). QEMU_ACCEL=tcg|kvm skips the probe.
 func (s *smoke) accel() string {
-	switch v := os.Getenv("QEMU_ACCEL"); v {
+	switch v := s.o.Accel; v {
 	case "tcg", "kvm":
 		return v
 	}

@@ -12,10 +12,10 @@ import (
 	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
-	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/qemu"
+	"github.com/diskless/diskless/pkg/settings"
 )
 
 // buildAndPublish runs the pipeline for name (what build:all does) into a
@@ -29,8 +29,13 @@ func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 		}
 	}
 	ctx := context.Background()
+	s, err := settings.Load(testkernel.Lookup, "../..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	artifacts := t.TempDir()
-	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, ProjectDir: "../..", Artifacts: artifacts, Getenv: testkernel.Env, Log: testkernel.Quiet()})
+	s.Artifacts = artifacts
+	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testkernel.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +54,7 @@ func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 func runSmoke(t *testing.T, name string) {
 	a, root := buildAndPublish(t, name)
 	start := time.Now()
-	results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir()})
+	results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir()})
 	for _, r := range results {
 		t.Log(r.Line())
 		if r.Err != nil {
@@ -85,7 +90,7 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(root, "vmlinuz_x86_64"))
 		os.Remove(filepath.Join(bad, "vmlinuz_x86_64"))
 		os.WriteFile(filepath.Join(bad, "vmlinuz_x86_64"), data[:len(data)/2], 0o644)
-		res, err := qemu.Smoke(ctx, qemu.SmokeOptions{Arch: a, Root: bad, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"direct-vmlinuz", "etherboot-elf"}, Timeout: 60 * time.Second})
+		res, err := qemu.Smoke(ctx, qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: bad, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"direct-vmlinuz", "etherboot-elf"}, Timeout: 60 * time.Second})
 		if err == nil {
 			t.Fatal("a truncated vmlinuz booted")
 		}
@@ -128,7 +133,7 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 
 	t.Run("kernel-without-root-nfs", func(t *testing.T) {
 		// Debian's cloud kernel builds NFS as a module: no ROOT_NFS.
-		vmlinuz, err := debkernel.CloudAMD64(kbuild.CacheDir())
+		vmlinuz, err := debkernel.CloudAMD64(testkernel.CacheDir())
 		if err != nil {
 			if testutil.InCI() {
 				t.Fatal(err)
@@ -163,7 +168,7 @@ func BenchmarkBootPaths(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
-				results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Arch: a, Root: root, LogDir: b.TempDir(), Work: b.TempDir()})
+				results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: root, LogDir: b.TempDir(), Work: b.TempDir()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -174,4 +179,10 @@ func BenchmarkBootPaths(b *testing.B) {
 			}
 		})
 	}
+}
+
+// testAccel is QEMU_ACCEL as the tests' settings give it.
+func testAccel() string {
+	v, _ := testkernel.Lookup("QEMU_ACCEL")
+	return v
 }

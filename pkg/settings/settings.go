@@ -1,0 +1,285 @@
+// Package settings is the one place where the project's settings are read:
+// the documented environment variables and the node inventory (nodes.toml),
+// once, at the edge (the magefile, the tests), into one Settings value that
+// every stage takes its options from. Packages under pkg/ read no
+// environment variable; they take plain values from here.
+//
+// Precedence: nodes.toml, when it exists, is the source of truth for the
+// network: the master (NFS server), where the roots live (DISKLESS_ROOT,
+// NFS_ROOT) and the NFS options. Environment variables give those values
+// only where there is no inventory; set in both places they must agree, or
+// Load fails naming both. Everything else comes from the environment, with
+// the defaults the README lists.
+//
+// It validates and converts values; it builds, boots and writes nothing.
+package settings
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/diskless/diskless/internal/flagval"
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/initramfs"
+	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/pxe"
+)
+
+// Lookup is how Load reads a variable (os.LookupEnv at the edge; a map in
+// tests).
+type Lookup func(string) (string, bool)
+
+// Map is a Lookup over a map, for tests and callers that build their own.
+func Map(m map[string]string) Lookup {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// Settings is every setting of the project, validated.
+type Settings struct {
+	// ProjectDir is the repository root (go.mod, kernels/, initramfs/).
+	ProjectDir string
+	// Artifacts is ProjectDir/artifacts.
+	Artifacts string
+	// CacheDir is $XDG_CACHE_HOME/diskless (default ~/.cache/diskless).
+	CacheDir string
+
+	// Kernel build.
+	KernelSrc   string   // KERNEL_SRC; empty: Debian's linux-source
+	Extra       []string // KCONFIG_EXTRA, as paths
+	Jobs        int      // JOBS; 0: number of CPUs
+	ConfigOnly  bool     // CONFIG_ONLY
+	NoCcache    bool     // NO_CCACHE
+	DistccHosts string   // DISTCC_HOSTS
+	// SourceDateEpoch (SOURCE_DATE_EPOCH) is the build timestamp; 0: the
+	// source tree's release date.
+	SourceDateEpoch int64
+
+	// Boot is what a node is told (NFS_SERVER, NFS_ROOT, NFS_OPTS,
+	// KERNEL_ARGS, or the inventory's network).
+	Boot pxe.Settings
+	// Root is DISKLESS_ROOT (or the inventory's root): the TFTP root and
+	// the parent of the per-node roots.
+	Root string
+	// Compress is INITRAMFS_COMPRESS.
+	Compress initramfs.Compressor
+	// NetbootInitramfs (NETBOOT_INITRAMFS, default on) puts the fallback
+	// initramfs inside the x86 vmlinuz_<arch>; NetbootInitramfsSet says
+	// the variable was given (an explicit 1 on an EFI arch is an error).
+	NetbootInitramfs    bool
+	NetbootInitramfsSet bool
+
+	// Publishing.
+	PublishNoWait bool     // PUBLISH_NOWAIT
+	PublishKeep   int      // PUBLISH_KEEP; 0: the default
+	PublishFrom   []string // PUBLISH_FROM: bundle files (a directory expanded)
+	// PublishDrop (PUBLISH_DROP) names arches whose files a publish removes
+	// from the live generation; other arches are kept.
+	PublishDrop []string
+
+	// Node inventory.
+	NodesFile string           // NODES_FILE (default ProjectDir/nodes.toml)
+	Inventory *nodes.Inventory // nil when NodesFile does not exist
+	NodeBoot  string           // BOOT, for nodes:add
+
+	// Tests.
+	QEMUAccel  string   // QEMU_ACCEL: "", tcg or kvm
+	SmokePaths []string // SMOKE_PATHS
+	CI         bool     // CI
+}
+
+// Load reads the environment through lookup and the inventory, validates
+// every value and returns the settings. projectDir is the repository root.
+// Errors name the variable or the file and line.
+func Load(lookup Lookup, projectDir string) (*Settings, error) {
+	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
+	s := &Settings{ProjectDir: projectDir, Artifacts: filepath.Join(projectDir, "artifacts")}
+	s.CacheDir = kbuild.CacheDir(get("XDG_CACHE_HOME"), get("HOME"))
+	var err error
+
+	s.KernelSrc = get("KERNEL_SRC")
+	for _, f := range strings.Split(get("KCONFIG_EXTRA"), ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(projectDir, f)
+		}
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("KCONFIG_EXTRA: fragment %s: %w", f, pathErr(err))
+		}
+		s.Extra = append(s.Extra, f)
+	}
+	if j := get("JOBS"); j != "" {
+		n, err := strconv.Atoi(j)
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("JOBS=%q: want a whole number of parallel jobs from 1 to 1024", j)
+		}
+		s.Jobs = n
+	}
+	for name, dst := range map[string]*bool{"CONFIG_ONLY": &s.ConfigOnly, "NO_CCACHE": &s.NoCcache, "PUBLISH_NOWAIT": &s.PublishNoWait} {
+		if *dst, err = flagval.Bool(name, get(name)); err != nil {
+			return nil, err
+		}
+	}
+	if s.DistccHosts = get("DISTCC_HOSTS"); s.DistccHosts != "" {
+		if _, err := kbuild.ParseDistccHosts(s.DistccHosts); err != nil {
+			return nil, err
+		}
+	}
+	if e := get("SOURCE_DATE_EPOCH"); e != "" {
+		n, err := strconv.ParseInt(e, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970 as a positive whole number (e.g. $(git log -1 --format=%%ct))", e)
+		}
+		s.SourceDateEpoch = n
+	}
+
+	if s.Compress, err = initramfs.ParseCompressor(get("INITRAMFS_COMPRESS")); err != nil {
+		return nil, err
+	}
+	s.NetbootInitramfs = true
+	if v, ok := lookup("NETBOOT_INITRAMFS"); ok && strings.TrimSpace(v) != "" {
+		s.NetbootInitramfsSet = true
+		if s.NetbootInitramfs, err = flagval.Bool("NETBOOT_INITRAMFS", v); err != nil {
+			return nil, err
+		}
+	}
+
+	if k := get("PUBLISH_KEEP"); k != "" {
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("PUBLISH_KEEP=%q: want a number of generations, at least 1", k)
+		}
+		s.PublishKeep = n
+	}
+	if s.PublishFrom, err = bundles(get("PUBLISH_FROM")); err != nil {
+		return nil, err
+	}
+	for _, d := range strings.Split(get("PUBLISH_DROP"), ",") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		a, err := arch.Lookup(d)
+		if err != nil {
+			return nil, fmt.Errorf("PUBLISH_DROP: %w", err)
+		}
+		s.PublishDrop = append(s.PublishDrop, a.Name)
+	}
+
+	switch s.QEMUAccel = get("QEMU_ACCEL"); s.QEMUAccel {
+	case "", "tcg", "kvm":
+	default:
+		return nil, fmt.Errorf("QEMU_ACCEL=%q: want tcg or kvm (or unset: probe KVM)", s.QEMUAccel)
+	}
+	for _, p := range strings.Split(get("SMOKE_PATHS"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			s.SmokePaths = append(s.SmokePaths, p)
+		}
+	}
+	s.CI = flagval.CI(get("CI"))
+	s.NodeBoot = get("BOOT")
+
+	s.NodesFile = get("NODES_FILE")
+	explicit := s.NodesFile != ""
+	if !explicit {
+		s.NodesFile = filepath.Join(projectDir, "nodes.toml")
+	}
+	if _, err := os.Stat(s.NodesFile); err == nil {
+		if s.Inventory, err = nodes.Load(s.NodesFile); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("NODES_FILE=%s: %w", s.NodesFile, pathErr(err))
+	}
+	if err := s.network(get); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// network sets Boot and Root from the inventory or the environment, and
+// refuses a disagreement between the two.
+func (s *Settings) network(get func(string) string) error {
+	env := pxe.Settings{Server: get("NFS_SERVER"), Root: get("NFS_ROOT"), Opts: get("NFS_OPTS"), Extra: get("KERNEL_ARGS")}
+	root := get("DISKLESS_ROOT")
+	if s.Inventory == nil {
+		s.Boot = env.WithDefaults()
+		s.Root = root
+		if s.Root == "" {
+			s.Root = "/diskless"
+		}
+		return s.Boot.Validate()
+	}
+	n := s.Inventory.Network
+	inv := pxe.Settings{Server: n.Master, Root: path.Join(n.Root, "%s"), Opts: n.NFSOpts, Extra: env.Extra}
+	for _, c := range []struct{ name, env, inv, key string }{
+		{"NFS_SERVER", env.Server, inv.Server, "master"},
+		{"NFS_ROOT", env.Root, inv.Root, "root (NFS_ROOT is root/%s)"},
+		{"NFS_OPTS", env.Opts, inv.Opts, "nfs_opts"},
+		{"DISKLESS_ROOT", root, n.Root, "root"},
+	} {
+		if c.env != "" && c.env != c.inv {
+			return fmt.Errorf("%s=%s but %s says %s = %q: the inventory is the source of truth for the network; set it there (or unset %s)", c.name, c.env, s.NodesFile, c.key, c.inv, c.name)
+		}
+	}
+	s.Boot, s.Root = inv, n.Root
+	return s.Boot.Validate()
+}
+
+// bundles expands PUBLISH_FROM: comma-separated bundle files, or a
+// directory whose *.tar.zst are all taken (sorted).
+func bundles(v string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("PUBLISH_FROM: %s: %w", p, pathErr(err))
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		m, _ := filepath.Glob(filepath.Join(p, "*.tar.zst"))
+		if len(m) == 0 {
+			return nil, fmt.Errorf("PUBLISH_FROM: directory %s holds no bundle (*.tar.zst)", p)
+		}
+		sort.Strings(m)
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Kernel is the kbuild options for a role and arch: project-relative
+// fragments, the output directory (artifacts/<arch>, or .../master) and,
+// for a slave, the node's command line and the check of the NFS version
+// against the kernel config.
+func (s *Settings) Kernel(a arch.Arch, role kbuild.Role) kbuild.Options {
+	o := kbuild.NewOptions(s.ProjectDir, s.CacheDir, a, role)
+	o.Extra = s.Extra
+	o.KernelSrc, o.Jobs, o.ConfigOnly, o.NoCcache = s.KernelSrc, s.Jobs, s.ConfigOnly, s.NoCcache
+	o.DistccHosts, o.SourceDateEpoch = s.DistccHosts, s.SourceDateEpoch
+	if role == kbuild.Slave {
+		o.Cmdline = s.Boot.Cmdline(a)
+		o.Checks = append(o.Checks, s.Boot.CheckKernel)
+	}
+	return o
+}
