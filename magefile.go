@@ -85,7 +85,7 @@ func kernel(ctx context.Context, archArg string, role kbuild.Role) error {
 		return err
 	}
 	opts := s.Kernel(a, role)
-	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, opts.KernelSrc == "")); err != nil {
+	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, opts.KernelSrc == "", !opts.NoCcache)); err != nil {
 		return err
 	}
 	opts.Log = log
@@ -241,7 +241,7 @@ func (Build) All(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == ""), deps.Publish(a)...)); err != nil {
+	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Publish(a)...)); err != nil {
 		return err
 	}
 	if _, err := pipeline.BuildArch(ctx, o); err != nil {
@@ -407,7 +407,7 @@ func (CI) Artifacts(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == ""), deps.Boot(a)...)); err != nil {
+	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Boot(a)...)); err != nil {
 		return fmt.Errorf("deps: %w", err)
 	}
 	res, err := pipeline.CIArtifacts(ctx, o)

@@ -21,31 +21,94 @@ import (
 // default kernel source.
 const KernelSourcePackage = "linux-source-6.1"
 
-// KernelBuild lists the packages a kernel build for a needs on this host.
-// withSource adds the default kernel source package (when KERNEL_SRC is not
-// given).
-func KernelBuild(a arch.Arch, withSource bool) []string {
-	pkgs := []string{"build-essential", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "cpio", "xz-utils", "ccache", "kmod"}
-	if _, pkg := a.Compiler(); pkg != "gcc" {
-		pkgs = append(pkgs, pkg)
+// Program is a command a stage runs and the Debian package that provides
+// it.
+type Program struct{ Name, Package string }
+
+// Compressors are the programs the kernel's make runs to pack the image,
+// by the CONFIG_KERNEL_<name> choice (x86's bzImage, and the EFI zboot
+// image of arm64/riscv64, whose default is gzip).
+var Compressors = map[string]Program{
+	"GZIP":  {"gzip", "gzip"},
+	"XZ":    {"xz", "xz-utils"},
+	"ZSTD":  {"zstd", "zstd"},
+	"LZMA":  {"lzma", "xz-utils"},
+	"BZIP2": {"bzip2", "bzip2"},
+	"LZO":   {"lzop", "lzop"},
+	"LZ4":   {"lz4", "lz4"},
+}
+
+// KernelPrograms lists what a kernel build for a runs: make and the
+// toolchain (compiler and binutils, cross for a foreign arch; gcc as HOSTCC
+// for Kconfig and Kbuild's host programs), Kbuild's tools, tar and xz that
+// unpack the default source tarball, ccache (withCcache), and compressor,
+// the program that packs the image (Compressors; "" for the kernel's
+// default, gzip).
+func KernelPrograms(a arch.Arch, compressor string, withCcache bool) []Program {
+	cc, ccPkg := a.Compiler()
+	binutils := "binutils"
+	if pre := a.CrossCompile(); pre != "" {
+		binutils = "binutils-" + strings.TrimSuffix(strings.ReplaceAll(pre, "_", "-"), "-")
+	}
+	ps := []Program{
+		{"make", "make"}, {cc, ccPkg}, {a.CrossCompile() + "ld", binutils}, {a.CrossCompile() + "objcopy", binutils},
+		{"gcc", "gcc"}, {"flex", "flex"}, {"bison", "bison"}, {"bc", "bc"}, {"perl", "perl-base"},
+		{"tar", "tar"}, {"xz", "xz-utils"},
+	}
+	if withCcache {
+		ps = append(ps, Program{"ccache", "ccache"})
+	}
+	if c, ok := Compressors[strings.ToUpper(compressor)]; ok {
+		ps = append(ps, c)
+	} else {
+		ps = append(ps, Compressors["GZIP"])
+	}
+	return ps
+}
+
+// kernelCompressors are the compressions the project's fragments choose
+// from; the kernel-build packages install all their programs up front,
+// since the choice is known only once the fragments are merged.
+var kernelCompressors = []string{"GZIP", "XZ", "ZSTD"}
+
+// KernelBuild lists the packages a kernel build for a needs on this host:
+// those of KernelPrograms for each of the fragments' compressors, the
+// headers of the host programs and, with withSource, the default kernel
+// source package (when KERNEL_SRC is not given). withCcache is false for
+// NO_CCACHE=1: nothing then asks for ccache.
+func KernelBuild(a arch.Arch, withSource, withCcache bool) []string {
+	pkgs := []string{"build-essential", "libelf-dev", "libssl-dev"}
+	for _, c := range kernelCompressors {
+		for _, p := range KernelPrograms(a, c, withCcache) {
+			pkgs = append(pkgs, p.Package)
+		}
 	}
 	if withSource {
 		pkgs = append(pkgs, KernelSourcePackage)
 	}
-	return pkgs
+	return Unique(pkgs)
 }
 
-// Boot lists the packages the QEMU boot tests of a need: the emulator,
-// firmware and network boot loaders.
+// BootPrograms lists what the boot tests of a run: the emulator, and tar
+// with zstd for the CI bundles they check.
+func BootPrograms(a arch.Arch) []Program {
+	return []Program{{a.QEMU, a.QEMUPackage}, {"tar", "tar"}, {"zstd", "zstd"}, {"bsdtar", "libarchive-tools"}, {"cpio", "cpio"}, {"xz", "xz-utils"}}
+}
+
+// Boot lists the packages the QEMU boot tests of a need: the programs of
+// BootPrograms, firmware and network boot loaders.
 func Boot(a arch.Arch) []string {
-	pkgs := []string{a.QEMUPackage, "ipxe-qemu", "pxelinux", "syslinux-common", "libarchive-tools", "cpio", "zstd", "xz-utils"}
+	pkgs := []string{"ipxe-qemu", "pxelinux", "syslinux-common"}
+	for _, p := range BootPrograms(a) {
+		pkgs = append(pkgs, p.Package)
+	}
 	switch a.Name {
 	case "arm64":
 		pkgs = append(pkgs, "qemu-efi-aarch64")
 	case "riscv64":
 		pkgs = append(pkgs, "opensbi", "u-boot-qemu")
 	}
-	return pkgs
+	return Unique(pkgs)
 }
 
 // Publish lists what publishing a's files needs: PXELINUX for x86 arches.
@@ -56,19 +119,35 @@ func Publish(a arch.Arch) []string {
 	return nil
 }
 
-// Nodes lists what the node-inventory tests use: dnsmasq's binary (no
-// service) and dpkg-deb/apt-get to unpack isc-dhcp-server's dhcpd without
-// installing its service.
-func Nodes() []string { return []string{"dnsmasq-base", "util-linux", "dpkg"} }
+// NodesPrograms lists what the node-inventory tests run: dnsmasq's binary
+// (no service), findmnt, and apt-get/dpkg-deb to unpack isc-dhcp-server's
+// dhcpd without installing its service.
+func NodesPrograms() []Program {
+	return []Program{{"dnsmasq", "dnsmasq-base"}, {"findmnt", "util-linux"}, {"dpkg-deb", "dpkg"}, {"apt-get", "apt"}}
+}
 
-// Distcc is what builds spread over distccd hosts need (DISTCC_HOSTS).
-func Distcc() []string { return []string{"distcc"} }
+// Nodes lists the packages of NodesPrograms.
+func Nodes() []string { return packagesOf(NodesPrograms()) }
+
+// DistccPrograms is what builds spread over distccd hosts run (DISTCC_HOSTS).
+func DistccPrograms() []Program { return []Program{{"distcc", "distcc"}, {"distccd", "distcc"}} }
+
+// Distcc lists the packages of DistccPrograms.
+func Distcc() []string { return packagesOf(DistccPrograms()) }
+
+func packagesOf(ps []Program) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Package)
+	}
+	return Unique(out)
+}
 
 // All lists every package the project uses on any arch.
 func All() []string {
 	pkgs := append(Nodes(), Distcc()...)
 	for _, a := range arch.All() {
-		pkgs = append(pkgs, KernelBuild(a, true)...)
+		pkgs = append(pkgs, KernelBuild(a, true, true)...)
 		pkgs = append(pkgs, Boot(a)...)
 	}
 	return Unique(pkgs)

@@ -12,11 +12,11 @@ import (
 func TestKernelBuildPackages(t *testing.T) {
 	x, _ := arch.Lookup("x86_64")
 	a, _ := arch.Lookup("arm64")
-	xp := strings.Join(KernelBuild(x, true), " ")
+	xp := strings.Join(KernelBuild(x, true, true), " ")
 	if !strings.Contains(xp, "linux-source-6.1") || !strings.Contains(xp, "libelf-dev") {
 		t.Errorf("x86_64 packages %s", xp)
 	}
-	if ap := strings.Join(KernelBuild(a, false), " "); !strings.Contains(ap, "gcc-aarch64-linux-gnu") || strings.Contains(ap, "linux-source") {
+	if ap := strings.Join(KernelBuild(a, false, false), " "); !strings.Contains(ap, "gcc-aarch64-linux-gnu") || strings.Contains(ap, "linux-source") {
 		t.Errorf("arm64 packages %s", ap)
 	}
 	all := All()

@@ -292,21 +292,12 @@ func Prepare(ctx context.Context, o Options) (*Plan, error) {
 
 func (p *Plan) checkTools() error {
 	o := &p.opts
-	for _, t := range [][2]string{{"make", "make"}, {"flex", "flex"}, {"bison", "bison"}, {"bc", "bc"}, {"perl", "perl"}} {
-		if _, err := deps.LookTool(t[0], t[1]); err != nil {
+	for _, t := range deps.KernelPrograms(o.Arch, KernelCompressor(p.req), false) {
+		if _, err := deps.LookTool(t.Name, t.Package); err != nil {
 			return fmt.Errorf("kernel build for %s: %w", o.Arch.Name, err)
 		}
 	}
-	cc, pkg := o.Arch.Compiler()
-	if _, err := deps.LookTool(cc, pkg); err != nil {
-		return fmt.Errorf("no compiler for %s: %w", o.Arch.Name, err)
-	}
-	if o.Arch.CrossCompile() != "" {
-		// the kernel also needs the cross binutils (ld, objcopy, ...)
-		if _, err := deps.LookTool(o.Arch.CrossCompile()+"ld", pkg); err != nil {
-			return fmt.Errorf("no linker for %s: %w", o.Arch.Name, err)
-		}
-	}
+	cc, _ := o.Arch.Compiler()
 	for _, h := range [][2]string{{"/usr/include/gelf.h", "libelf-dev"}, {"/usr/include/openssl/ssl.h", "libssl-dev"}} {
 		if _, err := os.Stat(h[0]); err != nil && !o.ConfigOnly {
 			return fmt.Errorf("kernel build needs %s: install the Debian package %s (%s)", h[0], h[1], deps.InstallLine([]string{h[1]}))
@@ -324,6 +315,21 @@ func (p *Plan) checkTools() error {
 		}
 	}
 	return nil
+}
+
+// KernelCompressor is the CONFIG_KERNEL_<X> compression the requested
+// config chooses (a key of deps.Compressors), or "" for the kernel's
+// default (gzip).
+func KernelCompressor(req *kconfig.Config) string {
+	chosen := ""
+	for _, e := range req.Entries {
+		if c, ok := strings.CutPrefix(e.Symbol, "KERNEL_"); ok && e.Value == "y" {
+			if _, known := deps.Compressors[c]; known {
+				chosen = c // the last one asked for wins, as in Kconfig
+			}
+		}
+	}
+	return chosen
 }
 
 // computeKey hashes every input that decides the output: a match with the

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskless/diskless/internal/deptest"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/kconfig"
 	"github.com/diskless/diskless/pkg/pxe"
 )
@@ -361,5 +363,34 @@ func TestSourceDateEpochIsInTheKeyAndTheEnvironment(t *testing.T) {
 	}
 	if !has(def, "SOURCE_DATE_EPOCH=1600000000") || !has(a, "SOURCE_DATE_EPOCH=1700000000") {
 		t.Error("make does not get the build timestamp")
+	}
+}
+
+// Every program a kernel build runs, the compressor its fragments choose
+// included (x86 asks for zstd, which Debian 12 minimal lacks), comes from a
+// package the kernel-build stage installs; dpkg -S is the oracle. Without
+// ccache (NO_CCACHE=1) nothing asks for the ccache package.
+func TestKernelProgramsComeFromKernelBuildPackages(t *testing.T) {
+	for _, a := range arch.All() {
+		o := testOptions("../..", a, Slave)
+		var cfgs []*kconfig.Config
+		for _, f := range o.Fragments() {
+			c, err := kconfig.ParseFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfgs = append(cfgs, c)
+		}
+		req, _ := kconfig.Merge(cfgs...)
+		comp := KernelCompressor(req)
+		if a.SrcArch == "x86" && comp != "ZSTD" {
+			t.Errorf("%s: the fragments choose %q, the README says zstd", a.Name, comp)
+		}
+		deptest.CheckPrograms(t, "kernel "+a.Name, deps.KernelPrograms(a, comp, true), deps.KernelBuild(a, true, true))
+		for _, p := range deps.KernelBuild(a, false, false) {
+			if p == "ccache" {
+				t.Errorf("%s: NO_CCACHE=1 still needs the ccache package", a.Name)
+			}
+		}
 	}
 }

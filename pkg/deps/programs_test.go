@@ -1,0 +1,19 @@
+package deps_test
+
+import (
+	"testing"
+
+	"github.com/diskless/diskless/internal/deptest"
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/deps"
+)
+
+// Each program the boot tests, the inventory checks and distcc run comes
+// from a package their stage installs (dpkg -S as the oracle).
+func TestStageProgramsComeFromStagePackages(t *testing.T) {
+	for _, a := range arch.All() {
+		deptest.CheckPrograms(t, "boot "+a.Name, deps.BootPrograms(a), deps.Boot(a))
+	}
+	deptest.CheckPrograms(t, "nodes", deps.NodesPrograms(), deps.Nodes())
+	deptest.CheckPrograms(t, "distcc", deps.DistccPrograms(), deps.Distcc())
+}
