@@ -123,10 +123,11 @@ func firstLine(s string) string {
 
 // Paths lists the boot paths that exist for a: pxelinux-default, pxelinux,
 // per-node, etherboot-elf (x86 only), direct, direct-vmlinuz (x86), fallback,
-// uefi (arm64).
+// fallback-vmlinuz (x86: the netboot image alone, root unreachable), uefi
+// (arm64, riscv64).
 func Paths(a arch.Arch) []string {
 	if a.SrcArch == "x86" {
-		return []string{"pxelinux-default", "pxelinux", "per-node", "etherboot-elf", "direct", "direct-vmlinuz", "fallback"}
+		return []string{"pxelinux-default", "pxelinux", "per-node", "etherboot-elf", "direct", "direct-vmlinuz", "fallback", "fallback-vmlinuz"}
 	}
 	return []string{"direct", "fallback", "uefi"}
 }
@@ -221,6 +222,8 @@ func (s *smoke) run(path string) PathResult {
 		}
 	case "fallback":
 		err = s.fallback(r.Log)
+	case "fallback-vmlinuz":
+		err = s.fallbackVmlinuz(r.Log)
 	case "uefi":
 		if s.o.Arch.Name == "riscv64" {
 			err = s.uefiUBoot(r.Log)
@@ -487,35 +490,12 @@ func (s *smoke) fallback(log string) error {
 	if s.initrd == "" {
 		return fmt.Errorf("initramfs_%s is not published: run build:initramfs", s.o.Arch.Name)
 	}
-	srv, err := s.serve()
+	srv, err := s.rescued(log, s.kernel, s.initrd)
 	if err != nil {
 		return err
 	}
-	args, port, dir := srv.NFSRootArgs(), srv.Port, srv.Dir
-	srv.Close()
-	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: log})
-	if err != nil {
-		return err
-	}
-	defer sess.Stop()
-	res, err := sess.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout)
-	if err != nil {
-		return err
-	}
-	diag := lineOf(res.Console, "diskless-fallback: mount failed")
-	if !strings.Contains(diag, "server="+HostIP) || !strings.Contains(diag, "export="+TestExport) {
-		return fmt.Errorf("diagnosis %q does not name the server and export", diag)
-	}
-	time.Sleep(2 * time.Second)
-	if err := sess.Send("echo smoke-$((6*7))\r"); err != nil {
-		return err
-	}
-	if _, err := sess.Expect([]string{"smoke-42"}, nil, 30*time.Second); err != nil {
-		return fmt.Errorf("the rescue shell did not answer: %w", err)
-	}
-	sess.Stop()
 	// second boot: the server comes back while the node waits
-	sess2, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + args, LogPath: strings.TrimSuffix(log, ".log") + "-recovery.log"})
+	sess2, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs(), LogPath: strings.TrimSuffix(log, ".log") + "-recovery.log"})
 	if err != nil {
 		return err
 	}
@@ -523,12 +503,56 @@ func (s *smoke) fallback(log string) error {
 	if _, err := sess2.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout); err != nil {
 		return err
 	}
-	srv3, err := StartNFSOnPort(dir, TestExport, port)
+	srv3, err := StartNFSOnPort(srv.Dir, TestExport, srv.Port)
 	if err != nil {
 		return err
 	}
 	defer srv3.Close()
 	return s.reachRoot(sess2, srv3, "the NFS root came back")
+}
+
+// fallbackVmlinuz boots the published vmlinuz_<arch> alone with the NFS
+// server stopped: the initramfs it carries must diagnose and give a shell
+// where a bare kernel panics ("No working init found").
+func (s *smoke) fallbackVmlinuz(log string) error {
+	if s.vmlinuz == "" {
+		return fmt.Errorf("vmlinuz_%s is not published: run build:netboot", s.o.Arch.Name)
+	}
+	_, err := s.rescued(log, s.vmlinuz, "")
+	return err
+}
+
+// rescued boots kernel (and initrd) against the test NFS server's address
+// with the server stopped, and checks the fallback's diagnosis names the
+// server and export and its shell answers. It returns the stopped server
+// (its address, port and root) for a boot that brings it back.
+func (s *smoke) rescued(log, kernel, initrd string) (*NFSServer, error) {
+	srv, err := s.serve()
+	if err != nil {
+		return nil, err
+	}
+	srv.Close()
+	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs(), LogPath: log})
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Stop()
+	res, err := sess.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	diag := lineOf(res.Console, "diskless-fallback: mount failed")
+	if !strings.Contains(diag, "server="+HostIP) || !strings.Contains(diag, "export="+TestExport) {
+		return nil, fmt.Errorf("diagnosis %q does not name the server and export", diag)
+	}
+	time.Sleep(2 * time.Second)
+	if err := sess.Send("echo smoke-$((6*7))\r"); err != nil {
+		return nil, err
+	}
+	if _, err := sess.Expect([]string{"smoke-42"}, nil, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("the rescue shell did not answer: %w", err)
+	}
+	return srv, nil
 }
 
 // uefiServe checks the firmware and the published EFI vmlinuz are there

@@ -99,22 +99,22 @@ func TestEnvironmentValues(t *testing.T) {
 func TestBadValuesNameTheVariable(t *testing.T) {
 	dir := project(t)
 	for want, env := range map[string]map[string]string{
-		"JOBS=\"two\"":                   {"JOBS": "two"},
-		"CONFIG_ONLY=\"maybe\"":          {"CONFIG_ONLY": "maybe"},
-		"NO_CCACHE=\"x\"":                {"NO_CCACHE": "x"},
+		"JOBS=\"two\"":                    {"JOBS": "two"},
+		"CONFIG_ONLY=\"maybe\"":           {"CONFIG_ONLY": "maybe"},
+		"NO_CCACHE=\"x\"":                 {"NO_CCACHE": "x"},
 		"NETBOOT_INITRAMFS=\"sometimes\"": {"NETBOOT_INITRAMFS": "sometimes"},
-		"KCONFIG_EXTRA: fragment":        {"KCONFIG_EXTRA": "nope.config"},
+		"KCONFIG_EXTRA: fragment":         {"KCONFIG_EXTRA": "nope.config"},
 		"SOURCE_DATE_EPOCH=\"yesterday\"": {"SOURCE_DATE_EPOCH": "yesterday"},
 		"SOURCE_DATE_EPOCH=\"-5\"":        {"SOURCE_DATE_EPOCH": "-5"},
 		"INITRAMFS_COMPRESS=\"lz4\"":      {"INITRAMFS_COMPRESS": "lz4"},
 		"PUBLISH_KEEP=\"0\"":              {"PUBLISH_KEEP": "0"},
-		"PUBLISH_FROM: /nonexistent":     {"PUBLISH_FROM": "/nonexistent/a.tar.zst"},
-		"holds no bundle":                {"PUBLISH_FROM": t.TempDir()},
-		"PUBLISH_DROP: unknown arch":     {"PUBLISH_DROP": "sparc"},
+		"PUBLISH_FROM: /nonexistent":      {"PUBLISH_FROM": "/nonexistent/a.tar.zst"},
+		"holds no bundle":                 {"PUBLISH_FROM": t.TempDir()},
+		"PUBLISH_DROP: unknown arch":      {"PUBLISH_DROP": "sparc"},
 		"QEMU_ACCEL=\"hvf\"":              {"QEMU_ACCEL": "hvf"},
 		"NFS_OPTS=\"vers=9\"":             {"NFS_OPTS": "vers=9"},
 		"NFS_SERVER=\"master.lab\"":       {"NFS_SERVER": "master.lab"},
-		"DISTCC_HOSTS":                   {"DISTCC_HOSTS": "@node21"},
+		"DISTCC_HOSTS":                    {"DISTCC_HOSTS": "@node21"},
 		"PUBLISH_NOWAIT=\"soon\"":         {"PUBLISH_NOWAIT": "soon"},
 	} {
 		_, err := load(t, dir, env)
