@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -11,9 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -271,11 +274,52 @@ func child(spec string) int {
 		name := strings.ReplaceAll(e.Name(), "__", "/")
 		files = append(files, File{Name: name, Source: filepath.Join(setdir, e.Name()), Kind: "kernel"})
 	}
+	fmt.Println(childStarted)
 	if _, err := Publish(context.Background(), files, Options{Root: root}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	fmt.Println(childDone)
 	return 0
+}
+
+// The child's markers: its publish began, and returned.
+const (
+	childStarted = "diskless-child: started"
+	childDone    = "diskless-child: done"
+)
+
+// startChild starts a publishing child and returns once it says it has
+// started publishing, with a function that waits for it and reports
+// whether it finished (printed done) and how long its publish ran.
+func startChild(t *testing.T, root, set string) (*exec.Cmd, func() (finished bool, took time.Duration)) {
+	t.Helper()
+	c := runChild(root, set)
+	out, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != childStarted {
+		c.Process.Kill()
+		c.Wait()
+		t.Fatalf("the child did not start publishing: %q", sc.Text())
+	}
+	began := time.Now()
+	return c, func() (bool, time.Duration) {
+		finished, took := false, time.Duration(0)
+		for sc.Scan() {
+			if sc.Text() == childDone && !finished {
+				// not at exit: a -race binary sleeps a second at exit
+				finished, took = true, time.Since(began)
+			}
+		}
+		c.Wait()
+		return finished, took
+	}
 }
 
 // writeSet writes a file set as a directory for child (/ as __).
@@ -313,15 +357,10 @@ func TestIntegrationFaultInjectionKillPublisher(t *testing.T) {
 	if out, err := runChild(root, setA).CombinedOutput(); err != nil {
 		t.Fatalf("first publish: %v\n%s", err, out)
 	}
-	// how long an uninterrupted publish takes, to spread the kills over it
-	start := time.Now()
-	if out, err := runChild(root, setB).CombinedOutput(); err != nil {
-		t.Fatalf("second publish: %v\n%s", err, out)
-	}
-	span := time.Since(start)
 	stop := make(chan struct{})
-	var readerErr error
-	var reads, setReads int
+	var readerErr atomic.Pointer[error]
+	var reads, setReads atomic.Int64
+	fail := func(err error) { readerErr.CompareAndSwap(nil, &err) }
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -339,10 +378,10 @@ func TestIntegrationFaultInjectionKillPublisher(t *testing.T) {
 				}
 				s := sum(data)
 				if s != sumsA[name] && s != sumsB[name] {
-					readerErr = fmt.Errorf("read of %s saw content of neither set (%d bytes)", name, len(data))
+					fail(fmt.Errorf("read of %s saw content of neither set (%d bytes)", name, len(data)))
 					return
 				}
-				reads++
+				reads.Add(1)
 			}
 			// resolve the generation once: the whole set is consistent
 			if gen, err := os.Readlink(filepath.Join(root, current)); err == nil {
@@ -355,29 +394,39 @@ func TestIntegrationFaultInjectionKillPublisher(t *testing.T) {
 					want, name, _ := strings.Cut(line, "  ")
 					data, err := os.ReadFile(filepath.Join(dir, name))
 					if err == nil && sum(data) != want {
-						readerErr = fmt.Errorf("generation %s: %s does not match its SHA256SUMS", gen, name)
+						fail(fmt.Errorf("generation %s: %s does not match its SHA256SUMS", gen, name))
 						return
 					}
 				}
-				setReads++
+				setReads.Add(1)
 			}
 		}
 	}()
+	// how long an uninterrupted publish takes (the median of three, from
+	// its start marker, with the reader running), to spread the kills over
+	var spans []time.Duration
+	for _, set := range []string{setB, setA, setB} {
+		_, wait := startChild(t, root, set)
+		finished, took := wait()
+		if !finished {
+			t.Fatal("an uninterrupted publish did not finish")
+		}
+		spans = append(spans, took)
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i] < spans[j] })
+	span := spans[1]
 	rng := rand.New(rand.NewSource(1))
-	killed := 0
-	for i := 0; i < 100 && readerErr == nil; i++ {
+	midway := 0
+	for i := 0; i < 100 && readerErr.Load() == nil; i++ {
 		set := setA
 		if i%2 == 1 {
 			set = setB
 		}
-		c := runChild(root, set)
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(rng.Int63n(int64(span)*3/2 + 1)))
+		c, wait := startChild(t, root, set)
+		time.Sleep(time.Duration(rng.Int63n(int64(span)*6/5 + 1)))
 		c.Process.Signal(syscall.SIGKILL)
-		if err := c.Wait(); err != nil {
-			killed++ // died by the signal before finishing
+		if finished, _ := wait(); !finished {
+			midway++ // killed between its start and done markers
 		}
 		if _, err := Verify(root); err != nil {
 			t.Fatalf("run %d: verify after SIGKILL: %v", i, err)
@@ -388,14 +437,17 @@ func TestIntegrationFaultInjectionKillPublisher(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if readerErr != nil {
-		t.Fatal(readerErr)
+	if err := readerErr.Load(); err != nil {
+		t.Fatal(*err)
 	}
 	if _, err := Verify(root); err != nil {
 		t.Fatal(err)
 	}
 	gens, _ := generations(root)
-	t.Logf("%d of 100 publishes killed mid-way (the rest finished first) over a %s publish; reader: %d file reads, %d whole-set reads; generations kept %v", killed, span.Round(time.Millisecond), reads, setReads, gens)
+	t.Logf("%d of 100 publishes killed between their start and done markers (the rest finished first) over a %s publish; reader: %d file reads, %d whole-set reads; generations kept %v", midway, span.Round(time.Millisecond), reads.Load(), setReads.Load(), gens)
+	if midway < 50 {
+		t.Errorf("only %d of 100 kills landed mid-publish: the test did not exercise what it claims (need 50)", midway)
+	}
 }
 
 // Two publishes at once: one waits for the other; both complete, one
