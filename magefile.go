@@ -76,22 +76,16 @@ func Deps(ctx context.Context) error {
 }
 
 func kernel(ctx context.Context, archArg string, role kbuild.Role) error {
-	a, err := arch.ParseArg(archArg)
+	o, err := pipelineOptions(archArg)
 	if err != nil {
 		return err
 	}
-	s, err := load()
-	if err != nil {
-		return err
-	}
+	a, s := o.Arch, o.Settings
 	opts := s.Kernel(a, role)
 	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, opts.KernelSrc == "", !opts.NoCcache)); err != nil {
 		return err
 	}
-	opts.Log = log
-	if t := terminal(); t != nil {
-		opts.Terminal = t
-	}
+	opts.Log, opts.Terminal = o.Log, o.Terminal
 	res, err := kbuild.Build(ctx, opts)
 	if err != nil {
 		return err
@@ -134,23 +128,15 @@ func (Build) Netboot(ctx context.Context, archArg string) error {
 	if err := kernel(ctx, archArg, kbuild.Slave); err != nil {
 		return err
 	}
-	a, _ := arch.ParseArg(archArg)
-	o, err := pipelineOptions(a)
+	o, err := pipelineOptions(archArg)
 	if err != nil {
 		return err
 	}
-	if carry, err := pipeline.NetbootCarriesInitramfs(o); err != nil {
-		return err
-	} else if carry {
-		if _, err := pipeline.Initramfs(ctx, o); err != nil {
-			return err
-		}
-	}
-	out, err := pipeline.Netboot(o, "")
+	out, err := pipeline.NetbootImage(ctx, o)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s netboot image: %s\n", a.Name, out)
+	fmt.Printf("%s netboot image: %s\n", o.Arch.Name, out)
 	return nil
 }
 
@@ -160,14 +146,11 @@ func (Build) Netboot(ctx context.Context, archArg string) error {
 // starts a rescue shell. INITRAMFS_COMPRESS=zstd|xz|gzip|none. Skips the Go
 // build when nothing changed. Usage: build:initramfs arch=x86_64
 func (Build) Initramfs(ctx context.Context, archArg string) error {
-	a, err := arch.ParseArg(archArg)
+	o, err := pipelineOptions(archArg)
 	if err != nil {
 		return err
 	}
-	o, err := pipelineOptions(a)
-	if err != nil {
-		return err
-	}
+	a := o.Arch
 	res, err := pipeline.Initramfs(ctx, o)
 	if err != nil {
 		return err
@@ -233,14 +216,11 @@ func Rollback() error {
 // fallback initramfs, netboot image) and publishes it to DISKLESS_ROOT.
 // Usage: build:all arch=x86_64
 func (Build) All(ctx context.Context, archArg string) error {
-	a, err := arch.ParseArg(archArg)
+	o, err := pipelineOptions(archArg)
 	if err != nil {
 		return err
 	}
-	o, err := pipelineOptions(a)
-	if err != nil {
-		return err
-	}
+	a := o.Arch
 	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Publish(a)...)); err != nil {
 		return err
 	}
@@ -250,7 +230,12 @@ func (Build) All(ctx context.Context, archArg string) error {
 	return Publish(ctx)
 }
 
-func pipelineOptions(a arch.Arch) (pipeline.Options, error) {
+// pipelineOptions parses a target's arch argument and loads the settings.
+func pipelineOptions(archArg string) (pipeline.Options, error) {
+	a, err := arch.ParseArg(archArg)
+	if err != nil {
+		return pipeline.Options{}, err
+	}
 	s, err := load()
 	o := pipeline.Options{Arch: a, Settings: s, Log: log}
 	if t := terminal(); t != nil {
@@ -268,14 +253,11 @@ func pipelineOptions(a arch.Arch) (pipeline.Options, error) {
 // artifacts/<arch>/smoke/, exits non-zero on any failure. SMOKE_PATHS=a,b
 // runs only those paths. Usage: test:smoke arch=x86_64
 func (Test) Smoke(ctx context.Context, archArg string) error {
-	a, err := arch.ParseArg(archArg)
+	o, err := pipelineOptions(archArg)
 	if err != nil {
 		return err
 	}
-	s, err := load()
-	if err != nil {
-		return err
-	}
+	a, s := o.Arch, o.Settings
 	if err := deps.Ensure(ctx, log, deps.Boot(a)); err != nil {
 		return err
 	}
@@ -399,14 +381,11 @@ type CI mg.Namespace
 // (the arch's files, SHA256SUMS, manifest.json) for PUBLISH_FROM. The
 // failing step is named. Usage: ci:artifacts arch=x86_64
 func (CI) Artifacts(ctx context.Context, archArg string) error {
-	a, err := arch.ParseArg(archArg)
+	o, err := pipelineOptions(archArg)
 	if err != nil {
 		return err
 	}
-	o, err := pipelineOptions(a)
-	if err != nil {
-		return err
-	}
+	a := o.Arch
 	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Boot(a)...)); err != nil {
 		return fmt.Errorf("deps: %w", err)
 	}

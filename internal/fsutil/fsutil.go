@@ -1,9 +1,16 @@
-// Package fsutil holds the one file-writing helper the stages share.
+// Package fsutil holds the file helpers the stages share: atomic writes,
+// hashing, the up-to-date check of a recorded artifact, and the flock.
 package fsutil
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // WriteAtomic writes data to path through a temporary file in the same
@@ -35,3 +42,60 @@ func WriteAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// HashBytes is the hex SHA-256 of data.
+func HashBytes(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// HashFile returns the hex SHA-256 and the size of the file at path.
+func HashFile(path string) (sum string, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, f, make([]byte, 1<<20))
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// Matches reports whether the file at path has the size and SHA-256 a
+// build recorded for it (the "is the artifact still what we made" check of
+// every up-to-date test).
+func Matches(path string, size int64, sum string) bool {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() != size {
+		return false
+	}
+	got, n, err := HashFile(path)
+	return err == nil && n == size && got == sum
+}
+
+// Lock takes an exclusive flock on the file at path (created if missing).
+// When another process holds it: with noWait it fails at once, else it
+// calls waiting (to say so) and blocks. The returned function unlocks.
+func Lock(path string, noWait bool, waiting func()) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if noWait {
+			f.Close()
+			return nil, ErrLocked
+		}
+		if waiting != nil {
+			waiting()
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// ErrLocked is Lock's error with noWait when the lock is held.
+var ErrLocked = errors.New("held by another process")

@@ -1,13 +1,12 @@
 package elfboot
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/diskless/diskless/internal/fsutil"
 	"os"
 	"path/filepath"
+
+	"github.com/diskless/diskless/internal/fsutil"
 
 	"github.com/diskless/diskless/pkg/arch"
 )
@@ -78,8 +77,7 @@ func writeMeta(dir string, a arch.Arch, out, bz, initrd, cmdline string) error {
 		if err != nil {
 			return "", 0
 		}
-		s := sha256.Sum256(data)
-		return hex.EncodeToString(s[:]), int64(len(data))
+		return fsutil.HashBytes(data), int64(len(data))
 	}
 	m := NetbootMeta{Name: filepath.Base(out), Cmdline: cmdline, Kernel: filepath.Base(bz), StubBytes: len(stubCode)}
 	m.SHA256, m.Size = sum(out)
@@ -88,5 +86,5 @@ func writeMeta(dir string, a arch.Arch, out, bz, initrd, cmdline string) error {
 		m.Initramfs = filepath.Base(initrd)
 	}
 	data, _ := json.MarshalIndent(m, "", "  ")
-	return os.WriteFile(filepath.Join(dir, "netboot_"+a.Name+".json"), append(data, '\n'), 0o644)
+	return fsutil.WriteAtomic(filepath.Join(dir, "netboot_"+a.Name+".json"), append(data, '\n'))
 }

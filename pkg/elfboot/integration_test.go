@@ -70,16 +70,13 @@ func TestIntegrationVmlinuzX86_64IPXE(t *testing.T)   { bootVmlinuz(t, "x86_64",
 func TestIntegrationVmlinuzI386Direct(t *testing.T)   { bootVmlinuz(t, "i386", false) }
 func TestIntegrationVmlinuzI386IPXE(t *testing.T)     { bootVmlinuz(t, "i386", true) }
 
-// AAVMF is Debian's UEFI firmware for QEMU's arm64 virt machine.
-const AAVMF = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
-
 // vmlinuz_arm64 is the EFI zboot kernel: under real UEFI firmware it boots
 // with its built-in command line (CONFIG_CMDLINE from the settings) when the
 // loader passes none, and with the loader's options (QEMU -append, as a boot
 // manager would) to the test NFS root.
 func TestIntegrationVmlinuzArm64UEFI(t *testing.T) {
 	a, dir := slaveKernel(t, "arm64")
-	fw := testutil.NeedFile(t, AAVMF, "qemu-efi-aarch64")
+	fw := testutil.NeedFile(t, qemu.AAVMF, "qemu-efi-aarch64")
 	ctx := context.Background()
 	img, err := Artifact(a, dir, "", "")
 	if err != nil {

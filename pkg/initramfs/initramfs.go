@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/diskless/diskless/internal/fsutil"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/initramfs/fallback"
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
@@ -238,8 +238,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	m.CompSecs = time.Since(start).Round(10 * time.Millisecond).Seconds()
 	m.Size = int64(out.Len())
-	sum := sha256.Sum256(out.Bytes())
-	m.SHA256 = hex.EncodeToString(sum[:])
+	m.SHA256 = fsutil.HashBytes(out.Bytes())
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -382,15 +381,5 @@ func upToDate(metaPath, artifact, key string) (*Meta, bool) {
 	if json.Unmarshal(data, &m) != nil || m.Key != key {
 		return nil, false
 	}
-	f, err := os.Open(artifact)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil || n != m.Size || hex.EncodeToString(h.Sum(nil)) != m.SHA256 {
-		return nil, false
-	}
-	return &m, true
+	return &m, fsutil.Matches(artifact, m.Size, m.SHA256)
 }

@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/diskless/diskless/internal/fsutil"
 	"io"
 	"log/slog"
 	"os"
@@ -27,8 +26,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/diskless/diskless/internal/fsutil"
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
@@ -635,33 +635,17 @@ func tail(path string, n int) string {
 	return "  " + strings.Join(lines, "\n  ")
 }
 
-func sum(data []byte) string {
-	s := sha256.Sum256(data)
-	return hex.EncodeToString(s[:])
-}
+func sum(data []byte) string { return fsutil.HashBytes(data) }
 
 func hashArtifact(path string) (Artifact, error) {
-	f, err := os.Open(path)
+	h, n, err := fsutil.HashFile(path)
 	if err != nil {
 		return Artifact{}, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return Artifact{}, err
-	}
-	return Artifact{Name: filepath.Base(path), Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return Artifact{Name: filepath.Base(path), Size: n, SHA256: h}, nil
 }
 
-func fileMatches(path string, a Artifact) bool {
-	st, err := os.Stat(path)
-	if err != nil || st.Size() != a.Size {
-		return false
-	}
-	got, err := hashArtifact(path)
-	return err == nil && got.SHA256 == a.SHA256
-}
+func fileMatches(path string, a Artifact) bool { return fsutil.Matches(path, a.Size, a.SHA256) }
 
 // copyFile copies src to dst through a temporary file and a rename, so dst
 // is never seen half-written.
@@ -683,18 +667,9 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // lockDir takes an exclusive flock on dir/.lock, waiting (with a message)
 // while another build of the same arch and role runs.
 func lockDir(dir string, log *slog.Logger) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	return fsutil.Lock(filepath.Join(dir, ".lock"), false, func() {
 		log.Info("another build of this kernel is running; waiting for it", "dir", dir)
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", dir, err)
-		}
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+	})
 }
 
 // ErrNotBuilt is returned by ReadMeta when no build has been recorded.

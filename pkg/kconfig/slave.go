@@ -2,6 +2,7 @@ package kconfig
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -39,7 +40,7 @@ func SlaveRequested(req *Config) error {
 		if e.Value != "m" {
 			continue
 		}
-		if contains(NFSRootChain, e.Symbol) || contains(NICDrivers, e.Symbol) {
+		if slices.Contains(NFSRootChain, e.Symbol) || slices.Contains(NICDrivers, e.Symbol) {
 			errs = append(errs, fmt.Sprintf("%s: CONFIG_%s=m: a diskless slave has no disk to load modules from before its NFS root is mounted; set CONFIG_%s=y", e.Pos(), e.Symbol, e.Symbol))
 		}
 	}
@@ -90,13 +91,4 @@ func SlaveFinal(final, req *Config) error {
 		return fmt.Errorf("slave kernel rule (final %s):\n  %s", final.Name, strings.Join(errs, "\n  "))
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

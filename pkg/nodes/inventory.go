@@ -20,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
 
@@ -277,7 +278,7 @@ func AddNode(path string, nd Node, network Network) error {
 	if _, err := Parse(b.Bytes(), path); err != nil {
 		return err
 	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
+	return fsutil.WriteAtomic(path, b.Bytes())
 }
 
 // ParseAddArgs reads nodes:add's words: name=, mac=, ip=, arch= (any order,

@@ -1,8 +1,6 @@
 package nodes
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +8,8 @@ import (
 	"sort"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/diskless/diskless/internal/fsutil"
 )
 
 // stateFile records, per slave root, the hash of each file provision wrote,
@@ -22,8 +22,7 @@ type Report struct {
 }
 
 func hashOf(data []byte) string {
-	s := sha256.Sum256(data)
-	return hex.EncodeToString(s[:])
+	return fsutil.HashBytes(data)
 }
 
 // Provision creates or updates each node's root skeleton under root
@@ -77,7 +76,7 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 			cur, err := os.ReadFile(p)
 			switch {
 			case os.IsNotExist(err):
-				if err := os.WriteFile(p, want, 0o644); err != nil {
+				if err := fsutil.WriteAtomic(p, want); err != nil {
 					return r, err
 				}
 				r.Created = append(r.Created, p)
@@ -86,7 +85,7 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 			case hashOf(cur) == hashOf(want):
 				// already what we would write
 			case state[name] == hashOf(cur):
-				if err := os.WriteFile(p, want, 0o644); err != nil {
+				if err := fsutil.WriteAtomic(p, want); err != nil {
 					return r, err
 				}
 				r.Updated = append(r.Updated, p)
@@ -98,7 +97,7 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 		}
 		data, _ := json.MarshalIndent(state, "", "  ")
 		if data = append(data, '\n'); string(data) != string(oldState) {
-			if err := os.WriteFile(filepath.Join(dir, stateFile), data, 0o644); err != nil {
+			if err := fsutil.WriteAtomic(filepath.Join(dir, stateFile), data); err != nil {
 				return r, err
 			}
 		}
@@ -109,11 +108,7 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 // WriteFiles writes rendered files under dir (artifacts/master).
 func WriteFiles(dir string, files Files) error {
 	for _, name := range files.Names() {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, []byte(files[name]), 0o644); err != nil {
+		if err := fsutil.WriteAtomic(filepath.Join(dir, name), []byte(files[name])); err != nil {
 			return err
 		}
 	}

@@ -131,6 +131,24 @@ func Netboot(o Options, initrd string) (string, error) {
 	return out, step("build:netboot", err)
 }
 
+// NetbootImage is build:netboot after the kernel: the initramfs first
+// (cached) when the image carries it, then Netboot.
+func NetbootImage(ctx context.Context, o Options) (string, error) {
+	carry, err := NetbootCarriesInitramfs(o)
+	if err != nil {
+		return "", err
+	}
+	initrd := ""
+	if carry {
+		res, err := Initramfs(ctx, o)
+		if err != nil {
+			return "", err
+		}
+		initrd = res.Path
+	}
+	return Netboot(o, initrd)
+}
+
 // ArchFiles are the files of Collect that belong to arch a: its own and,
 // for x86, PXELINUX and its configuration.
 func ArchFiles(files []publish.File, a arch.Arch) []publish.File {

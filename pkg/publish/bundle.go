@@ -3,8 +3,6 @@ package publish
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/diskless/diskless/internal/fsutil"
 )
 
 // WriteBundle writes files as a deterministic tar.zst (sorted, mtime 0,
@@ -56,8 +56,7 @@ func WriteBundle(out string, files []File) (*Manifest, error) {
 				return nil, err
 			}
 		}
-		s := sha256.Sum256(data)
-		sum := hex.EncodeToString(s[:])
+		sum := fsutil.HashBytes(data)
 		if f.SHA256 != "" && f.SHA256 != sum {
 			return nil, fmt.Errorf("%s changed since it was built: recorded sha256 %s, now %s", f.Source, f.SHA256, sum)
 		}
@@ -138,8 +137,7 @@ func ReadBundle(path, dir string) ([]File, error) {
 		if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
 			return nil, err
 		}
-		s := sha256.Sum256(buf.Bytes())
-		got[name] = hex.EncodeToString(s[:])
+		got[name] = fsutil.HashBytes(buf.Bytes())
 	}
 	if sums == nil {
 		return nil, fmt.Errorf("%s has no %s: not a diskless bundle", path, SumsName)

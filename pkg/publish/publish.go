@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/pkg/pxe"
 )
 
@@ -145,22 +146,12 @@ func Lock(root string, noWait bool, log *slog.Logger) (func(), error) {
 	if err := os.MkdirAll(filepath.Join(root, genDir), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(root, lockName), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
+	lock := filepath.Join(root, lockName)
+	unlock, err := fsutil.Lock(lock, noWait, func() { log.Info("another publish is running; waiting for it", "lock", lock) })
+	if errors.Is(err, fsutil.ErrLocked) {
+		return nil, fmt.Errorf("another publish or rollback holds %s (PUBLISH_NOWAIT=1): try again when it is done", lock)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		if noWait {
-			f.Close()
-			return nil, fmt.Errorf("another publish or rollback holds %s (PUBLISH_NOWAIT=1): try again when it is done", filepath.Join(root, lockName))
-		}
-		log.Info("another publish is running; waiting for it", "lock", filepath.Join(root, lockName))
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+	return unlock, err
 }
 
 // Publish makes files the live generation of o.Root and returns its
@@ -393,22 +384,11 @@ func Sums(files []File) string {
 	return b.String()
 }
 
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.CopyBuffer(h, f, make([]byte, 1<<20))
-	return hex.EncodeToString(h.Sum(nil)), n, err
-}
-
 // checkDir re-reads every file of m under dir.
 func checkDir(dir string, m *Manifest) error {
 	var bad []string
 	for _, f := range m.Files {
-		sum, n, err := hashFile(filepath.Join(dir, f.Name))
+		sum, n, err := fsutil.HashFile(filepath.Join(dir, f.Name))
 		switch {
 		case err != nil:
 			bad = append(bad, fmt.Sprintf("%s: %v", f.Name, unwrap(err)))

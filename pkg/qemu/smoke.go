@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pxe"
@@ -94,7 +96,7 @@ func (s *smoke) accel() string {
 		probe.o.Timeout = 30 * time.Second
 		probe.forceAccel = "kvm"
 		if err := probe.direct(filepath.Join(s.o.Work, "kvm-probe.log"), s.kernel, s.initrd); err != nil {
-			kvmWhy = "a KVM boot did not reach the NFS root: " + firstLine(err.Error())
+			kvmWhy = "a KVM boot did not reach the NFS root: " + textutil.FirstLine(err.Error())
 			return
 		}
 		kvmUsable = true
@@ -114,11 +116,6 @@ func AccelNote() string {
 		return "tcg (" + kvmWhy + ")"
 	}
 	return "tcg"
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }
 
 // Paths lists the boot paths that exist for a: pxelinux-default, pxelinux,
@@ -172,7 +169,7 @@ func Smoke(ctx context.Context, o SmokeOptions) ([]PathResult, error) {
 	var results []PathResult
 	failed := 0
 	for _, p := range Paths(o.Arch) {
-		if len(o.Only) > 0 && !contains(o.Only, p) {
+		if len(o.Only) > 0 && !slices.Contains(o.Only, p) {
 			continue
 		}
 		r := s.run(p)
@@ -188,15 +185,6 @@ func Smoke(ctx context.Context, o SmokeOptions) ([]PathResult, error) {
 		return results, fmt.Errorf("%d of %d boot paths failed for %s", failed, len(results), o.Arch.Name)
 	}
 	return results, nil
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *smoke) run(path string) PathResult {
@@ -541,6 +529,7 @@ func (s *smoke) rescued(log, kernel, initrd string) (*NFSServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.lastBoot = res.Elapsed
 	diag := lineOf(res.Console, "diskless-fallback: mount failed")
 	if !strings.Contains(diag, "server="+HostIP) || !strings.Contains(diag, "export="+TestExport) {
 		return nil, fmt.Errorf("diagnosis %q does not name the server and export", diag)

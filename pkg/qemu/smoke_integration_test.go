@@ -11,6 +11,7 @@ import (
 	"github.com/diskless/diskless/internal/debkernel"
 	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
@@ -99,7 +100,7 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 				t.Errorf("%s passed with a truncated vmlinuz", r.Path)
 				continue
 			}
-			t.Logf("%s: %s", r.Path, firstLine(r.Err.Error()))
+			t.Logf("%s: %s", r.Path, textutil.FirstLine(r.Err.Error()))
 		}
 		for _, r := range res {
 			if r.Path == "direct-vmlinuz" && (r.Err == nil || !strings.Contains(r.Err.Error(), "exited") || !strings.Contains(strings.ToLower(r.Err.Error()), "elf")) {
@@ -124,7 +125,7 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 		if err == nil || !qemu.IsBootError(err) || !strings.Contains(err.Error(), "asked the NFS server for /diskless/10.0.2.99, which is not exported") || !strings.Contains(err.Error(), "last console lines") {
 			t.Errorf("wrong export: %v", err)
 		} else {
-			t.Log(firstLine(err.Error()))
+			t.Log(textutil.FirstLine(err.Error()))
 		}
 		if m := srv.Mounts(); len(m) == 0 || m[0] != "/diskless/10.0.2.99" {
 			t.Errorf("the server saw mounts %v", m)
@@ -149,14 +150,9 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "Kernel panic") {
 			t.Errorf("kernel without ROOT_NFS: %v", err)
 		} else {
-			t.Log(firstLine(err.Error()))
+			t.Log(textutil.FirstLine(err.Error()))
 		}
 	})
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }
 
 // BenchmarkBootPaths reports QEMU start to marker for every boot path of
