@@ -125,7 +125,10 @@ type Meta struct {
 	Started       time.Time  `json:"started"`
 	Duration      float64    `json:"duration_seconds"`
 	CompileSteps  int        `json:"compile_steps"`
-	Artifacts     []Artifact `json:"artifacts"`
+	// FullSteps is the step count of the last build from an empty tree:
+	// the total the progress line shows for the next one.
+	FullSteps int        `json:"full_compile_steps,omitempty"`
+	Artifacts []Artifact `json:"artifacts"`
 }
 
 // Result of Build.
@@ -404,6 +407,7 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 		return res, p.install(m, names)
 	}
 	start := time.Now()
+	prevFull := p.previousFullSteps()
 	// A failed or interrupted build must not look up to date.
 	os.Remove(filepath.Join(p.buildDir, stampName))
 
@@ -428,11 +432,21 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 	}
 	if !o.ConfigOnly {
 		os.Remove(p.distccLog())
-		steps, err := p.compile(ctx)
+		// a build from an empty tree can be measured against the last one
+		_, statErr := os.Stat(filepath.Join(p.buildDir, "vmlinux"))
+		fresh := os.IsNotExist(statErr)
+		expect := 0
+		if fresh {
+			expect = prevFull
+		}
+		steps, err := p.compile(ctx, expect)
 		if err != nil {
 			return nil, err
 		}
-		m.CompileSteps = steps
+		m.CompileSteps, m.FullSteps = steps, prevFull
+		if fresh {
+			m.FullSteps = steps
+		}
 		if o.DistccHosts != "" {
 			m.DistccHosts = o.DistccHosts
 			remote, local := RemoteJobs(p.distccLog())
@@ -594,8 +608,25 @@ func (p *Plan) configure(ctx context.Context) error {
 	return nil
 }
 
-// compile runs make for the targets with progress, keeping the full log.
-func (p *Plan) compile(ctx context.Context) (int, error) {
+// previousFullSteps is the step count of the last build from an empty tree
+// of this arch and role: from the build tree's record, or the artifacts'
+// (which outlive a deleted cache).
+func (p *Plan) previousFullSteps() int {
+	if data, err := os.ReadFile(filepath.Join(p.buildDir, stampName)); err == nil {
+		var m Meta
+		if json.Unmarshal(data, &m) == nil && m.FullSteps > 0 {
+			return m.FullSteps
+		}
+	}
+	if m, err := ReadMeta(p.opts.OutDir, p.opts.Arch, p.opts.Role); err == nil {
+		return m.FullSteps
+	}
+	return 0
+}
+
+// compile runs make for the targets with progress (against expect steps
+// when known), keeping the full log.
+func (p *Plan) compile(ctx context.Context, expect int) (int, error) {
 	o := &p.opts
 	logf := filepath.Join(p.buildDir, "diskless-make.log")
 	lf, err := os.Create(logf)
@@ -603,10 +634,6 @@ func (p *Plan) compile(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer lf.Close()
-	expect := 0
-	if data, err := os.ReadFile(filepath.Join(p.buildDir, "diskless-steps")); err == nil {
-		fmt.Sscan(string(data), &expect)
-	}
 	targets := o.targets()
 	args := append(p.makeArgs(targets...), fmt.Sprintf("-j%d", o.Jobs))
 	o.Log.Info("compiling kernel", "arch", o.Arch.Name, "role", o.Role, "targets", strings.Join(targets, " "), "jobs", o.Jobs, "ccache", p.ccache != "", "log", logf)
@@ -619,7 +646,6 @@ func (p *Plan) compile(ctx context.Context) (int, error) {
 	if err != nil {
 		return pr.Steps(), fmt.Errorf("make %s for %s failed: %w\nlast lines of %s:\n%s", strings.Join(targets, " "), o.Arch.Name, err, logf, tail(logf, 40))
 	}
-	os.WriteFile(filepath.Join(p.buildDir, "diskless-steps"), []byte(fmt.Sprint(pr.Steps())), 0o644)
 	return pr.Steps(), nil
 }
 

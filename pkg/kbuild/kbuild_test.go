@@ -394,3 +394,21 @@ func TestKernelProgramsComeFromKernelBuildPackages(t *testing.T) {
 		}
 	}
 }
+
+// With the total from a previous full build, the line says done/total and
+// how long is left (elapsed / done * remaining).
+func TestProgressShowsTotalAndEstimate(t *testing.T) {
+	var sink bytes.Buffer
+	p := newProgress(nil, nil, "kernel", 100, &sink)
+	p.start = time.Now().Add(-50 * time.Second)
+	p.Write([]byte(strings.Repeat("  CC      x.o\n", 25)))
+	got := p.status()
+	if !strings.HasPrefix(got, "25/100 steps (25%), 50s, about 2m30s left") {
+		t.Errorf("status %q", got)
+	}
+	q := newProgress(nil, nil, "kernel", 0, &sink)
+	q.Write([]byte("  CC      x.o\n"))
+	if got := q.status(); !strings.HasPrefix(got, "1 steps, ") || strings.Contains(got, "left") {
+		t.Errorf("without a total: %q", got)
+	}
+}

@@ -70,16 +70,24 @@ func isStep(line []byte) bool {
 	return i > 2 && i < len(line) && line[i] == ' '
 }
 
+// status is "done/total steps (pct), elapsed, about N left" when a
+// previous full build of the same arch and role gave the total, else
+// "N steps, elapsed".
 func (p *progress) status() string {
-	el := time.Since(p.start).Round(time.Second)
-	if p.expect > 0 {
-		pct := 100 * p.steps / p.expect
-		if pct > 99 {
-			pct = 99
-		}
-		return fmt.Sprintf("%d/%d steps (%d%%), %s", p.steps, p.expect, pct, el)
+	el := time.Since(p.start)
+	if p.expect <= 0 {
+		return fmt.Sprintf("%d steps, %s", p.steps, el.Round(time.Second))
 	}
-	return fmt.Sprintf("%d steps, %s", p.steps, el)
+	pct := 100 * p.steps / p.expect
+	if pct > 99 {
+		pct = 99
+	}
+	s := fmt.Sprintf("%d/%d steps (%d%%), %s", p.steps, p.expect, pct, el.Round(time.Second))
+	if p.steps > 0 && p.steps < p.expect {
+		left := time.Duration(float64(el) / float64(p.steps) * float64(p.expect-p.steps))
+		s += fmt.Sprintf(", about %s left", left.Round(time.Second))
+	}
+	return s
 }
 
 func (p *progress) show() {
