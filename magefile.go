@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
@@ -402,13 +403,16 @@ func (CI) Artifacts(ctx context.Context, archArg string) error {
 	return nil
 }
 
-// Unit runs the fast tests (go test -short ./...): no kernel build, no QEMU.
+// Unit runs the fast tests with the race detector (go test -short -race
+// ./...): no kernel build, no QEMU.
 func (Test) Unit() error {
-	return sh.RunV("go", "test", "-short", "-count=1", "./...")
+	return sh.RunV("go", "test", "-short", "-race", "-count=1", "./...")
 }
 
 // Integration runs the slow tests: real kernel builds (x86_64 and arm64
-// slaves, config checks for the others and the master) and QEMU boots.
+// slaves, config checks for the others and the master), QEMU boots, and the
+// fresh-machine tests (empty Go module and build caches, a new kernel
+// source cache, an empty ccache).
 func (Test) Integration(ctx context.Context) error {
 	mg.CtxDeps(ctx, Deps)
 	// -p 1: kernel builds and QEMU guests of different packages would
@@ -417,11 +421,22 @@ func (Test) Integration(ctx context.Context) error {
 }
 
 // All is the README's test command (`test`): deps, unit tests, then the
-// integration and boot tests.
+// integration and boot tests; it says how long each stage took.
 func (Test) All(ctx context.Context) error {
-	mg.CtxDeps(ctx, Deps)
-	if err := (Test{}).Unit(); err != nil {
-		return err
+	for _, st := range []struct {
+		name string
+		run  func() error
+	}{
+		{"deps", func() error { return Deps(ctx) }},
+		{"unit tests", Test{}.Unit},
+		{"integration tests", func() error { return Test{}.Integration(ctx) }},
+	} {
+		start := time.Now()
+		err := st.run()
+		fmt.Printf("test: %s took %s\n", st.name, time.Since(start).Round(time.Second))
+		if err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
 	}
-	return (Test{}).Integration(ctx)
+	return nil
 }

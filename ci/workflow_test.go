@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -46,9 +47,44 @@ func TestWorkflowRunsCIArtifactsForEveryArch(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(data)
-	for _, want := range []string{"go run mage.go ci:artifacts arch=${{ matrix.arch }}", "arch: [x86_64, i386, arm64, riscv64]", "container: debian:12", "~/.cache/diskless"} {
+	for _, want := range []string{"go run mage.go ci:artifacts arch=${{ matrix.arch }}", "arch: [x86_64, i386, arm64, riscv64]", "container: debian:12", "~/.cache/diskless",
+		"go vet ./...", "go vet -tags mage .", "go test -short -race -count=1 ./...", `CCACHE_DIR=$HOME/.cache/ccache" >> "$GITHUB_ENV"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("workflow lacks %q", want)
 		}
+	}
+	if bad := tildeInEnv(s); len(bad) > 0 {
+		t.Errorf("env: values are not expanded by a shell, so ~ stays literal: %v", bad)
+	}
+}
+
+// tildeInEnv lists the lines of env: maps whose value starts with ~.
+var envValue = regexp.MustCompile(`^\s+[A-Za-z_][A-Za-z0-9_]*:\s*["']?~`)
+
+func tildeInEnv(workflow string) []string {
+	var bad []string
+	inEnv, indent := false, 0
+	for _, l := range strings.Split(workflow, "\n") {
+		trimmed := strings.TrimLeft(l, " ")
+		ind := len(l) - len(trimmed)
+		switch {
+		case strings.HasPrefix(trimmed, "env:"):
+			inEnv, indent = true, ind
+		case inEnv && trimmed != "" && ind <= indent:
+			inEnv = false
+		case inEnv && envValue.MatchString(l):
+			bad = append(bad, strings.TrimSpace(l))
+		}
+	}
+	return bad
+}
+
+func TestTildeInEnvIsFound(t *testing.T) {
+	old := "      - name: x\n        env:\n          CCACHE_DIR: ~/.cache/ccache\n        run: true\n"
+	if bad := tildeInEnv(old); len(bad) != 1 {
+		t.Errorf("the old workflow's CCACHE_DIR is not caught: %v", bad)
+	}
+	if bad := tildeInEnv("        env:\n          GH_TOKEN: ${{ github.token }}\n        with:\n          path: ~/go\n"); len(bad) != 0 {
+		t.Errorf("false positive: %v", bad)
 	}
 }
