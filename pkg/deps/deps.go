@@ -1,7 +1,8 @@
-// Package deps knows which Debian packages each stage needs and installs the
-// missing ones with apt-get when running as root. When not root it stops
-// with the exact apt-get line to run. It does not decide what a stage does;
-// stages ask it for their packages.
+// Package deps knows which programs each stage runs, which Debian packages
+// provide them (a stage's package list is made from its programs), and
+// installs the missing packages with apt-get when running as root. When not
+// root it stops with the exact apt-get line to run. It does not decide what
+// a stage does; stages ask it for their programs and packages.
 package deps
 
 import (

@@ -1,8 +1,9 @@
 // Package pipeline chains the stages for one arch: the slave kernel
 // (pkg/kbuild), the fallback initramfs (pkg/initramfs) and the netboot image
 // (pkg/elfboot), and the CI artifact job on top (publish to a scratch root,
-// boot every path, bundle). The magefile's build:all and ci:artifacts call
-// it; each stage's logic stays in its own package.
+// boot every path, bundle) and the publish target (CI bundles or
+// artifacts/ into DISKLESS_ROOT). The magefile's targets call it with the
+// settings it loaded; each stage's logic stays in its own package.
 package pipeline
 
 import (

@@ -60,7 +60,9 @@ func TestNetbootInitramfsSetting(t *testing.T) {
 	}
 }
 
-func ciArtifacts(t *testing.T, name string) {
+// ciArtifacts runs the CI job for name and checks its bundle; it returns
+// the bundle's path.
+func ciArtifacts(t *testing.T, name string) string {
 	a := testkernel.NeedTools(t, name)
 	tarBin := testutil.NeedTool(t, "tar", "tar")
 	testutil.NeedTool(t, "zstd", "zstd")
@@ -105,7 +107,44 @@ func ciArtifacts(t *testing.T, name string) {
 	if _, err := publish.Verify(root); err != nil {
 		t.Fatal(err)
 	}
+	return res.Bundle
 }
 
-func TestIntegrationCIArtifactsX86_64(t *testing.T) { ciArtifacts(t, "x86_64") }
-func TestIntegrationCIArtifactsArm64(t *testing.T)  { ciArtifacts(t, "arm64") }
+// The CI jobs of x86_64 and arm64, then what a master does with their
+// bundles: published one after the other (PUBLISH_FROM, as the publish
+// target does), both arches are live, PXELINUX too, and sha256sum -c
+// passes in the root.
+func TestIntegrationCIArtifacts(t *testing.T) {
+	bundles := map[string]string{}
+	for _, a := range []string{"x86_64", "arm64"} {
+		t.Run(a, func(t *testing.T) { bundles[a] = ciArtifacts(t, a) })
+	}
+	if t.Failed() {
+		return
+	}
+	root := t.TempDir()
+	for _, a := range []string{"x86_64", "arm64"} {
+		s := testSettings(t, map[string]string{"PUBLISH_FROM": bundles[a], "DISKLESS_ROOT": root})
+		if _, err := Publish(context.Background(), s, nil); err != nil {
+			t.Fatalf("publishing the %s bundle: %v", a, err)
+		}
+	}
+	m, err := publish.Verify(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]bool{}
+	for _, f := range m.Files {
+		live[f.Name] = true
+	}
+	for _, want := range []string{"bzImage_x86_64", "vmlinuz_x86_64", "pxelinux.0", "pxelinux.cfg/default", "Image_arm64", "vmlinuz_arm64", "initramfs_arm64.cpio.zst"} {
+		if !live[want] {
+			t.Errorf("%s is not live after publishing x86_64 then arm64", want)
+		}
+	}
+	c := exec.Command("sha256sum", "-c", "--quiet", publish.SumsName)
+	c.Dir = root
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+}

@@ -12,7 +12,11 @@
 // into the root (tftpd -s) follows the links. Anything else in the root
 // (the admins' per-slave /diskless/<ip>/ directories) is never touched.
 //
-// It copies and links files; it does not build them.
+// A publish can keep the live generation's other arches (Options.Merge),
+// combine several CI bundles (Combine), and writes pxelinux.cfg/default for
+// the x86 arches of the result (Options.PXE, rendered by pkg/pxe).
+//
+// It copies, links and renders configuration; it does not build kernels.
 package publish
 
 import (
