@@ -32,6 +32,7 @@ import (
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/qemu"
 	"github.com/diskless/diskless/pkg/settings"
+	"github.com/diskless/diskless/pkg/sign"
 )
 
 // Build targets produce artifacts/<arch>/.
@@ -184,13 +185,14 @@ func Publish(ctx context.Context) error {
 }
 
 // Verify re-reads the published tree in DISKLESS_ROOT and checks every file
-// against manifest.json and SHA256SUMS; non-zero exit naming each mismatch.
+// against manifest.json and SHA256SUMS, and with TRUSTED_KEY=<key.pub,...>
+// SHA256SUMS.sig; non-zero exit naming each mismatch.
 func Verify() error {
 	s, err := load()
 	if err != nil {
 		return err
 	}
-	m, err := publish.Verify(s.Root)
+	m, err := publish.Verify(s.Root, s.TrustedKeys...)
 	if err != nil {
 		return err
 	}
@@ -199,13 +201,14 @@ func Verify() error {
 }
 
 // Rollback makes the previous published generation live again (atomically).
-// With no previous generation it says so and changes nothing.
+// With no previous generation it says so and changes nothing; with
+// TRUSTED_KEY the previous generation's signature must verify.
 func Rollback() error {
 	s, err := load()
 	if err != nil {
 		return err
 	}
-	from, to, err := publish.Rollback(s.Root, s.PublishNoWait, log)
+	from, to, err := publish.Rollback(s.Root, s.PublishNoWait, log, s.TrustedKeys...)
 	if err != nil {
 		return err
 	}
@@ -371,6 +374,19 @@ func inventory() (*nodes.Inventory, error) {
 		return nil, fmt.Errorf("node inventory %s does not exist: add a node first (nodes:add name=... mac=... ip=... arch=...)", s.NodesFile)
 	}
 	return s.Inventory, nil
+}
+
+// Keygen makes an Ed25519 key pair in OpenBSD signify's format in the
+// current directory: <name>.pub (to share: TRUSTED_KEY on the master) and
+// <name>.sec (mode 0600: SIGNING_KEY, e.g. a CI secret). It never
+// overwrites a key. Usage: keygen name=ci
+func Keygen(nameArg string) error {
+	pub, sec, err := sign.WriteKeyPair(".", strings.TrimPrefix(nameArg, "name="))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s (public: give it to the master as TRUSTED_KEY) and %s (secret, mode 0600: SIGNING_KEY)\n", pub, sec)
+	return nil
 }
 
 // CI targets are the per-arch artifact jobs.

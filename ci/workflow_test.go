@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/diskless/diskless/internal/testutil"
 )
 
 func actionlint(t *testing.T, files ...string) ([]byte, error) {
@@ -22,6 +24,7 @@ func actionlint(t *testing.T, files ...string) ([]byte, error) {
 // go.mod) lints it, including the shell in run: steps when shellcheck is
 // installed.
 func TestActionlintWorkflows(t *testing.T) {
+	testutil.NeedTool(t, "shellcheck", "shellcheck") // actionlint lints run: steps with it
 	files, _ := filepath.Glob("../.github/workflows/*.yml")
 	if len(files) == 0 {
 		t.Fatal("no workflows")
@@ -48,7 +51,7 @@ func TestWorkflowRunsCIArtifactsForEveryArch(t *testing.T) {
 	}
 	s := string(data)
 	for _, want := range []string{"go run mage.go ci:artifacts arch=${{ matrix.arch }}", "arch: [x86_64, i386, arm64, riscv64]", "container: debian:12", "~/.cache/diskless",
-		"go vet ./...", "go vet -tags mage .", "go test -short -race -count=1 ./...", `CCACHE_DIR=$HOME/.cache/ccache" >> "$GITHUB_ENV"`} {
+		"go vet ./...", "go vet -tags mage .", "secrets.DISKLESS_SIGNING_KEY", `SIGNING_KEY=$RUNNER_TEMP/ci.sec`, "go test -short -race -count=1 ./...", `CCACHE_DIR=$HOME/.cache/ccache" >> "$GITHUB_ENV"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("workflow lacks %q", want)
 		}

@@ -133,6 +133,17 @@ func Nodes() []string { return packagesOf(NodesPrograms()) }
 // DistccPrograms is what builds spread over distccd hosts run (DISTCC_HOSTS).
 func DistccPrograms() []Program { return []Program{{"distcc", "distcc"}, {"distccd", "distcc"}} }
 
+// SignPrograms is what the signature tests run: OpenBSD's signify, the
+// independent check of what diskless signs.
+func SignPrograms() []Program { return []Program{{"signify-openbsd", "signify-openbsd"}} }
+
+// WorkflowPrograms is what the workflow's lint runs besides actionlint (a
+// Go tool): shellcheck, on the workflow's shell steps.
+func WorkflowPrograms() []Program { return []Program{{"shellcheck", "shellcheck"}} }
+
+// Sign lists the packages of SignPrograms.
+func Sign() []string { return packagesOf(SignPrograms()) }
+
 // Distcc lists the packages of DistccPrograms.
 func Distcc() []string { return packagesOf(DistccPrograms()) }
 
@@ -146,7 +157,7 @@ func packagesOf(ps []Program) []string {
 
 // All lists every package the project uses on any arch.
 func All() []string {
-	pkgs := append(Nodes(), Distcc()...)
+	pkgs := append(append(append(Nodes(), Distcc()...), Sign()...), packagesOf(WorkflowPrograms())...)
 	for _, a := range arch.All() {
 		pkgs = append(pkgs, KernelBuild(a, true, true)...)
 		pkgs = append(pkgs, Boot(a)...)

@@ -16,4 +16,6 @@ func TestStageProgramsComeFromStagePackages(t *testing.T) {
 	}
 	deptest.CheckPrograms(t, "nodes", deps.NodesPrograms(), deps.Nodes())
 	deptest.CheckPrograms(t, "distcc", deps.DistccPrograms(), deps.Distcc())
+	deptest.CheckPrograms(t, "sign", deps.SignPrograms(), deps.Sign())
+	deptest.CheckPrograms(t, "workflow lint", deps.WorkflowPrograms(), deps.All())
 }

@@ -8,6 +8,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -210,18 +211,51 @@ func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
 		return res, step("test:smoke", err)
 	}
 	res.Bundle = filepath.Join(o.Settings.Artifacts, fmt.Sprintf("diskless_%s_%s.tar.zst", o.Arch.Name, Version(o.Settings.ProjectDir, r.Kernel.KernelVersion)))
-	if _, err := publish.WriteBundle(res.Bundle, files); err != nil {
+	if _, err := publish.WriteBundle(res.Bundle, files, Signer(o.Settings)); err != nil {
 		return res, step("bundle", err)
 	}
 	return res, nil
+}
+
+// Signer is the signer of s's SIGNING_KEY, or nil.
+func Signer(s *settings.Settings) *publish.Signer {
+	if s.SigningKey == nil {
+		return nil
+	}
+	return &publish.Signer{Key: s.SigningKey, PubName: s.SigningPub}
+}
+
+// checkTrust refuses, before any work, a publish that TRUSTED_KEY would
+// not accept: local artifacts (unsigned), or a tree the master cannot sign
+// with a key that verify then accepts.
+func checkTrust(s *settings.Settings) error {
+	if len(s.TrustedKeys) == 0 {
+		return nil
+	}
+	if len(s.PublishFrom) == 0 {
+		return errors.New("TRUSTED_KEY is set: only signed bundles are published (PUBLISH_FROM=<bundles>); artifacts/ holds no signature")
+	}
+	if s.SigningKey == nil {
+		return errors.New("TRUSTED_KEY is set, so the published tree must be signed too (verify checks it): set SIGNING_KEY to the master's secret key, its public key in TRUSTED_KEY")
+	}
+	for _, k := range s.TrustedKeys {
+		if k.KeyNum == s.SigningKey.KeyNum {
+			return nil
+		}
+	}
+	return fmt.Errorf("SIGNING_KEY (key %s) is not among TRUSTED_KEY: verify would refuse the tree this publish signs; add %s to TRUSTED_KEY", s.SigningKey.KeyNum, s.SigningPub)
 }
 
 // Publish publishes into s.Root what s says: the bundles of PUBLISH_FROM
 // (several at once, into one generation) or what Artifacts holds. The live
 // generation's other arches are kept unless PUBLISH_DROP names them, and
 // pxelinux.cfg/default is written for every x86 arch of the result with the
-// node settings of s.
+// node settings of s. With TRUSTED_KEY, every bundle's signature must
+// verify; with SIGNING_KEY, the published SHA256SUMS is signed.
 func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger) (*publish.Manifest, error) {
+	if err := checkTrust(s); err != nil {
+		return nil, err
+	}
 	var files []publish.File
 	if len(s.PublishFrom) > 0 {
 		dir, err := os.MkdirTemp("", "diskless-bundles-")
@@ -231,7 +265,7 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger) (*publ
 		defer os.RemoveAll(dir)
 		var sets [][]publish.File
 		for i, b := range s.PublishFrom {
-			set, err := publish.ReadBundle(b, filepath.Join(dir, fmt.Sprint(i)))
+			set, err := publish.ReadBundle(b, filepath.Join(dir, fmt.Sprint(i)), s.TrustedKeys)
 			if err != nil {
 				return nil, err
 			}
@@ -247,5 +281,6 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger) (*publ
 		}
 	}
 	boot := s.Boot
-	return publish.Publish(ctx, files, publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Drop: s.PublishDrop, PXE: &boot, Log: log})
+	return publish.Publish(ctx, files, publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Drop: s.PublishDrop, PXE: &boot,
+		Sign: Signer(s), Trusted: s.TrustedKeys, Log: log})
 }

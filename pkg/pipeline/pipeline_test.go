@@ -15,6 +15,7 @@ import (
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/settings"
+	"github.com/diskless/diskless/pkg/sign"
 )
 
 // testSettings loads the test settings (testkernel.Lookup, then env on
@@ -96,7 +97,7 @@ func ciArtifacts(t *testing.T, name string) string {
 		t.Error("bundle lacks the netboot image")
 	}
 	// what CI built is what goes to /diskless: PUBLISH_FROM
-	files, err := publish.ReadBundle(res.Bundle, t.TempDir())
+	files, err := publish.ReadBundle(res.Bundle, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +116,12 @@ func ciArtifacts(t *testing.T, name string) string {
 // target does), both arches are live, PXELINUX too, and sha256sum -c
 // passes in the root.
 func TestIntegrationCIArtifacts(t *testing.T) {
+	testutil.Slow(t)
 	bundles := map[string]string{}
 	for _, a := range []string{"x86_64", "arm64"} {
 		t.Run(a, func(t *testing.T) { bundles[a] = ciArtifacts(t, a) })
 	}
-	if t.Failed() {
+	if t.Failed() || len(bundles) < 2 {
 		return
 	}
 	root := t.TempDir()
@@ -146,5 +148,39 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 	c.Dir = root
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+}
+
+// With TRUSTED_KEY, a publish that could not pass verify afterwards is
+// refused before any work, saying what to set.
+func TestPublishTrustChecks(t *testing.T) {
+	keys := t.TempDir()
+	ciPub, _, _ := sign.WriteKeyPair(keys, "ci")
+	masterPub, masterSec, _ := sign.WriteKeyPair(keys, "master")
+	_, otherSec, _ := sign.WriteKeyPair(keys, "other")
+	bundle := filepath.Join(t.TempDir(), "b.tar.zst")
+	os.WriteFile(bundle, nil, 0o644)
+	root := t.TempDir()
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"TRUSTED_KEY": ciPub}, "only signed bundles are published (PUBLISH_FROM"},
+		{map[string]string{"TRUSTED_KEY": ciPub, "PUBLISH_FROM": bundle}, "set SIGNING_KEY to the master's secret key"},
+		{map[string]string{"TRUSTED_KEY": ciPub + "," + masterPub, "PUBLISH_FROM": bundle, "SIGNING_KEY": otherSec}, "SIGNING_KEY (key "},
+	} {
+		c.env["DISKLESS_ROOT"] = root
+		_, err := Publish(context.Background(), testSettings(t, c.env), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v (want %q)", c.env, err, c.want)
+		}
+	}
+	// the right keys get past the check to the bundle itself
+	_, err := Publish(context.Background(), testSettings(t, map[string]string{"TRUSTED_KEY": ciPub + "," + masterPub, "PUBLISH_FROM": bundle, "SIGNING_KEY": masterSec, "DISKLESS_ROOT": root}), nil)
+	if err == nil || !strings.Contains(err.Error(), "b.tar.zst") {
+		t.Errorf("an empty bundle: %v", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("a refused publish left %d entries in the root", len(entries))
 	}
 }

@@ -16,13 +16,15 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/diskless/diskless/internal/fsutil"
+	"github.com/diskless/diskless/pkg/sign"
 )
 
 // WriteBundle writes files as a deterministic tar.zst (sorted, mtime 0,
 // uid/gid 0) with their SHA256SUMS and manifest.json, the form CI hands
 // artifacts over in. Each file's checksum is computed while writing and
-// checked against one recorded at build time.
-func WriteBundle(out string, files []File) (*Manifest, error) {
+// checked against one recorded at build time. With a signer, the bundle
+// also holds SHA256SUMS.sig.
+func WriteBundle(out string, files []File, signer *Signer) (*Manifest, error) {
 	if len(files) == 0 {
 		return nil, errors.New("nothing to bundle")
 	}
@@ -66,8 +68,14 @@ func WriteBundle(out string, files []File) (*Manifest, error) {
 		}
 		m.Files = append(m.Files, f)
 	}
-	if err := add(SumsName, []byte(Sums(m.Files))); err != nil {
+	sums := []byte(Sums(m.Files))
+	if err := add(SumsName, sums); err != nil {
 		return nil, err
+	}
+	if signer != nil {
+		if err := add(SigName, signer.signature(sums)); err != nil {
+			return nil, err
+		}
 	}
 	data, _ := json.MarshalIndent(m, "", "  ")
 	if err := add(ManifestName, append(data, '\n')); err != nil {
@@ -89,7 +97,8 @@ func WriteBundle(out string, files []File) (*Manifest, error) {
 // after checking every file against the bundle's SHA256SUMS: a file whose
 // checksum does not match, a file SHA256SUMS does not list, or a listed
 // file that is missing is an error naming it, and nothing is returned.
-func ReadBundle(path, dir string) ([]File, error) {
+// With trusted keys, SHA256SUMS.sig must verify against one of them first.
+func ReadBundle(path, dir string, trusted []*sign.PublicKey) ([]File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("PUBLISH_FROM=%s: %w", path, unwrap(err))
@@ -102,7 +111,7 @@ func ReadBundle(path, dir string) ([]File, error) {
 	defer zr.Close()
 	tr := tar.NewReader(zr)
 	got := map[string]string{}
-	var sums, manifest []byte
+	var sums, manifest, sig []byte
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -129,6 +138,9 @@ func ReadBundle(path, dir string) ([]File, error) {
 		case ManifestName:
 			manifest = buf.Bytes()
 			continue
+		case SigName:
+			sig = buf.Bytes()
+			continue
 		}
 		dst := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
@@ -141,6 +153,11 @@ func ReadBundle(path, dir string) ([]File, error) {
 	}
 	if sums == nil {
 		return nil, fmt.Errorf("%s has no %s: not a diskless bundle", path, SumsName)
+	}
+	if len(trusted) > 0 {
+		if err := CheckSignature("bundle "+path, sums, sig, trusted); err != nil {
+			return nil, fmt.Errorf("%w; nothing published", err)
+		}
 	}
 	var m Manifest
 	if manifest != nil {

@@ -17,11 +17,11 @@ func TestBundleRoundTripAndPublish(t *testing.T) {
 	src := t.TempDir()
 	files := fileSet(t, src, "A", 2, 3000)
 	out := filepath.Join(t.TempDir(), "diskless_x86_64_test.tar.zst")
-	m, err := WriteBundle(out, files)
+	m, err := WriteBundle(out, files, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadBundle(out, t.TempDir())
+	got, err := ReadBundle(out, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,8 @@ func TestBundleRoundTripAndPublish(t *testing.T) {
 	}
 }
 
-// rewrite copies a bundle, changing one entry's content.
+// rewrite copies a bundle, changing one entry's content (mutate returning
+// nil leaves the entry out).
 func rewrite(t *testing.T, in, out, name string, mutate func([]byte) []byte) {
 	t.Helper()
 	f, _ := os.Open(in)
@@ -63,7 +64,9 @@ func rewrite(t *testing.T, in, out, name string, mutate func([]byte) []byte) {
 		}
 		data, _ := io.ReadAll(tr)
 		if h.Name == name {
-			data = mutate(data)
+			if data = mutate(data); data == nil {
+				continue
+			}
 			h.Size = int64(len(data))
 		}
 		tw.WriteHeader(h)
@@ -78,22 +81,22 @@ func TestBundleWithWrongChecksumIsRefused(t *testing.T) {
 	files := fileSet(t, t.TempDir(), "A", 2, 3000)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.tar.zst")
-	if _, err := WriteBundle(good, files); err != nil {
+	if _, err := WriteBundle(good, files, nil); err != nil {
 		t.Fatal(err)
 	}
 	bad := filepath.Join(dir, "bad.tar.zst")
 	rewrite(t, good, bad, "bzImage_a1", func(b []byte) []byte { b[10] ^= 1; return b })
-	_, err := ReadBundle(bad, t.TempDir())
+	_, err := ReadBundle(bad, t.TempDir(), nil)
 	if err == nil || !strings.Contains(err.Error(), "bzImage_a1: sha256") || !strings.Contains(err.Error(), "nothing published") {
 		t.Errorf("tampered bundle: %v", err)
 	}
 	extra := filepath.Join(dir, "sums.tar.zst")
 	rewrite(t, good, extra, SumsName, func(b []byte) []byte { return bytes.Replace(b, []byte("  bzImage_a0\n"), []byte("  bzImage_zz\n"), 1) })
-	_, err = ReadBundle(extra, t.TempDir())
+	_, err = ReadBundle(extra, t.TempDir(), nil)
 	if err == nil || !strings.Contains(err.Error(), "bzImage_zz: listed in SHA256SUMS but missing") || !strings.Contains(err.Error(), "bzImage_a0: in the bundle but not in SHA256SUMS") {
 		t.Errorf("SHA256SUMS mismatch: %v", err)
 	}
-	if _, err := ReadBundle(filepath.Join(dir, "none.tar.zst"), t.TempDir()); err == nil || !strings.Contains(err.Error(), "PUBLISH_FROM") {
+	if _, err := ReadBundle(filepath.Join(dir, "none.tar.zst"), t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "PUBLISH_FROM") {
 		t.Errorf("missing bundle: %v", err)
 	}
 }

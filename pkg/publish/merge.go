@@ -2,6 +2,7 @@ package publish
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -78,12 +79,22 @@ func keepLive(root string, files []File, drop []string) ([]File, error) {
 		return files, nil
 	}
 	dir := filepath.Join(root, genDir, fmt.Sprintf("%06d", n))
+	// carried files must hash to what the live SHA256SUMS (the signed
+	// list, when signed) says, not only to what manifest.json says
+	sums, err := readSums(filepath.Join(dir, SumsName))
+	if err != nil {
+		return nil, fmt.Errorf("the live generation %d: %w", n, err)
+	}
 	out := append([]File(nil), files...)
 	var loaders []File
 	for _, lf := range live.Files {
 		g := group(lf)
 		if groups[g] || dropped[lf.Arch] {
 			continue
+		}
+		want, ok := sums[lf.Name]
+		if !ok || want != lf.SHA256 {
+			return nil, fmt.Errorf("the live generation %d: %s: manifest.json and %s disagree; run verify", n, lf.Name, SumsName)
 		}
 		lf.Source, lf.Data = filepath.Join(dir, lf.Name), nil
 		if g == "x86-loader" {
@@ -151,4 +162,21 @@ func withDefaultConfig(files []File, st pxe.Settings) ([]File, error) {
 		return out, err
 	}
 	return append(out, def), nil
+}
+
+// readSums reads a SHA256SUMS file into name -> sha256.
+func readSums(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		sum, name, ok := strings.Cut(line, "  ")
+		if !ok {
+			return nil, fmt.Errorf("%s: bad line %q", path, line)
+		}
+		out[name] = sum
+	}
+	return out, nil
 }

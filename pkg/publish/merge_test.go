@@ -40,7 +40,7 @@ func archBundle(t *testing.T, name, tag string) string {
 		files = append(files, def)
 	}
 	out := filepath.Join(t.TempDir(), "diskless_"+name+"_"+tag+".tar.zst")
-	if _, err := WriteBundle(out, files); err != nil {
+	if _, err := WriteBundle(out, files, nil); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -50,7 +50,7 @@ func readBundles(t *testing.T, paths ...string) []File {
 	t.Helper()
 	var sets [][]File
 	for _, p := range paths {
-		set, err := ReadBundle(p, t.TempDir())
+		set, err := ReadBundle(p, t.TempDir(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,8 +185,8 @@ func TestMergeRefusals(t *testing.T) {
 	}
 	// two builds of one arch at once
 	a, b := archBundle(t, "x86_64", "v1"), archBundle(t, "x86_64", "v2")
-	sa, _ := ReadBundle(a, t.TempDir())
-	sb, _ := ReadBundle(b, t.TempDir())
+	sa, _ := ReadBundle(a, t.TempDir(), nil)
+	sb, _ := ReadBundle(b, t.TempDir(), nil)
 	if _, err := Combine([][]File{sa, sb}, []string{a, b}); err == nil || !strings.Contains(err.Error(), "bzImage_x86_64 differs between "+a+" and "+b) {
 		t.Errorf("conflicting bundles: %v", err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pxe"
+	"github.com/diskless/diskless/pkg/sign"
 )
 
 // Lookup is how Load reads a variable (os.LookupEnv at the edge; a map in
@@ -83,6 +84,15 @@ type Settings struct {
 	// PublishDrop (PUBLISH_DROP) names arches whose files a publish removes
 	// from the live generation; other arches are kept.
 	PublishDrop []string
+
+	// Signing. SigningKey (SIGNING_KEY, a signify secret key file) signs
+	// SHA256SUMS of bundles and published trees; SigningPub is its public
+	// key file's name for the signature's comment. TrustedKeys
+	// (TRUSTED_KEY, comma-separated public key files) are what publish,
+	// verify and rollback accept.
+	SigningKey  *sign.SecretKey
+	SigningPub  string
+	TrustedKeys []*sign.PublicKey
 
 	// Node inventory.
 	NodesFile string           // NODES_FILE (default ProjectDir/nodes.toml)
@@ -172,6 +182,23 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 			return nil, fmt.Errorf("PUBLISH_DROP: %w", err)
 		}
 		s.PublishDrop = append(s.PublishDrop, a.Name)
+	}
+
+	if p := get("SIGNING_KEY"); p != "" {
+		if s.SigningKey, err = sign.ReadSecretKey(p); err != nil {
+			return nil, fmt.Errorf("SIGNING_KEY: %w", pathErr(err))
+		}
+		s.SigningPub = sign.PubName(p)
+	}
+	for _, p := range strings.Split(get("TRUSTED_KEY"), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		k, err := sign.ReadPublicKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("TRUSTED_KEY: %w", pathErr(err))
+		}
+		s.TrustedKeys = append(s.TrustedKeys, k)
 	}
 
 	switch s.QEMUAccel = get("QEMU_ACCEL"); s.QEMUAccel {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/sign"
 )
 
 // project is a scratch project dir with the repository's kernels/.
@@ -209,5 +210,37 @@ func TestNoPackageReadsTheEnvironment(t *testing.T) {
 	})
 	if len(bad) > 0 {
 		t.Errorf("read the environment: %v", bad)
+	}
+}
+
+func TestSigningKeys(t *testing.T) {
+	dir := project(t)
+	keys := t.TempDir()
+	pub, sec, err := sign.WriteKeyPair(keys, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub2, _, _ := sign.WriteKeyPair(keys, "old")
+	s, err := load(t, dir, map[string]string{"SIGNING_KEY": sec, "TRUSTED_KEY": pub + ", " + pub2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.SigningKey == nil || s.SigningPub != "ci.pub" || len(s.TrustedKeys) != 2 || s.TrustedKeys[0].KeyNum != s.SigningKey.KeyNum {
+		t.Errorf("keys: %+v", s)
+	}
+	secret, _ := os.ReadFile(sec)
+	for env, want := range map[[2]string]string{
+		{"SIGNING_KEY", "/nonexistent/ci.sec"}: "SIGNING_KEY: no such file",
+		{"SIGNING_KEY", pub}:                   "SIGNING_KEY: " + pub + ": secret key: ",
+		{"TRUSTED_KEY", sec}:                   "TRUSTED_KEY: " + sec + ": public key: ",
+		{"TRUSTED_KEY", pub + ",/nonexistent"}: "TRUSTED_KEY: no such file",
+	} {
+		_, err := load(t, dir, map[string]string{env[0]: env[1]})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s=%s: %v (want %q)", env[0], env[1], err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.Split(string(secret), "\n")[1]) {
+			t.Errorf("an error shows the secret key: %v", err)
+		}
 	}
 }
