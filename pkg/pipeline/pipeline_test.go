@@ -62,8 +62,9 @@ func TestNetbootInitramfsSetting(t *testing.T) {
 }
 
 // ciArtifacts runs the CI job for name and checks its bundle; it returns
-// the bundle's path.
-func ciArtifacts(t *testing.T, name string) string {
+// the bundle's path, copied into keep (the job's own artifacts directory
+// goes with its test).
+func ciArtifacts(t *testing.T, name, keep string) string {
 	a := testkernel.NeedTools(t, name)
 	tarBin := testutil.NeedTool(t, "tar", "tar")
 	testutil.NeedTool(t, "zstd", "zstd")
@@ -108,7 +109,15 @@ func ciArtifacts(t *testing.T, name string) string {
 	if _, err := publish.Verify(root); err != nil {
 		t.Fatal(err)
 	}
-	return res.Bundle
+	data, err := os.ReadFile(res.Bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(keep, filepath.Base(res.Bundle))
+	if err := os.WriteFile(kept, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return kept
 }
 
 // The CI jobs of x86_64 and arm64, then what a master does with their
@@ -117,9 +126,9 @@ func ciArtifacts(t *testing.T, name string) string {
 // passes in the root.
 func TestIntegrationCIArtifacts(t *testing.T) {
 	testutil.Slow(t)
-	bundles := map[string]string{}
+	bundles, keep := map[string]string{}, t.TempDir()
 	for _, a := range []string{"x86_64", "arm64"} {
-		t.Run(a, func(t *testing.T) { bundles[a] = ciArtifacts(t, a) })
+		t.Run(a, func(t *testing.T) { bundles[a] = ciArtifacts(t, a, keep) })
 	}
 	if t.Failed() || len(bundles) < 2 {
 		return
