@@ -64,11 +64,11 @@ func TestNetbootInitramfsSetting(t *testing.T) {
 // ciArtifacts runs the CI job for name and checks its bundle; it returns
 // the bundle's path, copied into keep (the job's own artifacts directory
 // goes with its test).
-func ciArtifacts(t *testing.T, name, keep string) string {
+func ciArtifacts(t *testing.T, name, keep string, env map[string]string) string {
 	a := testkernel.NeedTools(t, name)
 	tarBin := testutil.NeedTool(t, "tar", "tar")
 	testutil.NeedTool(t, "zstd", "zstd")
-	res, err := CIArtifacts(context.Background(), Options{Arch: a, Settings: testSettings(t, nil),
+	res, err := CIArtifacts(context.Background(), Options{Arch: a, Settings: testSettings(t, env),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if res != nil {
 		for _, r := range res.Smoke {
@@ -120,27 +120,55 @@ func ciArtifacts(t *testing.T, name, keep string) string {
 	return kept
 }
 
-// The CI jobs of x86_64 and arm64, then what a master does with their
-// bundles: published one after the other (PUBLISH_FROM, as the publish
-// target does), both arches are live, PXELINUX too, and sha256sum -c
-// passes in the root.
+// The CI jobs of x86_64 and arm64, signed with a CI key, then what a master
+// trusting that key does with their bundles: published one after the other
+// (PUBLISH_FROM, as the publish target does) and signed with its own key,
+// both arches are live, PXELINUX too, sha256sum -c passes in the root,
+// signify-openbsd verifies the bundles and the tree, and verify with
+// TRUSTED_KEY accepts it.
 func TestIntegrationCIArtifacts(t *testing.T) {
 	testutil.Slow(t)
+	signify := testutil.NeedTool(t, "signify-openbsd", "signify-openbsd")
+	keys := t.TempDir()
+	ciPub, ciSec, err := sign.WriteKeyPair(keys, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterPub, masterSec, _ := sign.WriteKeyPair(keys, "master")
 	bundles, keep := map[string]string{}, t.TempDir()
 	for _, a := range []string{"x86_64", "arm64"} {
-		t.Run(a, func(t *testing.T) { bundles[a] = ciArtifacts(t, a, keep) })
+		t.Run(a, func(t *testing.T) { bundles[a] = ciArtifacts(t, a, keep, map[string]string{"SIGNING_KEY": ciSec}) })
 	}
 	if t.Failed() || len(bundles) < 2 {
 		return
 	}
+	signifyV := func(dir, pub string) {
+		t.Helper()
+		c := exec.Command(signify, "-V", "-p", pub, "-m", publish.SumsName, "-x", publish.SigName)
+		c.Dir = dir
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Errorf("signify-openbsd -V in %s: %v\n%s", dir, err, out)
+		}
+	}
+	unpacked := t.TempDir()
+	if out, err := exec.Command("tar", "--zstd", "-xf", bundles["arm64"], "-C", unpacked).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	signifyV(unpacked, ciPub)
 	root := t.TempDir()
+	trust := map[string]string{"TRUSTED_KEY": ciPub + "," + masterPub, "SIGNING_KEY": masterSec, "DISKLESS_ROOT": root}
 	for _, a := range []string{"x86_64", "arm64"} {
-		s := testSettings(t, map[string]string{"PUBLISH_FROM": bundles[a], "DISKLESS_ROOT": root})
-		if _, err := Publish(context.Background(), s, nil); err != nil {
+		trust["PUBLISH_FROM"] = bundles[a]
+		if _, err := Publish(context.Background(), testSettings(t, trust), nil); err != nil {
 			t.Fatalf("publishing the %s bundle: %v", a, err)
 		}
 	}
-	m, err := publish.Verify(root)
+	signifyV(filepath.Join(root, ".diskless", "current"), masterPub)
+	master, err := sign.ReadPublicKey(masterPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := publish.Verify(root, master)
 	if err != nil {
 		t.Fatal(err)
 	}
