@@ -4,11 +4,15 @@
 // boots from the network. Targets take arch=<name> (or a bare name):
 // x86_64, i386, arm64, riscv64 (aliases amd64, x86, aarch64).
 //
-// Environment: KERNEL_SRC (kernel source dir or tarball; default the newest
-// /usr/src/linux-source-*.tar.*), KCONFIG_EXTRA (extra fragments, comma
-// separated), JOBS (make -j), CONFIG_ONLY=1 (stop after the verified
-// config), NO_CCACHE=1, CCACHE_DIR, XDG_CACHE_HOME (cache:
-// $XDG_CACHE_HOME/diskless, default ~/.cache/diskless).
+// Settings are read once per run (pkg/settings) from the environment and
+// nodes.toml (NODES_FILE); with an inventory its network (master, root,
+// nfs_opts) wins and a contradicting NFS_SERVER, NFS_ROOT, NFS_OPTS or
+// DISKLESS_ROOT is an error. Environment: KERNEL_SRC (kernel source dir or
+// tarball; default the newest /usr/src/linux-source-*.tar.*), KCONFIG_EXTRA
+// (extra fragments, comma separated), JOBS (make -j), CONFIG_ONLY=1 (stop
+// after the verified config), NO_CCACHE=1, CCACHE_DIR, XDG_CACHE_HOME
+// (cache: $XDG_CACHE_HOME/diskless, default ~/.cache/diskless),
+// SOURCE_DATE_EPOCH; the rest per target (README, Settings).
 package main
 
 import (

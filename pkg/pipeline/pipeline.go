@@ -23,7 +23,6 @@ import (
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/publish"
-	"github.com/diskless/diskless/pkg/pxe"
 	"github.com/diskless/diskless/pkg/qemu"
 	"github.com/diskless/diskless/pkg/settings"
 )
@@ -45,7 +44,6 @@ type Result struct {
 	Kernel    *kbuild.Result
 	Initramfs *initramfs.Result
 	Netboot   string
-	Settings  pxe.Settings
 }
 
 // StepError names the step that failed.
@@ -70,7 +68,7 @@ func BuildArch(ctx context.Context, o Options) (*Result, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Result{Settings: o.Settings.Boot}
+	r := &Result{}
 	ko := o.Settings.Kernel(o.Arch, kbuild.Slave)
 	ko.OutDir, ko.Log, ko.Terminal = o.outDir(), o.Log, o.Terminal
 	var err error
@@ -190,7 +188,7 @@ func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := publish.Collect(o.Settings.Artifacts, r.Settings)
+	all, err := publish.Collect(o.Settings.Artifacts, o.Settings.Boot)
 	if err != nil {
 		return nil, step("collect", err)
 	}

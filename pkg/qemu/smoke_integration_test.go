@@ -36,11 +36,10 @@ func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 	}
 	artifacts := t.TempDir()
 	s.Artifacts = artifacts
-	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testkernel.Quiet()})
-	if err != nil {
+	if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testkernel.Quiet()}); err != nil {
 		t.Fatal(err)
 	}
-	st := r.Settings
+	st := s.Boot
 	files, err := publish.Collect(artifacts, st)
 	if err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ import (
 	"github.com/diskless/diskless/pkg/sign"
 )
 
-// Lookup is how Load reads a variable (os.LookupEnv at the edge; a map in
+// Lookup is how Load reads a variable (the process environment, at the edge; a map in
 // tests).
 type Lookup func(string) (string, bool)
 
