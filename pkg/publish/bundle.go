@@ -170,11 +170,12 @@ func ReadBundle(path, dir string, trusted []*sign.PublicKey) ([]File, error) {
 	var files []File
 	var bad []string
 	listed := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
-		want, name, ok := strings.Cut(line, "  ")
-		if !ok {
-			return nil, fmt.Errorf("%s: %s: bad line %q", path, SumsName, line)
-		}
+	lines, err := ParseSums(sums)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, l := range lines {
+		want, name := l.SHA256, l.Name
 		listed[name] = true
 		switch g, present := got[name]; {
 		case !present:

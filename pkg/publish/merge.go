@@ -170,13 +170,13 @@ func readSums(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	lines, err := ParseSums(data)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		sum, name, ok := strings.Cut(line, "  ")
-		if !ok {
-			return nil, fmt.Errorf("%s: bad line %q", path, line)
-		}
-		out[name] = sum
+	for _, l := range lines {
+		out[l.Name] = l.SHA256
 	}
 	return out, nil
 }

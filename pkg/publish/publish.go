@@ -420,6 +420,23 @@ func Sums(files []File) string {
 	return b.String()
 }
 
+// SumLine is one line of SHA256SUMS.
+type SumLine struct{ SHA256, Name string }
+
+// ParseSums reads SHA256SUMS (sha256sum's format), in its order; a line
+// without the two-space separator is an error quoting it.
+func ParseSums(data []byte) ([]SumLine, error) {
+	var out []SumLine
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		sum, name, ok := strings.Cut(line, "  ")
+		if !ok {
+			return nil, fmt.Errorf("%s: bad line %q", SumsName, line)
+		}
+		out = append(out, SumLine{sum, name})
+	}
+	return out, nil
+}
+
 // checkDir re-reads every file of m under dir.
 func checkDir(dir string, m *Manifest) error {
 	var bad []string
