@@ -2,9 +2,11 @@ package kbuild
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +83,83 @@ func BenchmarkSlaveCold(b *testing.B) {
 		b.ReportMetric(float64(res.Artifacts[0].Size)/1e6, "bzImage-MB")
 		os.RemoveAll(filepath.Join(o.CacheDir, "build"))
 	}
+}
+
+// BenchmarkSlaveOptionGroups measures what each "# --- OS:" group of
+// kernels/slave.config costs in bzImage bytes: the x86_64 slave is built
+// with no group, then adding one group at a time in file order (in a
+// scratch build tree, through ccache). Tens of minutes: run with
+// BENCH_GROUPS=1.
+func BenchmarkSlaveOptionGroups(b *testing.B) {
+	if os.Getenv("BENCH_GROUPS") != "1" {
+		b.Skip("builds the slave kernel once per option group: run with BENCH_GROUPS=1")
+	}
+	o := benchOptions(b, "x86_64")
+	groups, err := osGroups("../../kernels/slave.config")
+	if err != nil || len(groups) == 0 {
+		b.Fatalf("no OS groups in slave.config: %v", err)
+	}
+	src, err := ResolveSource(context.Background(), o.KernelSrc, testCacheDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	o.KernelSrc, o.CacheDir = src.Dir, b.TempDir()
+	var sizes []int64
+	for k := 0; k <= len(groups); k++ {
+		var off strings.Builder
+		for _, g := range groups[k:] {
+			for _, opt := range g.options {
+				fmt.Fprintf(&off, "# CONFIG_%s is not set\n", opt)
+			}
+		}
+		extra := filepath.Join(b.TempDir(), "off.config")
+		os.WriteFile(extra, []byte(off.String()), 0o644)
+		o.Extra = []string{extra}
+		if k == len(groups) {
+			o.Extra = nil
+		}
+		res, err := Build(context.Background(), o)
+		if err != nil {
+			b.Fatalf("with %d group(s): %v", k, err)
+		}
+		sizes = append(sizes, res.Artifacts[0].Size)
+	}
+	b.Logf("bzImage without the OS groups: %d bytes", sizes[0])
+	for i, g := range groups {
+		b.Logf("+ %-60s %+8d bytes -> %d", g.name, sizes[i+1]-sizes[i], sizes[i+1])
+		b.ReportMetric(float64(sizes[i+1]-sizes[i]), fmt.Sprintf("group%d-bytes", i+1))
+	}
+	b.ReportMetric(float64(sizes[0]), "without-bytes")
+	b.ReportMetric(float64(sizes[len(sizes)-1]), "bzImage-bytes")
+}
+
+type optionGroup struct {
+	name    string
+	options []string
+}
+
+// osGroups reads the "# --- OS: name" groups of a fragment and their
+// options (to the next "# ---" header).
+func osGroups(path string) ([]optionGroup, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []optionGroup
+	in := false
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "# ---") {
+			name, ok := strings.CutPrefix(l, "# --- OS: ")
+			in = ok
+			if ok {
+				out = append(out, optionGroup{name: name})
+			}
+			continue
+		}
+		if in && strings.HasPrefix(l, "CONFIG_") {
+			k, _, _ := strings.Cut(strings.TrimPrefix(l, "CONFIG_"), "=")
+			out[len(out)-1].options = append(out[len(out)-1].options, k)
+		}
+	}
+	return out, nil
 }
