@@ -1,5 +1,6 @@
-// Command dlinit is the diskless fallback initramfs's uinit (u-root's init
-// runs it). It brings the network up (or uses what the kernel's ip=dhcp
+// Command dlinit is the diskless fallback initramfs's /init (PID 1, so the
+// init it starts on the node's root is PID 1 too: systemd insists). It
+// mounts the kernel's filesystems, brings the network up (or uses what the kernel's ip=dhcp
 // configured), mounts the NFS root named by nfsroot= (or DHCP's root-path),
 // and switch_roots into its /sbin/init. When a step fails it does not
 // panic: it prints one "diskless-fallback:" line naming the step, the
@@ -39,6 +40,9 @@ func say(format string, args ...any) {
 }
 
 func main() {
+	if os.Getpid() == 1 {
+		early()
+	}
 	if c, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
 		console = c
 	}
@@ -58,6 +62,32 @@ func main() {
 	}
 	say("%s", failureLine(err))
 	rescue(cmd, settings)
+}
+
+// early does what an initramfs's init does before anything else: the
+// kernel's filesystems (switch_root moves them to the node's root, where
+// its init finds them), the loopback, a PATH. Nothing more: cgroups and
+// the rest are the node's init's to set up.
+func early() {
+	for _, m := range []struct {
+		src, dir, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+	} {
+		os.MkdirAll(m.dir, 0o755)
+		if err := unix.Mount(m.src, m.dir, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			fmt.Fprintf(os.Stderr, "%s mount %s: %v\n", fallback.Prefix, m.dir, err)
+		}
+	}
+	os.Setenv("PATH", "/bbin:/bin:/usr/bin:/sbin:/usr/sbin")
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		netlink.LinkSetUp(lo)
+	}
 }
 
 func failureLine(err error) string {
@@ -94,12 +124,81 @@ func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.T
 	if err := mountWithDeadline(t, flags); err != nil {
 		return t, &fallback.Failure{Step: fallback.StepMount, Server: t.Server, Export: t.Path, Err: err}
 	}
+	if err := mountUsr(t); err != nil {
+		unix.Unmount(newRoot, unix.MNT_DETACH)
+		return t, err
+	}
 	init := initPath(cmd)
-	if _, err := os.Stat(newRoot + init); err != nil {
+	if err := existsInRoot(newRoot, init); err != nil {
+		unix.Unmount(newRoot+"/usr", unix.MNT_DETACH)
 		unix.Unmount(newRoot, unix.MNT_DETACH)
 		return t, &fallback.Failure{Step: fallback.StepInit, Server: t.Server, Export: t.Path, Err: fmt.Errorf("no %s on the root", init)}
 	}
 	return t, nil
+}
+
+// existsInRoot checks a path inside the new root, following its symlinks
+// inside it (Debian's /sbin/init -> /lib/systemd/systemd is absolute).
+func existsInRoot(root, p string) error {
+	dfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat2(dfd, strings.TrimPrefix(p, "/"), &unix.OpenHow{Flags: unix.O_PATH, Resolve: unix.RESOLVE_IN_ROOT})
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
+
+const imageMount = "/image"
+
+// mountUsr gives a root made from an image its /usr: when the root has
+// /etc/diskless/node.conf, the image directory it names is mounted
+// read-only from the root's server, its "current" generation is resolved
+// once (a running node keeps the generation it booted) and that
+// generation's usr is bound read-only on the root's /usr.
+func mountUsr(t fallback.Target) error {
+	data, err := os.ReadFile(newRoot + fallback.NodeConfPath)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	fail := func(export string, err error) error {
+		return &fallback.Failure{Step: fallback.StepMount, Server: t.Server, Export: export, Err: fmt.Errorf("/usr: %w", err)}
+	}
+	if err != nil {
+		return fail(t.Path, err)
+	}
+	conf, err := fallback.ParseNodeConf(string(data))
+	if err != nil || conf.Image == "" {
+		if err == nil {
+			err = fmt.Errorf("%s names no image", fallback.NodeConfPath)
+		}
+		return fail(t.Path, err)
+	}
+	it := t.ImageTarget(conf.Image)
+	os.MkdirAll(imageMount, 0o755)
+	if err := describeErrno(mounter.Mount(it.Source(), func() error {
+		return unix.Mount(it.Source(), imageMount, "nfs", unix.MS_RDONLY, it.MountData())
+	})); err != nil {
+		return fail(it.Path, err)
+	}
+	defer unix.Unmount(imageMount, unix.MNT_DETACH)
+	gen, err := os.Readlink(imageMount + "/current")
+	if err != nil {
+		return fail(it.Path, fmt.Errorf("no current generation: %w (is the image published?)", err))
+	}
+	usr := imageMount + "/" + gen + "/usr"
+	os.MkdirAll(newRoot+"/usr", 0o755)
+	if err := unix.Mount(usr, newRoot+"/usr", "", unix.MS_BIND, ""); err != nil {
+		return fail(it.Path, fmt.Errorf("bind %s/usr: %w", gen, err))
+	}
+	if err := unix.Mount("", newRoot+"/usr", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return fail(it.Path, fmt.Errorf("read-only /usr: %w", err))
+	}
+	say("%s /usr: %s:%s/%s/usr (read-only)", fallback.Prefix, it.Server, it.Path, gen)
+	return nil
 }
 
 // mounter bounds how long a mount may keep the node silent (an NFSv3

@@ -244,3 +244,52 @@ func Backoff(n int, max time.Duration) time.Duration {
 	}
 	return d
 }
+
+// NodeConfPath is the file in a node's root that names its image
+// (pkg/nodes writes it at provision).
+const NodeConfPath = "/etc/diskless/node.conf"
+
+// NodeConf is what a node's root says about its /usr.
+type NodeConf struct {
+	// Image is the published image's directory on the root's server; its
+	// "current" generation's usr becomes the node's /usr.
+	Image string
+}
+
+// ParseNodeConf reads key=value lines (# comments).
+func ParseNodeConf(data string) (NodeConf, error) {
+	var c NodeConf
+	for i, l := range strings.Split(data, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return c, fmt.Errorf("%s:%d: want key=value", NodeConfPath, i+1)
+		}
+		switch strings.TrimSpace(k) {
+		case "image":
+			c.Image = strings.TrimSpace(v)
+			if !strings.HasPrefix(c.Image, "/") {
+				return c, fmt.Errorf("%s:%d: image=%s is not an absolute path", NodeConfPath, i+1, c.Image)
+			}
+		default:
+			return c, fmt.Errorf("%s:%d: unknown key %q", NodeConfPath, i+1, k)
+		}
+	}
+	return c, nil
+}
+
+// ImageTarget is the NFS mount of the node's image: the root's server and
+// options, read-only.
+func (t Target) ImageTarget(image string) Target {
+	it := Target{Server: t.Server, Path: image}
+	for _, o := range t.Opts {
+		if o != "rw" && o != "ro" {
+			it.Opts = append(it.Opts, o)
+		}
+	}
+	it.Opts = append(it.Opts, "ro")
+	return it
+}

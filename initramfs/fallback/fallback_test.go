@@ -101,3 +101,20 @@ func TestLoadSettings(t *testing.T) {
 		t.Errorf("bad JSON: %v", err)
 	}
 }
+
+func TestNodeConf(t *testing.T) {
+	c, err := ParseNodeConf("# written by provision\n\nimage=/diskless/images/debian-12-x86_64\n")
+	if err != nil || c.Image != "/diskless/images/debian-12-x86_64" {
+		t.Errorf("%+v %v", c, err)
+	}
+	for _, bad := range []string{"image=relative/path\n", "usr=/x\n", "just words\n"} {
+		if _, err := ParseNodeConf(bad); err == nil || !strings.Contains(err.Error(), NodeConfPath+":1") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	root := Target{Server: "10.0.2.2", Path: "/diskless/10.0.2.21", Opts: []string{"vers=4", "tcp", "rw"}}
+	it := root.ImageTarget("/diskless/images/debian-12-x86_64")
+	if it.Source() != "10.0.2.2:/diskless/images/debian-12-x86_64" || it.MountData() != "vers=4,tcp,ro,nolock,addr=10.0.2.2" {
+		t.Errorf("image mount %s %s", it.Source(), it.MountData())
+	}
+}

@@ -96,7 +96,7 @@ func BenchmarkURootCLI(b *testing.B) {
 	out := filepath.Join(b.TempDir(), "u-root.cpio")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c := exec.Command(filepath.Join(gobin, "u-root"), append([]string{"-o", out, "-defaultsh", "gosh", "-uinitcmd", "dlinit", "-go-build-tags", strings.Join(BuildTags, ",")}, pkgs...)...)
+		c := exec.Command(filepath.Join(gobin, "u-root"), append([]string{"-o", out, "-defaultsh", "gosh", "-initcmd", "dlinit", "-go-build-tags", strings.Join(BuildTags, ",")}, pkgs...)...)
 		c.Dir = "../.."
 		c.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+a.GOARCH, "CGO_ENABLED=0")
 		if o, err := c.CombinedOutput(); err != nil {

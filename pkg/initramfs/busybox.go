@@ -71,9 +71,11 @@ func busybox(ctx context.Context, o Options, cmds []Command, settings []byte, wo
 		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(baseArchive(settings)),
 		uimage.WithBusyboxCommands(pkgs...),
-		uimage.WithInit("init"),
+		// dlinit is /init, PID 1: the init it finds on the node's root
+		// must be PID 1 too (systemd refuses to run otherwise), and only
+		// PID 1 can exec it as PID 1.
+		uimage.WithInit("dlinit"),
 		uimage.WithShell("gosh"),
-		uimage.WithUinitCommand("dlinit"),
 		uimage.WithSkipLDD(),
 		uimage.WithTempDir(tmp),
 		uimage.WithCPIOOutput(out),

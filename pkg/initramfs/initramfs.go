@@ -78,15 +78,15 @@ type Command struct {
 }
 
 // ReadCommands reads a command list: one u-root core command name or Go
-// package path per line, # comments. u-root's init and gosh and the
-// project's dlinit are always added.
+// package path per line, # comments. gosh (the rescue shell) and the
+// project's dlinit (/init) are always added.
 func ReadCommands(path, module string) ([]Command, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("command list: %w", err)
 	}
 	defer f.Close()
-	cmds := []Command{{Pkg: uroot + "init", File: "(always)"}, {Pkg: uroot + "gosh", File: "(always)"}, {Pkg: module + "/initramfs/dlinit", File: "(always)"}}
+	cmds := []Command{{Pkg: uroot + "gosh", File: "(always)"}, {Pkg: module + "/initramfs/dlinit", File: "(always)"}}
 	seen := map[string]bool{}
 	for _, c := range cmds {
 		seen[c.Pkg] = true

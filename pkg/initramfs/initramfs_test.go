@@ -201,12 +201,12 @@ func TestReadCommands(t *testing.T) {
 	for _, c := range cmds {
 		got = append(got, c.Pkg)
 	}
-	want := []string{uroot + "init", uroot + "gosh", "example.com/m/initramfs/dlinit", uroot + "ls", uroot + "cat", "github.com/x/y/cmd/z"}
+	want := []string{uroot + "gosh", "example.com/m/initramfs/dlinit", uroot + "ls", uroot + "cat", "github.com/x/y/cmd/z"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("commands %v", got)
 	}
-	if cmds[4].Line != 4 {
-		t.Errorf("cat line %d", cmds[4].Line)
+	if cmds[3].Line != 4 {
+		t.Errorf("cat line %d", cmds[3].Line)
 	}
 	os.WriteFile(p, []byte("ls cat\n"), 0o644)
 	if _, err := ReadCommands(p, "m"); err == nil || !strings.Contains(err.Error(), "commands.txt:1") {
