@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
+	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
@@ -162,6 +164,67 @@ func (Build) Initramfs(ctx context.Context, archArg string) error {
 		return err
 	}
 	fmt.Printf("%s initramfs: %s (%d bytes, %d files, cpio %d bytes)\n", a.Name, res.Path, res.Size, res.Files, res.RawSize)
+	return nil
+}
+
+// Image builds the node image in the cache ($XDG_CACHE_HOME/diskless/images):
+// IMAGE (default: nodes.toml's image, else debian-12) from
+// images/<IMAGE>.packages with debootstrap from DEBIAN_MIRROR (default: the
+// host's apt sources), or the root in IMAGE_FROM (a directory or tarball).
+// Foreign arches run through qemu-user-static. Nothing changed: no work.
+// Needs root. Usage: build:image arch=x86_64
+func (Build) Image(ctx context.Context, archArg string) error {
+	o, err := pipelineOptions(archArg)
+	if err != nil {
+		return err
+	}
+	if err := deps.Ensure(ctx, log, deps.Image(o.Arch, runtime.GOARCH)); err != nil {
+		return err
+	}
+	res, err := pipeline.BuildImage(ctx, o.Settings, o.Arch, log)
+	if err != nil {
+		return err
+	}
+	m := res.Manifest
+	fmt.Printf("image %s-%s: %s (%d packages, %d files, %d bytes, tree %s)\n", m.Name, m.Arch, res.Tree, len(m.Packages), m.Files, m.Bytes, m.TreeSHA256[:16])
+	return nil
+}
+
+// Image targets publish node images to the master.
+type Image mg.Namespace
+
+// Publish builds the image if needed (see build:image) and publishes it to
+// DISKLESS_ROOT/images/<IMAGE>-<arch>/ as a new generation, switched
+// atomically; nodes get it at their next boot. IMAGE_KEEP generations are
+// kept (default 3). Usage: image:publish arch=x86_64
+func (Image) Publish(ctx context.Context, archArg string) error {
+	o, err := pipelineOptions(archArg)
+	if err != nil {
+		return err
+	}
+	if err := deps.Ensure(ctx, log, deps.Image(o.Arch, runtime.GOARCH)); err != nil {
+		return err
+	}
+	_, g, err := pipeline.PublishImage(ctx, o.Settings, o.Arch, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("image live: %s\n", g.Dir)
+	return nil
+}
+
+// Rollback makes the image's previous generation live again (nodes get it
+// at their next boot). Usage: image:rollback arch=x86_64
+func (Image) Rollback(archArg string) error {
+	o, err := pipelineOptions(archArg)
+	if err != nil {
+		return err
+	}
+	g, err := image.Rollback(o.Settings.Root, o.Settings.Image, o.Arch.Name, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("image live: %s\n", g.Dir)
 	return nil
 }
 
@@ -326,7 +389,8 @@ func (Nodes) Add(name, mac, ip, archArg string) error {
 }
 
 // Render writes the master's files from the inventory into artifacts/master/:
-// dhcpd.conf, dnsmasq.d/diskless.conf, exports, pxelinux.cfg/01-<mac> (which
+// dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf (NFS-Ganesha
+// EXPORT blocks), pxelinux.cfg/01-<mac> (which
 // publish then serves) and each node's root files under nodes/<ip>/.
 func (Nodes) Render() error {
 	inv, err := inventory()
@@ -342,13 +406,16 @@ func (Nodes) Render() error {
 	if err := nodes.WriteFiles(out, files); err != nil {
 		return err
 	}
-	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, pxelinux.cfg/, nodes/)\n", len(inv.Nodes), len(files), out)
+	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf, pxelinux.cfg/, nodes/)\n", len(inv.Nodes), len(files), out)
 	return nil
 }
 
 // Provision creates or updates each node's root skeleton in DISKLESS_ROOT
 // (/diskless/<ip>/): the HOWTO's directories, dev/console, fstab, hostname,
-// conf.d/net. Files an admin changed are kept and reported.
+// conf.d/net. A node with an image (nodes.toml image =) gets its own copy
+// of the published image's etc, var and root once, a machine-id and SSH
+// host keys of its own, and authorized_keys; /usr comes from the image at
+// boot. Files an admin changed are kept and reported.
 func (Nodes) Provision() error {
 	inv, err := inventory()
 	if err != nil {

@@ -141,6 +141,33 @@ func SignPrograms() []Program { return []Program{{"signify-openbsd", "signify-op
 // Go tool): shellcheck, on the workflow's shell steps.
 func WorkflowPrograms() []Program { return []Program{{"shellcheck", "shellcheck"}} }
 
+// ImagePrograms is what building a node image and provisioning nodes from
+// it run: debootstrap, cp and tar (IMAGE_FROM), zstd/xz for compressed
+// tarballs, ssh-keygen for each node's host keys.
+func ImagePrograms() []Program {
+	return []Program{{"debootstrap", "debootstrap"}, {"cp", "coreutils"}, {"tar", "tar"}, {"zstd", "zstd"}, {"xz", "xz-utils"}, {"ssh-keygen", "openssh-client"}}
+}
+
+// Image lists the packages of ImagePrograms, and qemu-user-static for an
+// arch the host cannot run (debootstrap's second stage runs its binaries).
+func Image(a arch.Arch, hostGOARCH string) []string {
+	pkgs := packagesOf(ImagePrograms())
+	if a.GOARCH != hostGOARCH && !(a.GOARCH == "386" && hostGOARCH == "amd64") {
+		pkgs = append(pkgs, "qemu-user-static")
+	}
+	return Unique(pkgs)
+}
+
+// NodeOSPrograms is what the node OS tests run besides QEMU: NFS-Ganesha
+// with rpcbind in namespaces of their own, OpenSSH's client.
+func NodeOSPrograms() []Program {
+	return []Program{{"ganesha.nfsd", "nfs-ganesha"}, {"rpcbind", "rpcbind"}, {"nsenter", "util-linux"}, {"unshare", "util-linux"}, {"ssh", "openssh-client"}, {"ssh-keyscan", "openssh-client"}}
+}
+
+// NodeOS lists the packages of NodeOSPrograms and NFS-Ganesha's VFS
+// backend (a library, no program).
+func NodeOS() []string { return Unique(append(packagesOf(NodeOSPrograms()), "nfs-ganesha-vfs")) }
+
 // Sign lists the packages of SignPrograms.
 func Sign() []string { return packagesOf(SignPrograms()) }
 
@@ -158,6 +185,8 @@ func packagesOf(ps []Program) []string {
 // All lists every package the project uses on any arch.
 func All() []string {
 	pkgs := append(append(append(Nodes(), Distcc()...), Sign()...), packagesOf(WorkflowPrograms())...)
+	pkgs = append(append(pkgs, NodeOS()...), packagesOf(ImagePrograms())...)
+	pkgs = append(pkgs, "qemu-user-static")
 	for _, a := range arch.All() {
 		pkgs = append(pkgs, KernelBuild(a, true, true)...)
 		pkgs = append(pkgs, Boot(a)...)

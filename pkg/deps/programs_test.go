@@ -17,5 +17,8 @@ func TestStageProgramsComeFromStagePackages(t *testing.T) {
 	deptest.CheckPrograms(t, "nodes", deps.NodesPrograms(), deps.Nodes())
 	deptest.CheckPrograms(t, "distcc", deps.DistccPrograms(), deps.Distcc())
 	deptest.CheckPrograms(t, "sign", deps.SignPrograms(), deps.Sign())
+	x86, _ := arch.Lookup("x86_64")
+	deptest.CheckPrograms(t, "image", deps.ImagePrograms(), deps.Image(x86, "amd64"))
+	deptest.CheckPrograms(t, "node OS", deps.NodeOSPrograms(), deps.NodeOS())
 	deptest.CheckPrograms(t, "workflow lint", deps.WorkflowPrograms(), deps.All())
 }

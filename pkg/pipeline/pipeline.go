@@ -20,6 +20,7 @@ import (
 	"github.com/diskless/diskless/initramfs/fallback"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/elfboot"
+	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/publish"
@@ -281,4 +282,23 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger) (*publ
 	boot := s.Boot
 	return publish.Publish(ctx, files, publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Drop: s.PublishDrop, PXE: &boot,
 		Sign: Signer(s), Trusted: s.TrustedKeys, Log: log})
+}
+
+// BuildImage builds (or finds in the cache) the node image the settings
+// name (IMAGE, IMAGE_FROM) for an arch.
+func BuildImage(ctx context.Context, s *settings.Settings, a arch.Arch, log *slog.Logger) (*image.Result, error) {
+	o := s.ImageOptions(a)
+	o.Log = log
+	return image.Build(ctx, o)
+}
+
+// PublishImage builds the image if needed and publishes it as a new
+// generation under DISKLESS_ROOT/images (no work when it is already live).
+func PublishImage(ctx context.Context, s *settings.Settings, a arch.Arch, log *slog.Logger) (*image.Result, *image.Generation, error) {
+	res, err := BuildImage(ctx, s, a, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := image.Publish(ctx, res, image.PublishOptions{Root: s.Root, Keep: s.ImageKeep, NoWait: s.PublishNoWait, Log: log})
+	return res, g, err
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/diskless/diskless/internal/flagval"
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/nodes"
@@ -93,6 +94,12 @@ type Settings struct {
 	SigningKey  *sign.SecretKey
 	SigningPub  string
 	TrustedKeys []*sign.PublicKey
+
+	// Node images.
+	Image     string // IMAGE (default: the inventory's image, else debian-12)
+	ImageFrom string // IMAGE_FROM: a directory or tarball with a root
+	Mirror    string // DEBIAN_MIRROR (default: the host's apt sources)
+	ImageKeep int    // IMAGE_KEEP: generations of an image kept (0: default)
 
 	// Node inventory.
 	NodesFile string           // NODES_FILE (default ProjectDir/nodes.toml)
@@ -201,6 +208,18 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 		s.TrustedKeys = append(s.TrustedKeys, k)
 	}
 
+	s.ImageFrom = get("IMAGE_FROM")
+	if s.Mirror = get("DEBIAN_MIRROR"); s.Mirror == "" {
+		s.Mirror = image.MirrorFromAptSources(aptSources())
+	}
+	if k := get("IMAGE_KEEP"); k != "" {
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("IMAGE_KEEP=%q: want a number of generations, at least 1", k)
+		}
+		s.ImageKeep = n
+	}
+
 	switch s.QEMUAccel = get("QEMU_ACCEL"); s.QEMUAccel {
 	case "", "tcg", "kvm":
 	default:
@@ -229,7 +248,40 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 	if err := s.network(get); err != nil {
 		return nil, err
 	}
+	if s.Inventory != nil {
+		s.Inventory.Initrd = map[string]string{}
+		for _, a := range arch.All() {
+			s.Inventory.Initrd[a.Name] = initramfs.ArtifactName(a, s.Compress)
+		}
+	}
+	s.Image = get("IMAGE")
+	if s.Image == "" && s.Inventory != nil {
+		s.Image = s.Inventory.Network.Image
+	}
+	if s.Image == "" {
+		s.Image = "debian-12"
+	}
+	if err := image.ValidName(s.Image); err != nil {
+		return nil, fmt.Errorf("IMAGE: %w", err)
+	}
 	return s, nil
+}
+
+// aptSources reads the host's apt source lists (for the Debian mirror).
+func aptSources() map[string][]byte {
+	files := map[string][]byte{}
+	paths, _ := filepath.Glob("/etc/apt/sources.list.d/*")
+	for _, p := range append([]string{"/etc/apt/sources.list"}, paths...) {
+		if data, err := os.ReadFile(p); err == nil {
+			files[p] = data
+		}
+	}
+	return files
+}
+
+// ImageOptions are the options of build:image for an arch.
+func (s *Settings) ImageOptions(a arch.Arch) image.Options {
+	return image.Options{Name: s.Image, Arch: a, ProjectDir: s.ProjectDir, CacheDir: s.CacheDir, Mirror: s.Mirror, From: s.ImageFrom}
 }
 
 // network sets Boot and Root from the inventory or the environment, and
