@@ -1,9 +1,11 @@
 // Package nodes reads the node inventory (nodes.toml), validates it, and
 // renders every per-slave piece of the Gentoo diskless HOWTO from it: ISC
-// dhcpd.conf and a dnsmasq equivalent, /etc/exports lines, per-node
-// pxelinux.cfg files, and each slave's root skeleton (fstab, hostname,
-// conf.d/net, mount points, /dev/console). Provisioning a skeleton never
-// overwrites a file an admin changed.
+// dhcpd.conf and a dnsmasq equivalent, /etc/exports lines and the same
+// exports for NFS-Ganesha, per-node pxelinux.cfg files, and each slave's
+// root (fstab, hostname, conf.d/net, mount points, /dev/console; for a node
+// running an image, its own etc, var and root copied from the published
+// image once, its machine-id, SSH host keys and authorized_keys).
+// Provisioning never overwrites a file an admin changed.
 //
 // It renders and writes files; it starts no daemon and touches nothing in
 // the host's /etc.
@@ -14,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -36,9 +39,12 @@ type Network struct {
 	Domain string   `toml:"domain,omitempty"`
 	// Root is where the per-slave roots live on the master (/diskless).
 	Root string `toml:"root,omitempty"`
-	// SharedRO are exported read-only to the subnet (/usr, /opt).
+	// SharedRO are exported read-only to the subnet (/usr, /opt) and
+	// mounted at the same path on the nodes; "/srv/opt:/opt" exports
+	// /srv/opt and mounts it at /opt.
 	SharedRO []string `toml:"shared_ro,omitempty"`
-	// Home is exported read-write to the subnet (no no_root_squash).
+	// Home is exported read-write to the subnet (no no_root_squash) and
+	// mounted at /home on the nodes.
 	Home string `toml:"home,omitempty"`
 	// SharedLog, when set, is a shared read-write /var/log export.
 	SharedLog string `toml:"shared_log,omitempty"`
@@ -46,6 +52,12 @@ type Network struct {
 	NFSOpts string `toml:"nfs_opts,omitempty"`
 	// HexIPFiles also writes pxelinux.cfg/<hex IP> for each node.
 	HexIPFiles bool `toml:"hex_ip_files,omitempty"`
+	// Image is the node image (build:image, image:publish) every node runs
+	// unless it names its own; empty: the HOWTO's bare skeleton.
+	Image string `toml:"image,omitempty"`
+	// AuthorizedKeys is a file of SSH public keys (relative to nodes.toml)
+	// provision installs as each image node's /root/.ssh/authorized_keys.
+	AuthorizedKeys string `toml:"authorized_keys,omitempty"`
 }
 
 // Node is one slave ([[node]]).
@@ -56,12 +68,20 @@ type Node struct {
 	Arch       string `toml:"arch"`
 	Boot       string `toml:"boot,omitempty"` // pxelinux (default), etherboot, uefi
 	KernelArgs string `toml:"kernel_args,omitempty"`
+	// Image overrides [network] image for this node.
+	Image string `toml:"image,omitempty"`
 }
 
 // Inventory is nodes.toml.
 type Inventory struct {
 	Network Network `toml:"network"`
 	Nodes   []Node  `toml:"node"`
+
+	// Initrd names the fallback initramfs per arch as publish names it
+	// (INITRAMFS_COMPRESS decides the extension; the settings set it): a
+	// node's pxelinux.cfg file boots it as INITRD, as pxelinux.cfg/default
+	// does. A node running an image needs it (it mounts the image's /usr).
+	Initrd map[string]string `toml:"-"`
 
 	file   string
 	subnet *net.IPNet
@@ -135,6 +155,9 @@ func (inv *Inventory) defaults() {
 	}
 }
 
+// imageNameRe is pkg/image's rule for image names.
+var imageNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
+
 var hostnameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Validate checks every field; the error names the file and the entry.
@@ -167,10 +190,18 @@ func (inv *Inventory) Validate() error {
 	if n.Domain != "" && !validDomain(n.Domain) {
 		add("[network]", "domain = %q: not a domain name", n.Domain)
 	}
-	for _, p := range append(append([]string{n.Root, n.Home}, n.SharedRO...), n.SharedLog) {
+	var paths []string
+	for _, p := range n.SharedRO {
+		e, m := SplitShared(p)
+		paths = append(paths, e, m)
+	}
+	for _, p := range append(append([]string{n.Root, n.Home}, paths...), n.SharedLog) {
 		if p != "" && (!strings.HasPrefix(p, "/") || strings.Contains(p, "..") || strings.ContainsAny(p, " \t\"#,")) {
 			add("[network]", "path %q: want an absolute path without spaces, quotes, commas or ..", p)
 		}
+	}
+	if n.Image != "" && !imageNameRe.MatchString(n.Image) {
+		add("[network]", "image = %q: want an image name like debian-12", n.Image)
 	}
 	if strings.ContainsAny(n.NFSOpts, " \t\"") {
 		add("[network]", "nfs_opts = %q: comma-separated options without spaces", n.NFSOpts)
@@ -208,6 +239,9 @@ func (inv *Inventory) Validate() error {
 		default:
 			add(where, "boot = %q: want pxelinux, etherboot or uefi", nd.Boot)
 		}
+		if nd.Image != "" && !imageNameRe.MatchString(nd.Image) {
+			add(where, "image = %q: want an image name like debian-12", nd.Image)
+		}
 		if strings.ContainsAny(nd.KernelArgs, "\"\n\r") {
 			add(where, "kernel_args must not contain quotes or line breaks")
 		}
@@ -234,6 +268,32 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
+}
+
+// SplitShared reads a shared_ro entry: "path" or "export:mountpoint".
+func SplitShared(entry string) (export, mountpoint string) {
+	if e, m, ok := strings.Cut(entry, ":"); ok {
+		return e, m
+	}
+	return entry, entry
+}
+
+// ImageOf is the image the node runs ("" for none).
+func (inv *Inventory) ImageOf(nd Node) string {
+	if nd.Image != "" {
+		return nd.Image
+	}
+	return inv.Network.Image
+}
+
+// AuthorizedKeysPath is the authorized_keys file, resolved against the
+// inventory's directory ("" when none is set).
+func (inv *Inventory) AuthorizedKeysPath() string {
+	p := inv.Network.AuthorizedKeys
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(inv.file), p)
 }
 
 // Sorted returns the nodes ordered by IP (stable rendering).

@@ -26,7 +26,7 @@ func TestHOWTOExampleGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66"}
+	want := []string{"dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "ganesha.conf", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66"}
 	if got := strings.Join(files.Names(), " "); got != strings.Join(want, " ") {
 		t.Fatalf("files %s", got)
 	}
@@ -49,7 +49,7 @@ func TestHOWTOExampleGolden(t *testing.T) {
 		"dhcpd.conf":                             "host slave21 {\n  hardware ethernet 00:02:a5:04:3b:66;\n  fixed-address 192.168.1.21;",
 		"exports":                                "/diskless/192.168.1.21\t192.168.1.21(rw,sync,no_root_squash,no_subtree_check)",
 		"nodes/192.168.1.21/etc/conf.d/net":      `config_eth0="noop"`,
-		"nodes/192.168.1.21/etc/fstab":           "192.168.1.1:/diskless/192.168.1.21\t/\tnfs\thard,tcp",
+		"nodes/192.168.1.21/etc/fstab":           "192.168.1.1:/diskless/192.168.1.21\t/\tnfs\thard,vers=3,tcp,addr=192.168.1.1,nolock,rw",
 		"pxelinux.cfg/01-00-02-a5-04-3b-66":      "APPEND ip=dhcp root=/dev/nfs nfsroot=192.168.1.1:/diskless/192.168.1.21,vers=3,tcp rw console=ttyS0",
 		"nodes/192.168.1.21/etc/conf.d/hostname": `hostname="slave21"`,
 	} {

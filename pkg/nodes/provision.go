@@ -1,15 +1,20 @@
 package nodes
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/diskless/diskless/internal/fsutil"
+	"github.com/diskless/diskless/pkg/image"
 )
 
 // stateFile records, per slave root, the hash of each file provision wrote,
@@ -35,10 +40,43 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 	if err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("DISKLESS_ROOT=%s: not a directory (create it first)", root)
 	}
+	var authorized []byte
+	if p := inv.AuthorizedKeysPath(); p != "" {
+		if authorized, err = readAuthorizedKeys(p); err != nil {
+			return nil, fmt.Errorf("%s: authorized_keys: %w", inv.file, err)
+		}
+	}
+	// every image must be published before any node is touched
+	lives := map[string]string{}
+	for _, nd := range inv.Nodes {
+		if img := inv.ImageOf(nd); img != "" {
+			live, err := image.Live(root, img, nd.Arch)
+			if err != nil {
+				return nil, fmt.Errorf("node %s: %w", nd.Name, err)
+			}
+			lives[nd.Name] = live
+		}
+	}
 	r := &Report{}
 	for _, nd := range inv.Sorted() {
 		dir := filepath.Join(root, nd.IP)
-		for _, d := range SkeletonDirs {
+		state := map[string]string{}
+		oldState, _ := os.ReadFile(filepath.Join(dir, stateFile))
+		json.Unmarshal(oldState, &state)
+		dirs := SkeletonDirs
+		seeded := false
+		if live := lives[nd.Name]; live != "" {
+			dirs = ImageDirs
+			if state[seedKey] == "" {
+				if err := seed(live, dir); err != nil {
+					return r, fmt.Errorf("node %s: %w", nd.Name, err)
+				}
+				r.Created = append(r.Created, dir+"/{etc,var,root} from "+live)
+				state[seedKey] = filepath.Base(filepath.Dir(live)) + "/" + filepath.Base(live)
+				seeded = true
+			}
+		}
+		for _, d := range dirs {
 			p := filepath.Join(dir, d)
 			if _, err := os.Lstat(p); os.IsNotExist(err) {
 				if err := os.MkdirAll(p, 0o755); err != nil {
@@ -61,10 +99,17 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 				r.Notes = append(r.Notes, fmt.Sprintf("%s not created: mknod needs root (run: sudo mknod -m 600 %s c 5 1)", console, console))
 			}
 		}
-		state := map[string]string{}
-		oldState, _ := os.ReadFile(filepath.Join(dir, stateFile))
-		json.Unmarshal(oldState, &state)
+		if lives[nd.Name] != "" {
+			made, err := identity(dir, nd.Name)
+			if err != nil {
+				return r, fmt.Errorf("node %s: %w", nd.Name, err)
+			}
+			r.Created = append(r.Created, made...)
+		}
 		files := inv.SlaveFiles(nd)
+		if authorized != nil && lives[nd.Name] != "" {
+			files["root/.ssh/authorized_keys"] = string(authorized)
+		}
 		var names []string
 		for n := range files {
 			names = append(names, n)
@@ -84,6 +129,12 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 				return r, err
 			case hashOf(cur) == hashOf(want):
 				// already what we would write
+			case seeded:
+				// the image's file, copied a moment ago: provision's to replace
+				if err := fsutil.WriteAtomic(p, want); err != nil {
+					return r, err
+				}
+				r.Created = append(r.Created, p)
 			case state[name] == hashOf(cur):
 				if err := fsutil.WriteAtomic(p, want); err != nil {
 					return r, err
@@ -103,6 +154,97 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// seedKey records in the state file which image generation a node's
+// etc, var and root were copied from (once: they are the node's own after).
+const seedKey = "(seeded from)"
+
+// seed copies the image's per-node trees (etc, var, root and the top-level
+// links of merged /usr) into a new node root, keeping owners, modes and
+// links (cp -a).
+func seed(live, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(live)
+	if err != nil {
+		return err
+	}
+	args := []string{"-a", "--reflink=auto"}
+	for _, e := range ents {
+		name := e.Name()
+		if e.Type()&os.ModeSymlink != 0 || name == "etc" || name == "var" || name == "root" {
+			if _, err := os.Lstat(filepath.Join(dir, name)); err == nil && e.Type()&os.ModeSymlink != 0 {
+				continue
+			}
+			args = append(args, filepath.Join(live, name))
+		}
+	}
+	out, err := exec.Command("cp", append(args, dir+"/")...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("copying the image's etc, var and root: %v: %s", err, out)
+	}
+	return nil
+}
+
+// identity makes what must be unique per node, once: /etc/machine-id and
+// SSH host keys (an image carries neither). Existing ones are kept, so a
+// re-provisioned node keeps its identity.
+func identity(dir, name string) ([]string, error) {
+	var made []string
+	mid := filepath.Join(dir, "etc", "machine-id")
+	cur, _ := os.ReadFile(mid)
+	if s := strings.TrimSpace(string(cur)); s == "" || s == "uninitialized" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		if err := fsutil.WriteAtomic(mid, []byte(hex.EncodeToString(b[:])+"\n")); err != nil {
+			return nil, err
+		}
+		made = append(made, mid)
+	}
+	sshDir := filepath.Join(dir, "etc", "ssh")
+	if _, err := os.Stat(filepath.Join(sshDir, "sshd_config")); err != nil {
+		return made, nil // no SSH server in the image
+	}
+	for _, t := range []string{"rsa", "ecdsa", "ed25519"} {
+		key := filepath.Join(sshDir, "ssh_host_"+t+"_key")
+		if _, err := os.Stat(key); err == nil {
+			continue
+		}
+		out, err := exec.Command("ssh-keygen", "-q", "-N", "", "-t", t, "-C", "root@"+name, "-f", key).CombinedOutput()
+		if err != nil {
+			return made, fmt.Errorf("ssh-keygen for %s: %v: %s (apt-get install openssh-client)", key, err, out)
+		}
+		made = append(made, key)
+	}
+	return made, nil
+}
+
+// readAuthorizedKeys reads an authorized_keys file and checks each line
+// looks like a public key.
+func readAuthorizedKeys(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for i, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if !strings.Contains(l, "ssh-") && !strings.Contains(l, "ecdsa-") && !strings.Contains(l, "sk-") {
+			return nil, fmt.Errorf("%s:%d: not an SSH public key (want a line like ssh-ed25519 AAAA... you@host)", path, i+1)
+		}
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no public key in it", path)
+	}
+	return data, nil
 }
 
 // WriteFiles writes rendered files under dir (artifacts/master).

@@ -35,6 +35,7 @@ func (inv *Inventory) Render() (Files, error) {
 		"dhcpd.conf":              inv.DHCPD(),
 		"dnsmasq.d/diskless.conf": inv.Dnsmasq(),
 		"exports":                 inv.Exports(),
+		"ganesha.conf":            inv.Ganesha(""),
 	}
 	for _, nd := range inv.Sorted() {
 		if nd.Boot == BootPXELinux {
@@ -84,7 +85,7 @@ func (inv *Inventory) PXELinux(nd Node) (string, error) {
 		return "", err
 	}
 	return pxe.Config(fmt.Sprintf(header, path.Base(inv.file))+"\nnode "+nd.Name, []pxe.Label{{
-		Name: nd.Name, Kernel: a.ArtifactName(), Append: inv.Settings(nd).Cmdline(a),
+		Name: nd.Name, Kernel: a.ArtifactName(), Initrd: inv.Initrd[a.Name], Append: inv.Settings(nd).Cmdline(a),
 	}})
 }
 
@@ -161,9 +162,15 @@ func (inv *Inventory) Exports() string {
 	for _, nd := range inv.Sorted() {
 		fmt.Fprintf(&b, "%s\t%s(rw,sync,no_root_squash,no_subtree_check)\n", inv.RootPath(nd), nd.IP)
 	}
+	if inv.UsesImages() {
+		b.WriteString("\n# Node images (read-only): not squashed, so a node's root can read files\n")
+		b.WriteString("# only root may read in its /usr.\n")
+		fmt.Fprintf(&b, "%s\t%s(ro,sync,no_root_squash,no_subtree_check)\n", path.Join(n.Root, "images"), subnet)
+	}
 	b.WriteString("\n# Shared trees: root is squashed here.\n")
-	for _, p := range n.SharedRO {
-		fmt.Fprintf(&b, "%s\t%s(ro,sync,no_subtree_check)\n", p, subnet)
+	for _, p := range inv.sharedRO() {
+		e, _ := SplitShared(p)
+		fmt.Fprintf(&b, "%s\t%s(ro,sync,no_subtree_check)\n", e, subnet)
 	}
 	fmt.Fprintf(&b, "%s\t%s(rw,sync,no_subtree_check)\n", n.Home, subnet)
 	if n.SharedLog != "" {
@@ -172,27 +179,99 @@ func (inv *Inventory) Exports() string {
 	return b.String()
 }
 
+// UsesImages says whether any node runs an image.
+func (inv *Inventory) UsesImages() bool {
+	for _, nd := range inv.Nodes {
+		if inv.ImageOf(nd) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// sharedRO are the read-only shared trees; the master's /usr is left out
+// when every node has its image's.
+func (inv *Inventory) sharedRO() []string {
+	var out []string
+	for _, p := range inv.Network.SharedRO {
+		if _, m := SplitShared(p); m == "/usr" && inv.UsesImages() && inv.allImages() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (inv *Inventory) allImages() bool {
+	for _, nd := range inv.Nodes {
+		if inv.ImageOf(nd) == "" {
+			return false
+		}
+	}
+	return true
+}
+
 // SkeletonDirs are the HOWTO's directories in each slave root.
 var SkeletonDirs = []string{"home", "dev", "proc", "tmp", "mnt", "mnt/.initd", "root", "sys", "var", "var/empty", "var/lock", "var/log", "var/run", "var/spool", "usr", "opt", "etc", "etc/conf.d"}
+
+// ImageDirs are the mount points and per-node directories of a root made
+// from an image (the rest comes from the image: etc, var, root and the
+// merged-/usr links).
+var ImageDirs = []string{"dev", "proc", "sys", "run", "tmp", "usr", "home", "opt", "mnt", "srv", "media", "boot", "root", "etc", "etc/diskless"}
+
+// NodeConf is the file in a node's root that tells the fallback initramfs
+// where the node's /usr is (initramfs/fallback reads it).
+const NodeConf = "etc/diskless/node.conf"
+
+// ImagePath is the published image's directory on the master, as the node
+// mounts it: <root>/images/<image>-<arch>.
+func (inv *Inventory) ImagePath(nd Node) string {
+	return path.Join(inv.Network.Root, "images", inv.ImageOf(nd)+"-"+nd.Arch)
+}
+
+// fstabOpts are the options of the node's NFS mounts: the inventory's
+// nfs_opts, hard (a node waits for its master instead of failing I/O).
+func (inv *Inventory) fstabOpts() string {
+	// addr=: the kernel mounts NFS itself when the node has no mount.nfs
+	// (a minimal image), and then needs the server's address spelled out
+	o := "hard," + inv.Network.NFSOpts + ",addr=" + inv.Network.Master
+	if !strings.Contains(","+inv.Network.NFSOpts, "vers=4") {
+		o += ",nolock" // NFSv3 locks need rpc.statd, which a node does not run
+	}
+	return o
+}
 
 // SlaveFiles are the files of the node's root skeleton.
 func (inv *Inventory) SlaveFiles(nd Node) Files {
 	n := inv.Network
-	opts := "hard,tcp,nolock,rsize=8192,wsize=8192"
+	img := inv.ImageOf(nd)
+	opts := inv.fstabOpts()
 	var fstab strings.Builder
 	fstab.WriteString(inv.comment("#"))
 	fstab.WriteString("# <fs>\t<mountpoint>\t<type>\t<opts>\t<dump> <pass>\n")
-	fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\t%s,rw\t0 0\n", n.Master, inv.RootPath(nd), opts)
-	for _, p := range n.SharedRO {
-		fmt.Fprintf(&fstab, "%s:%s\t%s\tnfs\t%s,ro\t0 0\n", n.Master, p, p, opts)
+	if img != "" {
+		// the fallback initramfs mounted it with the kernel's options; a
+		// remount with others fails (systemd-remount-fs)
+		fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\tdefaults\t0 0\n", n.Master, inv.RootPath(nd))
+		fmt.Fprintf(&fstab, "# /usr: the image %s, mounted read-only by the fallback initramfs (%s)\n", img, NodeConf)
+	} else {
+		fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\t%s,rw\t0 0\n", n.Master, inv.RootPath(nd), opts)
 	}
-	fmt.Fprintf(&fstab, "%s:%s\t%s\tnfs\t%s,rw\t0 0\n", n.Master, n.Home, n.Home, opts)
+	for _, p := range n.SharedRO {
+		e, m := SplitShared(p)
+		if img != "" && m == "/usr" {
+			continue
+		}
+		fmt.Fprintf(&fstab, "%s:%s\t%s\tnfs\t%s,ro\t0 0\n", n.Master, e, m, opts)
+	}
+	fmt.Fprintf(&fstab, "%s:%s\t/home\tnfs\t%s,rw\t0 0\n", n.Master, n.Home, opts)
 	if n.SharedLog != "" {
 		fmt.Fprintf(&fstab, "%s:%s\t/var/log\tnfs\t%s,rw\t0 0\n", n.Master, n.SharedLog, opts)
 	}
-	fstab.WriteString("proc\t/proc\tproc\tdefaults\t0 0\n")
-	fstab.WriteString("tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0 0\n")
-	return Files{
+	if img == "" {
+		fstab.WriteString("proc\t/proc\tproc\tdefaults\t0 0\n")
+	}
+	f := Files{
 		"etc/fstab":           fstab.String(),
 		"etc/hostname":        nd.Name + "\n",
 		"etc/conf.d/hostname": inv.comment("#") + fmt.Sprintf("hostname=\"%s\"\n", nd.Name),
@@ -201,4 +280,64 @@ func (inv *Inventory) SlaveFiles(nd Node) Files {
 			"# reconfigure (and so cut) the interface the kernel brought up.\n" +
 			"config_eth0=\"noop\"\n",
 	}
+	if img != "" {
+		f[NodeConf] = inv.comment("#") +
+			"# Read by the fallback initramfs: it mounts image (from the root's server,\n" +
+			"# with the root's options, read-only), resolves its \"current\" generation\n" +
+			"# once and binds that generation's usr on /usr before starting init.\n" +
+			"image=" + inv.ImagePath(nd) + "\n"
+		// the same rule for the network managers of today's distributions
+		f["etc/systemd/network/00-diskless-root.network"] = inv.comment("#") +
+			"# The root filesystem is on NFS over this interface: systemd-networkd must\n" +
+			"# leave the address the kernel configured alone.\n" +
+			"[Match]\nMACAddress=" + nd.MAC + "\n\n[Link]\nUnmanaged=yes\n"
+		f["etc/NetworkManager/conf.d/00-diskless-root.conf"] = inv.comment("#") +
+			"# The root filesystem is on NFS over this interface.\n" +
+			"[keyfile]\nunmanaged-devices=mac:" + nd.MAC + "\n"
+		f["etc/network/interfaces"] = inv.comment("#") +
+			"# ifupdown: only the loopback. The interface that carries the NFS root was\n" +
+			"# configured by the kernel; bringing it down or up again cuts the root.\n" +
+			"auto lo\niface lo inet loopback\n"
+		f["etc/hosts"] = inv.comment("#") + "127.0.0.1\tlocalhost\n127.0.1.1\t" + nd.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	}
+	return f
+}
+
+// Ganesha renders the same exports as Exports for NFS-Ganesha (EXPORT
+// blocks with the VFS backend; the master's ganesha.conf includes it with
+// %include). Each export's pseudo path is its path, so nodes mount the
+// same paths over NFSv3 and v4. clients, when not empty, replaces every
+// client list: behind NAT (QEMU's user network) every node arrives as
+// 127.0.0.1, and only the test harness sets it.
+func (inv *Inventory) Ganesha(clients string) string {
+	n := inv.Network
+	var b strings.Builder
+	b.WriteString(inv.comment("#"))
+	id := 0
+	export := func(comment, p, who, access, squash string) {
+		id++
+		if clients != "" {
+			who = clients
+		}
+		fmt.Fprintf(&b, "\n# %s\nEXPORT {\n\tExport_Id = %d;\n\tPath = \"%s\";\n\tPseudo = \"%s\";\n", comment, id, p, p)
+		b.WriteString("\tProtocols = 3, 4;\n\tTransports = TCP;\n\tSecType = sys;\n\tAccess_Type = None;\n")
+		fmt.Fprintf(&b, "\tCLIENT {\n\t\tClients = %s;\n\t\tAccess_Type = %s;\n\t\tSquash = %s;\n\t}\n", who, access, squash)
+		b.WriteString("\tFSAL {\n\t\tName = VFS;\n\t}\n}\n")
+	}
+	subnet := inv.subnet.String()
+	for _, nd := range inv.Sorted() {
+		export("the root of "+nd.Name+": only that node, its root user owns it", inv.RootPath(nd), nd.IP, "RW", "No_Root_Squash")
+	}
+	if inv.UsesImages() {
+		export("node images, read-only, not squashed (root-only files in /usr)", path.Join(n.Root, "images"), subnet, "RO", "No_Root_Squash")
+	}
+	for _, p := range inv.sharedRO() {
+		e, _ := SplitShared(p)
+		export("shared, read-only", e, subnet, "RO", "Root_Squash")
+	}
+	export("homes, read-write, root squashed", n.Home, subnet, "RW", "Root_Squash")
+	if n.SharedLog != "" {
+		export("shared /var/log", n.SharedLog, subnet, "RW", "Root_Squash")
+	}
+	return b.String()
 }
