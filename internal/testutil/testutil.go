@@ -49,3 +49,31 @@ func Slow(t testing.TB) {
 		t.Skip("slow test (kernel build or QEMU boot); run without -short")
 	}
 }
+
+// SkipOrFail skips with the reason locally and fails under CI, where
+// everything a test needs is installed.
+func SkipOrFail(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatal(reason)
+	}
+	t.Skip(reason)
+}
+
+// LogDir is a directory for console logs that outlives a failed test (its
+// path is in the failure message) and is removed when the test passes.
+func LogDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "diskless-logs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		} else {
+			t.Logf("console logs kept in %s", dir)
+		}
+	})
+	return dir
+}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,12 @@ type Machine struct {
 	LogPath string
 	// Accel is "kvm" or "tcg" (default).
 	Accel string
+	// UserNet are more options of the user-mode network (-netdev user),
+	// e.g. "dhcpstart=10.0.2.21,hostfwd=tcp:127.0.0.1:2222-:22".
+	UserNet string
+	// NetNS, when set, is a network namespace (/proc/<pid>/ns/net) QEMU
+	// runs in: its user network then reaches that namespace's loopback.
+	NetNS string
 }
 
 // DefaultFail are console lines that end a boot as failed at once.
@@ -83,6 +90,9 @@ func (m *Machine) Args() []string {
 	netdev := "user,id=n0"
 	if m.TFTPRoot != "" {
 		netdev += ",tftp=" + m.TFTPRoot
+	}
+	if m.UserNet != "" {
+		netdev += "," + m.UserNet
 	}
 	if m.NetBoot {
 		netdev += ",bootfile=" + m.BootFile
@@ -179,6 +189,9 @@ func Start(ctx context.Context, m *Machine) (*Session, error) {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, m.Arch.QEMU, m.Args()...)
+	if m.NetNS != "" {
+		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + m.NetNS, "--", m.Arch.QEMU}, m.Args()...)...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stdin, err := cmd.StdinPipe()
@@ -207,6 +220,8 @@ func Start(ctx context.Context, m *Machine) (*Session, error) {
 	return s, nil
 }
 
+var ansiRe = regexp.MustCompile("\x1b\\[[0-9;?]*[A-Za-z]")
+
 func (s *Session) read(r io.Reader) {
 	br := bufio.NewReader(r)
 	buf := make([]byte, 4096)
@@ -219,7 +234,10 @@ func (s *Session) read(r io.Reader) {
 			}
 			text := s.partial + strings.ReplaceAll(string(buf[:n]), "\r", "")
 			parts := strings.Split(text, "\n")
-			s.lines = append(s.lines, parts[:len(parts)-1]...)
+			for _, l := range parts[:len(parts)-1] {
+				// matched without terminal colours (systemd's status lines)
+				s.lines = append(s.lines, ansiRe.ReplaceAllString(l, ""))
+			}
 			s.partial = parts[len(parts)-1]
 			s.mu.Unlock()
 			select {

@@ -1,0 +1,126 @@
+package nodeos
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/diskless/diskless/internal/testkernel"
+	"github.com/diskless/diskless/pkg/image"
+	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/pipeline"
+	"github.com/diskless/diskless/pkg/settings"
+)
+
+// diskUsage is what du reports: allocated blocks, hard links counted once.
+func diskUsage(dir string) int64 {
+	var total int64
+	seen := map[uint64]bool{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		st, err := os.Lstat(p)
+		if err != nil {
+			return nil
+		}
+		if s, ok := st.Sys().(*syscall.Stat_t); ok && !seen[s.Ino] {
+			seen[s.Ino] = true
+			total += s.Blocks * 512
+		}
+		return nil
+	})
+	return total
+}
+
+// BenchmarkImage: the Debian 12 image's build with nothing changed, its
+// size, and with BENCH_COLD=1 a cold build (debootstrap) in a new cache.
+func BenchmarkImage(b *testing.B) {
+	needNodeOS(b)
+	s, err := settings.Load(testkernel.Lookup, "../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := testkernel.NeedTools(b, "x86_64")
+	if os.Getenv("BENCH_COLD") == "1" {
+		cold := *s
+		cold.CacheDir = b.TempDir()
+		start := time.Now()
+		if _, err := pipeline.BuildImage(context.Background(), &cold, a, testkernel.Quiet()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "cold-s")
+	}
+	res, err := pipeline.BuildImage(context.Background(), s, a, testkernel.Quiet())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, err := pipeline.BuildImage(context.Background(), s, a, testkernel.Quiet())
+		if err != nil || !r.Cached {
+			b.Fatalf("no-op image build did work: %v", err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(res.Manifest.Bytes)/1e6, "image-MB")
+	b.ReportMetric(float64(len(res.Manifest.Packages)), "packages")
+	b.ReportMetric(res.Manifest.Seconds, "last-build-s")
+}
+
+// BenchmarkTenthNode: provisioning ten nodes from the published image;
+// reports the disk the tenth node's own root uses and the image's.
+func BenchmarkTenthNode(b *testing.B) {
+	needNodeOS(b)
+	s, err := settings.Load(testkernel.Lookup, "../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := testkernel.NeedTools(b, "x86_64")
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tmp := b.TempDir()
+		root := filepath.Join(tmp, "diskless")
+		os.MkdirAll(root, 0o755)
+		s.Root = root
+		if _, _, err := pipeline.PublishImage(context.Background(), s, a, testkernel.Quiet()); err != nil {
+			b.Fatal(err)
+		}
+		text := fmt.Sprintf("[network]\nmaster = \"10.0.2.2\"\nsubnet = \"10.0.2.0/24\"\nroot = %q\nnfs_opts = \"vers=4,tcp\"\nimage = \"debian-12\"\n", root)
+		for n := 1; n <= 10; n++ {
+			text += fmt.Sprintf("\n[[node]]\nname = \"node%d\"\nmac = \"52:54:00:00:01:%02x\"\nip = \"10.0.2.%d\"\narch = \"x86_64\"\n", n, n, 100+n)
+		}
+		p := filepath.Join(tmp, "nodes.toml")
+		os.WriteFile(p, []byte(text), 0o644)
+		inv, err := nodes.Load(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := inv.Provision(root); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		live, _ := image.Live(root, "debian-12", "x86_64")
+		b.ReportMetric(float64(diskUsage(filepath.Join(root, "10.0.2.110")))/1e6, "tenth-node-MB")
+		b.ReportMetric(float64(diskUsage(live))/1e6, "image-MB")
+	}
+}
+
+// BenchmarkDebianBoot: a Debian 12 node from power-on (QEMU, TCG) to
+// systemd's multi-user target and to the first SSH command answered.
+func BenchmarkDebianBoot(b *testing.B) {
+	l := newLab(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := l.boot(b, "node-a", 2221)
+		n.Stop()
+		b.ReportMetric(n.MultiUser.Seconds(), "multi-user-s")
+		b.ReportMetric(n.SSH.Seconds(), "ssh-s")
+	}
+}

@@ -1,0 +1,176 @@
+// Package nodeos is the scenario "a node runs its real operating system":
+// a provisioned node (its root and the published image under the master's
+// root) boots under QEMU through the fallback initramfs, from a real NFS
+// server (pkg/ganesha), to its init system's multi-user state, and answers
+// SSH with the key provision installed. The drivers (pkg/qemu,
+// pkg/ganesha) know nothing of nodes; this package joins them.
+package nodeos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/ganesha"
+	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/qemu"
+)
+
+// Guest is QEMU's user network as the master sees it: the nodes' gateway
+// and NFS server is 10.0.2.2, the host side of slirp, which runs in the
+// NFS server's own network namespace.
+const (
+	GuestMaster = "10.0.2.2"
+	GuestSubnet = "10.0.2.0/24"
+)
+
+// Options for Boot.
+type Options struct {
+	Arch      arch.Arch
+	Inventory *nodes.Inventory
+	Node      nodes.Node
+	// Kernel and Initrd: the slave kernel and the fallback initramfs.
+	Kernel, Initrd string
+	Server         *ganesha.Server
+	// SSHPort is forwarded from the server namespace's 127.0.0.1 to the
+	// node's port 22.
+	SSHPort int
+	// Key is the private key whose public half provision installed.
+	Key     string
+	LogPath string
+	Accel   string
+	Log     *slog.Logger
+}
+
+// Node is a booted node.
+type Node struct {
+	o    Options
+	sess *qemu.Session
+	// MultiUser and SSH are the times from QEMU's start to the init
+	// system's multi-user state and to the first SSH command answered.
+	MultiUser, SSH time.Duration
+	start          time.Time
+}
+
+// Machine is the QEMU guest for a node: its MAC, its address from slirp's
+// DHCP (dhcpstart = the node's IP), the kernel's command line from the
+// inventory (as PXELINUX would give it).
+func Machine(o Options) (*qemu.Machine, error) {
+	st := o.Inventory.Settings(o.Node)
+	return &qemu.Machine{
+		Arch: o.Arch, Kernel: o.Kernel, Initrd: o.Initrd,
+		Append:   st.Cmdline(o.Arch),
+		MAC:      o.Node.MAC,
+		MemoryMB: 512,
+		UserNet:  fmt.Sprintf("net=%s,dhcpstart=%s,hostfwd=tcp:127.0.0.1:%d-:22", GuestSubnet, o.Node.IP, o.SSHPort),
+		NetNS:    o.Server.NetNS(),
+		LogPath:  o.LogPath,
+		Accel:    o.Accel,
+	}, nil
+}
+
+// multiUser are the console lines of a system that reached multi-user:
+// systemd's target, or a getty's login prompt from any init.
+var multiUser = []string{"Reached target multi-user.target", "Reached target Multi-User System", " login: "}
+
+// failed are console lines that end the boot as failed.
+var failed = append([]string{"Freezing execution", "diskless-fallback: init failed", "diskless-fallback: mount failed"}, qemu.DefaultFail...)
+
+// Boot starts the node and waits for multi-user and SSH.
+func Boot(ctx context.Context, o Options, timeout time.Duration) (*Node, error) {
+	m, err := Machine(o)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{o: o, start: time.Now()}
+	if n.sess, err = qemu.Start(ctx, m); err != nil {
+		return nil, err
+	}
+	if _, err := n.sess.Expect(multiUser, failed, timeout); err != nil {
+		n.Stop()
+		return nil, fmt.Errorf("node %s did not reach multi-user: %w", o.Node.Name, err)
+	}
+	n.MultiUser = time.Since(n.start)
+	deadline := time.Now().Add(timeout - n.MultiUser)
+	for {
+		if _, err := n.Run("true"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			n.Stop()
+			return nil, fmt.Errorf("node %s: no SSH answer on port %d: %w", o.Node.Name, o.SSHPort, err)
+		}
+		time.Sleep(time.Second)
+	}
+	n.SSH = time.Since(n.start)
+	if o.Log != nil {
+		o.Log.Info("node up", "node", o.Node.Name, "multi_user", n.MultiUser.Round(time.Second), "ssh", n.SSH.Round(time.Second))
+	}
+	return n, nil
+}
+
+// Run runs a shell command on the node over SSH (OpenSSH's client, in the
+// server's namespace) and returns its output.
+func (n *Node) Run(command string) (string, error) {
+	cmd := n.o.Server.Command("ssh", "-F", "none", "-i", n.o.Key, "-p", fmt.Sprint(n.o.SSHPort),
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1", command)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return out.String(), fmt.Errorf("ssh %q: %v: %s", command, err, strings.TrimSpace(errb.String()))
+		}
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-done
+		return out.String(), errors.New("ssh: no answer in 60 s")
+	}
+	return out.String(), nil
+}
+
+// HostKey returns the node's SSH host key as the node's sshd offers it
+// (ssh-keyscan), to compare with the one provision made.
+func (n *Node) HostKey(kind string) (string, error) {
+	out, err := n.o.Server.Command("ssh-keyscan", "-p", fmt.Sprint(n.o.SSHPort), "-t", kind, "127.0.0.1").Output()
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && !strings.HasPrefix(l, "#") {
+			return f[1] + " " + f[2], nil
+		}
+	}
+	return "", fmt.Errorf("ssh-keyscan: no %s key", kind)
+}
+
+// Console is what the node printed.
+func (n *Node) Console() string { return n.sess.Console() }
+
+// Stop powers the node off the hard way (QEMU killed): what the node
+// wrote with sync before is on the server.
+func (n *Node) Stop() { n.sess.Stop() }
+
+// Keygen makes the admin's key pair for a test (OpenSSH's ssh-keygen).
+func Keygen(path string) error {
+	os.Remove(path)
+	os.Remove(path + ".pub")
+	out, err := exec.Command("ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-C", "diskless-test", "-f", path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ssh-keygen: %v: %s", err, out)
+	}
+	return nil
+}
