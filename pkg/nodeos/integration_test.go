@@ -272,6 +272,7 @@ func TestIntegrationDebianNodes(t *testing.T) {
 	os.WriteFile(filepath.Join(gen2, "usr/share/diskless-gen2"), []byte("2\n"), 0o644)
 	s2 := *l.s
 	s2.ImageFrom = gen2
+	s2.CacheDir = filepath.Join(l.tmp, "cache") // not the shared cache's debootstrapped debian-12
 	if _, g, err := pipeline.PublishImage(context.Background(), &s2, l.a, testkernel.Quiet()); err != nil || g.N != 2 {
 		t.Fatalf("publishing generation 2: %v %+v", err, g)
 	}
