@@ -278,6 +278,16 @@ func SplitShared(entry string) (export, mountpoint string) {
 	return entry, entry
 }
 
+// Node finds a node by name.
+func (inv *Inventory) Node(name string) (Node, bool) {
+	for _, nd := range inv.Nodes {
+		if nd.Name == name {
+			return nd, true
+		}
+	}
+	return Node{}, false
+}
+
 // ImageOf is the image the node runs ("" for none).
 func (inv *Inventory) ImageOf(nd Node) string {
 	if nd.Image != "" {

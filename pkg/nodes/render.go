@@ -36,6 +36,7 @@ func (inv *Inventory) Render() (Files, error) {
 		"dnsmasq.d/diskless.conf": inv.Dnsmasq(),
 		"exports":                 inv.Exports(),
 		"ganesha.conf":            inv.Ganesha(""),
+		"nginx/diskless.conf":     inv.Nginx(),
 	}
 	for _, nd := range inv.Sorted() {
 		if nd.Boot == BootPXELinux {
@@ -119,7 +120,10 @@ func (inv *Inventory) DHCPD() string {
 	b.WriteString("  class \"etherboot\" {\n    match if substring (option vendor-class-identifier, 0, 9) = \"Etherboot\";\n")
 	b.WriteString("    filename \"vmlinuz_x86_64\";\n  }\n}\n")
 	for _, nd := range inv.Sorted() {
-		fmt.Fprintf(&b, "\nhost %s {\n  hardware ethernet %s;\n  fixed-address %s;\n  option host-name \"%s\";\n", nd.Name, nd.MAC, nd.IP, nd.Name)
+		// no host-name option: the kernel replaces nfsroot's %s with its
+		// nodename, which is the node's IP only when DHCP names no host;
+		// the node takes its name from its root (etc/hostname)
+		fmt.Fprintf(&b, "\nhost %s {\n  hardware ethernet %s;\n  fixed-address %s;\n", nd.Name, nd.MAC, nd.IP)
 		fmt.Fprintf(&b, "  filename \"%s\";\n", BootFile(nd))
 		fmt.Fprintf(&b, "  option root-path \"%s:%s\";\n}\n", n.Master, inv.RootPath(nd))
 	}
@@ -141,7 +145,8 @@ func (inv *Inventory) Dnsmasq() string {
 	b.WriteString("dhcp-match=set:efi-arm64,option:client-arch,11\n")
 	for _, nd := range inv.Sorted() {
 		tag := "node-" + nd.Name
-		fmt.Fprintf(&b, "\ndhcp-host=%s,set:%s,%s,%s\n", nd.MAC, tag, nd.IP, nd.Name)
+		// no name (DHCP option 12): see DHCPD
+		fmt.Fprintf(&b, "\n# %s\ndhcp-host=%s,set:%s,%s\n", nd.Name, nd.MAC, tag, nd.IP)
 		fmt.Fprintf(&b, "dhcp-boot=tag:%s,%s,,%s\n", tag, BootFile(nd), n.Master)
 		fmt.Fprintf(&b, "dhcp-option=tag:%s,option:root-path,\"%s:%s\"\n", tag, n.Master, inv.RootPath(nd))
 	}
@@ -339,5 +344,20 @@ func (inv *Inventory) Ganesha(clients string) string {
 	if n.SharedLog != "" {
 		export("shared /var/log", n.SharedLog, subnet, "RW", "Root_Squash")
 	}
+	return b.String()
+}
+
+// Nginx renders the site that serves the boot files in the master's root
+// over HTTP (read-only: GET and HEAD). The nodes' own roots and the images
+// are never served: they hold each node's secrets (SSH host keys, shadow)
+// and are the NFS server's to serve.
+func (inv *Inventory) Nginx() string {
+	n := inv.Network
+	var b strings.Builder
+	b.WriteString(inv.comment("#"))
+	fmt.Fprintf(&b, "server {\n\tlisten %s:80;\n\tserver_name _;\n\troot %s;\n\tautoindex on;\n", n.Master, n.Root)
+	b.WriteString("\tlocation / {\n\t\tlimit_except GET {\n\t\t\tdeny all;\n\t\t}\n\t}\n")
+	b.WriteString("\t# per-node roots (<root>/<ip>/) and images: NFS only\n")
+	b.WriteString("\tlocation ~ ^/([0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+|images)(/|$) {\n\t\treturn 403;\n\t}\n}\n")
 	return b.String()
 }
