@@ -64,6 +64,13 @@ type Options struct {
 	Log *slog.Logger
 	// Timeout for the server to come up (default 60 s).
 	Timeout time.Duration
+	// NetNS, when set, is an existing network namespace (/run/netns/<name>)
+	// to serve in, with its loopback up; otherwise the server gets one of
+	// its own. Either way rpcbind's /run is private to the server.
+	NetNS string
+	// Detach leaves the server running when this process exits (the lab);
+	// it is then stopped by its PIDs.
+	Detach bool
 }
 
 // Server is a running rpcbind + ganesha.nfsd.
@@ -126,9 +133,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{dir: o.Dir, logPath: filepath.Join(o.Dir, "ganesha.log"), log: log}
 	// rpcbind first: ganesha registers with it, and exits without it
-	s.rpcbind = exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--",
-		"sh", "-c", "ip link set lo up && mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/rpcbind && exec rpcbind -f -w")
-	s.rpcbind.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	const privateRun = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/rpcbind && exec rpcbind -f -w"
+	if o.NetNS == "" {
+		s.rpcbind = exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--",
+			"sh", "-c", "ip link set lo up && "+privateRun)
+	} else {
+		s.rpcbind = exec.Command("nsenter", "--net="+o.NetNS, "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", privateRun)
+	}
+	s.rpcbind.SysProcAttr = procAttr(o.Detach)
 	rpcOut, _ := os.Create(filepath.Join(o.Dir, "rpcbind.log"))
 	s.rpcbind.Stdout, s.rpcbind.Stderr = rpcOut, rpcOut
 	if err := s.rpcbind.Start(); err != nil {
@@ -140,7 +152,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("rpcbind did not start: %w\n%s", err, out)
 	}
 	s.nfsd = s.Command("ganesha.nfsd", "-F", "-f", conf, "-L", s.logPath, "-p", filepath.Join(o.Dir, "ganesha.pid"), "-N", "NIV_EVENT")
-	s.nfsd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	s.nfsd.SysProcAttr = procAttr(o.Detach)
 	nfsdOut, _ := os.Create(filepath.Join(o.Dir, "ganesha.out"))
 	s.nfsd.Stdout, s.nfsd.Stderr = nfsdOut, nfsdOut
 	start := time.Now()
@@ -159,6 +171,19 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	log.Info("NFS-Ganesha up", "seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()), "dir", o.Dir)
 	return s, nil
 }
+
+// procAttr: a process group of its own, killed with this process unless
+// detached (then a session of its own that outlives it).
+func procAttr(detach bool) *syscall.SysProcAttr {
+	if detach {
+		return &syscall.SysProcAttr{Setsid: true}
+	}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// PIDs are the server's processes (rpcbind, ganesha.nfsd), for stopping a
+// detached server from another process.
+func (s *Server) PIDs() (rpcbind, nfsd int) { return s.rpcbind.Process.Pid, s.nfsd.Process.Pid }
 
 // NetNS is the path of the server's network namespace, for guests and
 // clients that must reach it (QEMU, ssh).

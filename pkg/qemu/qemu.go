@@ -57,6 +57,10 @@ type Machine struct {
 	// UserNet are more options of the user-mode network (-netdev user),
 	// e.g. "dhcpstart=10.0.2.21,hostfwd=tcp:127.0.0.1:2222-:22".
 	UserNet string
+	// Tap, when set, puts the NIC on that tap device (in NetNS) instead of
+	// the user-mode network: the guest is then on a real (namespaced)
+	// Ethernet segment, with whatever DHCP and TFTP serve it there.
+	Tap string
 	// NetNS, when set, is a network namespace (/proc/<pid>/ns/net) QEMU
 	// runs in: its user network then reaches that namespace's loopback.
 	NetNS string
@@ -88,14 +92,18 @@ func (m *Machine) Args() []string {
 		a = append(a, "-bios", "default")
 	}
 	netdev := "user,id=n0"
-	if m.TFTPRoot != "" {
+	if m.Tap != "" {
+		netdev = "tap,id=n0,ifname=" + m.Tap + ",script=no,downscript=no"
+	} else if m.TFTPRoot != "" {
 		netdev += ",tftp=" + m.TFTPRoot
 	}
-	if m.UserNet != "" {
+	if m.UserNet != "" && m.Tap == "" {
 		netdev += "," + m.UserNet
 	}
 	if m.NetBoot {
-		netdev += ",bootfile=" + m.BootFile
+		if m.Tap == "" {
+			netdev += ",bootfile=" + m.BootFile
+		}
 		a = append(a, "-boot", "n")
 	}
 	nic := m.NIC
@@ -176,6 +184,7 @@ type Session struct {
 	mu       sync.Mutex
 	consumed int
 	lines    []string
+	at       []time.Duration // when each line was complete, from the start
 	partial  string
 	notify   chan struct{}
 	exited   chan struct{}
@@ -234,9 +243,11 @@ func (s *Session) read(r io.Reader) {
 			}
 			text := s.partial + strings.ReplaceAll(string(buf[:n]), "\r", "")
 			parts := strings.Split(text, "\n")
+			now := time.Since(s.start)
 			for _, l := range parts[:len(parts)-1] {
 				// matched without terminal colours (systemd's status lines)
 				s.lines = append(s.lines, ansiRe.ReplaceAllString(l, ""))
+				s.at = append(s.at, now)
 			}
 			s.partial = parts[len(parts)-1]
 			s.mu.Unlock()
@@ -366,6 +377,23 @@ func (s *Session) failure(reason string) error {
 	}
 	e := &BootError{Reason: reason, Last: append([]string(nil), last...), Log: s.m.LogPath}
 	return e
+}
+
+// Timed is a console line with the time it arrived after QEMU started.
+type Timed struct {
+	Line string
+	At   time.Duration
+}
+
+// Timeline returns the complete console lines with their arrival times.
+func (s *Session) Timeline() []Timed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Timed, len(s.lines))
+	for i := range s.lines {
+		out[i] = Timed{s.lines[i], s.at[i]}
+	}
+	return out
 }
 
 // Console returns everything printed so far.
