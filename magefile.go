@@ -33,6 +33,7 @@ import (
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
@@ -445,6 +446,87 @@ func inventory() (*nodes.Inventory, error) {
 		return nil, fmt.Errorf("node inventory %s does not exist: add a node first (nodes:add name=... mac=... ip=... arch=...)", s.NodesFile)
 	}
 	return s.Inventory, nil
+}
+
+// Lab targets run the master's real daemons in a network namespace.
+type Lab mg.Namespace
+
+func labOptions() (lab.Options, error) {
+	s, err := load()
+	if err != nil {
+		return lab.Options{}, err
+	}
+	inv, err := inventory()
+	if err != nil {
+		return lab.Options{}, err
+	}
+	return lab.Options{Dir: filepath.Join(s.Artifacts, "lab"), Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log, Detach: true}, nil
+}
+
+// Up starts the lab master: namespace diskless-lab with bridge br0 on the
+// inventory's subnet and master address, and ISC dhcpd (LAB_DHCP=dnsmasq
+// for dnsmasq), tftpd-hpa, NFS-Ganesha with rpcbind and nginx, each with
+// its rendered configuration and log in artifacts/lab/, serving
+// DISKLESS_ROOT. Returns once each answers; they run until lab:down.
+func (Lab) Up(ctx context.Context) error {
+	o, err := labOptions()
+	if err != nil {
+		return err
+	}
+	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
+		return err
+	}
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("lab up in %.1f s: namespace %s, master %s on %s, %s, tftpd-hpa, NFS-Ganesha, nginx; logs in %s\n", l.State.Ready, lab.NetNS, l.State.Master, lab.Bridge, l.State.DHCP, o.Dir)
+	return nil
+}
+
+// Boot boots a node of the inventory in QEMU on the lab's bridge, with the
+// firmware its boot method needs; its serial console is on your terminal
+// (Ctrl-C ends it). Usage: lab:boot node=slave21
+func (Lab) Boot(ctx context.Context, nodeArg string) error {
+	o, err := labOptions()
+	if err != nil {
+		return err
+	}
+	l, err := lab.Attach(o)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimPrefix(nodeArg, "node=")
+	nd, ok := o.Inventory.Node(name)
+	if !ok {
+		return fmt.Errorf("node %q is not in %s", name, cfg.NodesFile)
+	}
+	m, remove, err := l.Machine(nd, nd.MAC, "")
+	if err != nil {
+		return err
+	}
+	defer remove()
+	return lab.Console(ctx, m)
+}
+
+// Down stops every daemon and node of the lab and removes its namespace.
+func (Lab) Down() error {
+	o, err := labOptions()
+	if err != nil {
+		return err
+	}
+	l, err := lab.Attach(o)
+	if err != nil {
+		if !lab.Running() {
+			return err
+		}
+		l = lab.Detached(o)
+	}
+	if err := l.Down(); err != nil {
+		return err
+	}
+	fmt.Println("lab down")
+	return nil
 }
 
 // Keygen makes an Ed25519 key pair in OpenBSD signify's format in the

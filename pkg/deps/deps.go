@@ -168,6 +168,20 @@ func NodeOSPrograms() []Program {
 // backend (a library, no program).
 func NodeOS() []string { return Unique(append(packagesOf(NodeOSPrograms()), "nfs-ganesha-vfs")) }
 
+// LabPrograms is what the lab runs besides the daemons it unpacks from
+// their packages (isc-dhcp-server, tftpd-hpa, nginx: installed, they would
+// start system services): ip for the namespace, bridge and taps, dnsmasq,
+// nsenter, and curl for its HTTP checks.
+func LabPrograms() []Program {
+	return []Program{{"ip", "iproute2"}, {"dnsmasq", "dnsmasq-base"}, {"nsenter", "util-linux"}, {"curl", "curl"}, {"apt-get", "apt"}, {"dpkg-deb", "dpkg"}}
+}
+
+// Lab lists the packages of LabPrograms, the libraries of the unpacked
+// daemons, and the network boot firmware and loaders.
+func Lab() []string {
+	return Unique(append(packagesOf(LabPrograms()), "libwrap0", "libpcre2-8-0", "libssl3", "zlib1g", "libcrypt1", "ipxe-qemu", "pxelinux", "syslinux-common", "qemu-efi-aarch64", "qemu-system-x86"))
+}
+
 // Sign lists the packages of SignPrograms.
 func Sign() []string { return packagesOf(SignPrograms()) }
 
@@ -185,7 +199,7 @@ func packagesOf(ps []Program) []string {
 // All lists every package the project uses on any arch.
 func All() []string {
 	pkgs := append(append(append(Nodes(), Distcc()...), Sign()...), packagesOf(WorkflowPrograms())...)
-	pkgs = append(append(pkgs, NodeOS()...), packagesOf(ImagePrograms())...)
+	pkgs = append(append(append(pkgs, NodeOS()...), packagesOf(ImagePrograms())...), Lab()...)
 	pkgs = append(pkgs, "qemu-user-static")
 	for _, a := range arch.All() {
 		pkgs = append(pkgs, KernelBuild(a, true, true)...)

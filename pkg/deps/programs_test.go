@@ -20,5 +20,6 @@ func TestStageProgramsComeFromStagePackages(t *testing.T) {
 	x86, _ := arch.Lookup("x86_64")
 	deptest.CheckPrograms(t, "image", deps.ImagePrograms(), deps.Image(x86, "amd64"))
 	deptest.CheckPrograms(t, "node OS", deps.NodeOSPrograms(), deps.NodeOS())
+	deptest.CheckPrograms(t, "lab", deps.LabPrograms(), deps.Lab())
 	deptest.CheckPrograms(t, "workflow lint", deps.WorkflowPrograms(), deps.All())
 }

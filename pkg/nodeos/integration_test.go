@@ -129,12 +129,11 @@ func newLab(t testing.TB) *lab {
 }
 
 func (l *lab) node(name string) nodes.Node {
-	for _, nd := range l.inv.Nodes {
-		if nd.Name == name {
-			return nd
-		}
+	nd, ok := l.inv.Node(name)
+	if !ok {
+		panic(name)
 	}
-	panic(name)
+	return nd
 }
 
 func (l *lab) boot(t testing.TB, name string, port int) *Node {
@@ -156,7 +155,7 @@ func run(t testing.TB, n *Node, cmd string) string {
 	t.Helper()
 	out, err := n.Run(cmd)
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", n.o.Node.Name, err, out)
+		t.Fatalf("%s: %v\n%s", n.acc.Name, err, out)
 	}
 	return strings.TrimSpace(out)
 }

@@ -48,9 +48,20 @@ type Options struct {
 	Log     *slog.Logger
 }
 
+// Access is how the tests reach a node's SSH server: a command runner in
+// the right network namespace, the address, the admin's key.
+type Access struct {
+	Name    string // the node, for messages
+	Command func(name string, args ...string) *exec.Cmd
+	Host    string
+	Port    int
+	Key     string
+}
+
 // Node is a booted node.
 type Node struct {
-	o    Options
+	acc  Access
+	log  *slog.Logger
 	sess *qemu.Session
 	// MultiUser and SSH are the times from QEMU's start to the init
 	// system's multi-user state and to the first SSH command answered.
@@ -82,19 +93,27 @@ var multiUser = []string{"Reached target multi-user.target", "Reached target Mul
 // failed are console lines that end the boot as failed.
 var failed = append([]string{"Freezing execution", "diskless-fallback: init failed", "diskless-fallback: mount failed"}, qemu.DefaultFail...)
 
-// Boot starts the node and waits for multi-user and SSH.
+// Boot starts the node on QEMU's user network and waits for multi-user
+// and SSH.
 func Boot(ctx context.Context, o Options, timeout time.Duration) (*Node, error) {
 	m, err := Machine(o)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{o: o, start: time.Now()}
+	return BootMachine(ctx, m, Access{Name: o.Node.Name, Command: o.Server.Command, Host: "127.0.0.1", Port: o.SSHPort, Key: o.Key}, timeout, o.Log)
+}
+
+// BootMachine starts any node's machine (the lab's, on a tap) and waits
+// for multi-user and for SSH through acc.
+func BootMachine(ctx context.Context, m *qemu.Machine, acc Access, timeout time.Duration, log *slog.Logger) (*Node, error) {
+	n := &Node{acc: acc, log: log, start: time.Now()}
+	var err error
 	if n.sess, err = qemu.Start(ctx, m); err != nil {
 		return nil, err
 	}
 	if _, err := n.sess.Expect(multiUser, failed, timeout); err != nil {
 		n.Stop()
-		return nil, fmt.Errorf("node %s did not reach multi-user: %w", o.Node.Name, err)
+		return nil, fmt.Errorf("node %s did not reach multi-user: %w", acc.Name, err)
 	}
 	n.MultiUser = time.Since(n.start)
 	deadline := time.Now().Add(timeout - n.MultiUser)
@@ -103,13 +122,13 @@ func Boot(ctx context.Context, o Options, timeout time.Duration) (*Node, error) 
 			break
 		} else if time.Now().After(deadline) {
 			n.Stop()
-			return nil, fmt.Errorf("node %s: no SSH answer on port %d: %w", o.Node.Name, o.SSHPort, err)
+			return nil, fmt.Errorf("node %s: no SSH answer at %s:%d: %w", acc.Name, acc.Host, acc.Port, err)
 		}
 		time.Sleep(time.Second)
 	}
 	n.SSH = time.Since(n.start)
-	if o.Log != nil {
-		o.Log.Info("node up", "node", o.Node.Name, "multi_user", n.MultiUser.Round(time.Second), "ssh", n.SSH.Round(time.Second))
+	if log != nil {
+		log.Info("node up", "node", acc.Name, "multi_user", n.MultiUser.Round(time.Second), "ssh", n.SSH.Round(time.Second))
 	}
 	return n, nil
 }
@@ -117,9 +136,9 @@ func Boot(ctx context.Context, o Options, timeout time.Duration) (*Node, error) 
 // Run runs a shell command on the node over SSH (OpenSSH's client, in the
 // server's namespace) and returns its output.
 func (n *Node) Run(command string) (string, error) {
-	cmd := n.o.Server.Command("ssh", "-F", "none", "-i", n.o.Key, "-p", fmt.Sprint(n.o.SSHPort),
+	cmd := n.acc.Command("ssh", "-F", "none", "-i", n.acc.Key, "-p", fmt.Sprint(n.acc.Port),
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@127.0.0.1", command)
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@"+n.acc.Host, command)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -145,7 +164,7 @@ func (n *Node) Run(command string) (string, error) {
 // HostKey returns the node's SSH host key as the node's sshd offers it
 // (ssh-keyscan), to compare with the one provision made.
 func (n *Node) HostKey(kind string) (string, error) {
-	out, err := n.o.Server.Command("ssh-keyscan", "-p", fmt.Sprint(n.o.SSHPort), "-t", kind, "127.0.0.1").Output()
+	out, err := n.acc.Command("ssh-keyscan", "-p", fmt.Sprint(n.acc.Port), "-t", kind, n.acc.Host).Output()
 	if err != nil {
 		return "", err
 	}
@@ -156,6 +175,9 @@ func (n *Node) HostKey(kind string) (string, error) {
 	}
 	return "", fmt.Errorf("ssh-keyscan: no %s key", kind)
 }
+
+// Session is the node's QEMU session (console, expect).
+func (n *Node) Session() *qemu.Session { return n.sess }
 
 // Console is what the node printed.
 func (n *Node) Console() string { return n.sess.Console() }

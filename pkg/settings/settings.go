@@ -101,6 +101,9 @@ type Settings struct {
 	Mirror    string // DEBIAN_MIRROR (default: the host's apt sources)
 	ImageKeep int    // IMAGE_KEEP: generations of an image kept (0: default)
 
+	// The lab (lab:up): LAB_DHCP is dhcpd (default) or dnsmasq.
+	LabDHCP string
+
 	// Node inventory.
 	NodesFile string           // NODES_FILE (default ProjectDir/nodes.toml)
 	Inventory *nodes.Inventory // nil when NodesFile does not exist
@@ -208,6 +211,13 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 		s.TrustedKeys = append(s.TrustedKeys, k)
 	}
 
+	switch s.LabDHCP = get("LAB_DHCP"); s.LabDHCP {
+	case "":
+		s.LabDHCP = "dhcpd"
+	case "dhcpd", "dnsmasq":
+	default:
+		return nil, fmt.Errorf("LAB_DHCP=%q: want dhcpd (ISC) or dnsmasq", s.LabDHCP)
+	}
 	s.ImageFrom = get("IMAGE_FROM")
 	if s.Mirror = get("DEBIAN_MIRROR"); s.Mirror == "" {
 		s.Mirror = image.MirrorFromAptSources(aptSources())

@@ -1,0 +1,464 @@
+// Package lab runs the master's real daemons (ISC dhcpd or dnsmasq,
+// tftpd-hpa, NFS-Ganesha with rpcbind, nginx) in a network namespace the
+// project creates, on a bridge carrying the inventory's subnet and master
+// address, each with the configuration pkg/nodes renders, so QEMU nodes on
+// tap devices boot exactly as they would from the real master. Nothing
+// leaves the namespace: the bridge has no uplink. Up leaves the daemons
+// running (lab:up); Down, or a failed Up, stops every process and removes
+// the namespace.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/diskless/diskless/internal/debpkg"
+	"github.com/diskless/diskless/internal/textutil"
+	"github.com/diskless/diskless/pkg/ganesha"
+	"github.com/diskless/diskless/pkg/nodes"
+)
+
+// NetNS is the lab's network namespace; its bridge is Bridge.
+const (
+	NetNS  = "diskless-lab"
+	Bridge = "br0"
+)
+
+// NetNSPath is where ip-netns(8) keeps the namespace.
+func NetNSPath() string { return "/run/netns/" + NetNS }
+
+// Options for Up.
+type Options struct {
+	// Dir receives the rendered configurations, the daemons' logs and the
+	// lab's state (artifacts/lab).
+	Dir string
+	// Root is DISKLESS_ROOT: what tftpd, the NFS server and nginx serve.
+	Root      string
+	Inventory *nodes.Inventory
+	// DHCP is "dhcpd" (ISC, default) or "dnsmasq".
+	DHCP string
+	// CacheDir holds the daemons unpacked from their Debian packages
+	// (their packages would start system services if installed).
+	CacheDir string
+	Log      *slog.Logger
+	// Detach leaves the daemons running after this process (lab:up).
+	Detach bool
+}
+
+// State is what a running lab records in Dir/state.json.
+type State struct {
+	NetNS   string         `json:"netns"`
+	DHCP    string         `json:"dhcp"`
+	PIDs    map[string]int `json:"pids"`
+	Started time.Time      `json:"started"`
+	Ready   float64        `json:"ready_seconds"`
+	Root    string         `json:"root"`
+	Master  string         `json:"master"`
+}
+
+// Lab is a running lab.
+type Lab struct {
+	o     Options
+	State State
+	nfs   *ganesha.Server
+	log   *slog.Logger
+}
+
+// Programs are the daemons with their Debian packages; the ones marked
+// unpack are taken from the package without installing it.
+var Programs = []struct {
+	Name, Package, Path string
+	Unpack              bool
+}{
+	{"dhcpd", "isc-dhcp-server", "usr/sbin/dhcpd", true},
+	{"in.tftpd", "tftpd-hpa", "usr/sbin/in.tftpd", true},
+	{"nginx", "nginx", "usr/sbin/nginx", true},
+	{"dnsmasq", "dnsmasq-base", "/usr/sbin/dnsmasq", false},
+	{"ip", "iproute2", "/usr/sbin/ip", false},
+}
+
+func (l *Lab) program(name string) (string, error) {
+	for _, p := range Programs {
+		if p.Name != name {
+			continue
+		}
+		if !p.Unpack {
+			if path, err := exec.LookPath(name); err == nil {
+				return path, nil
+			}
+			return "", fmt.Errorf("%s not found: apt-get install %s", name, p.Package)
+		}
+		root, err := debpkg.Extract(p.Package, l.o.CacheDir)
+		if err != nil {
+			return "", fmt.Errorf("%s from Debian's %s: %w", name, p.Package, err)
+		}
+		return filepath.Join(root, p.Path), nil
+	}
+	return "", fmt.Errorf("unknown program %s", name)
+}
+
+// Running reports whether the lab's namespace exists.
+func Running() bool {
+	_, err := os.Stat(NetNSPath())
+	return err == nil
+}
+
+// Up creates the namespace and the bridge, renders every configuration
+// into Dir and starts the daemons; it returns when each one answers. On
+// any failure everything started is stopped and the namespace removed.
+func Up(ctx context.Context, o Options) (l *Lab, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the lab needs root (network namespaces, bridges, tap devices, daemons on privileged ports)")
+	}
+	if o.Inventory == nil {
+		return nil, errors.New("the lab needs a node inventory (nodes.toml): nodes:add first")
+	}
+	if Running() {
+		return nil, fmt.Errorf("the lab is already up (namespace %s): lab:down first", NetNS)
+	}
+	if o.DHCP == "" {
+		o.DHCP = "dhcpd"
+	}
+	if o.DHCP != "dhcpd" && o.DHCP != "dnsmasq" {
+		return nil, fmt.Errorf("LAB_DHCP=%s: want dhcpd or dnsmasq", o.DHCP)
+	}
+	if st, err := os.Stat(o.Root); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("DISKLESS_ROOT=%s: not a directory (publish and nodes:provision first)", o.Root)
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	l = &Lab{o: o, log: log, State: State{NetNS: NetNS, DHCP: o.DHCP, PIDs: map[string]int{}, Started: time.Now(), Root: o.Root, Master: o.Inventory.Network.Master}}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			l.Down()
+			l = nil
+		}
+	}()
+	if err := l.network(); err != nil {
+		return l, err
+	}
+	files, err := o.Inventory.Render()
+	if err != nil {
+		return l, err
+	}
+	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startDHCP} {
+		if err := step(ctx, files); err != nil {
+			return l, err
+		}
+	}
+	l.State.Ready = time.Since(l.State.Started).Seconds()
+	if err := l.save(); err != nil {
+		return l, err
+	}
+	log.Info("lab up", "netns", NetNS, "master", l.State.Master, "dhcp", o.DHCP, "seconds", fmt.Sprintf("%.1f", l.State.Ready))
+	return l, nil
+}
+
+// network makes the namespace, its loopback and the bridge with the
+// master's address.
+func (l *Lab) network() error {
+	n := l.o.Inventory.Network
+	_, subnet, err := net.ParseCIDR(n.Subnet)
+	if err != nil {
+		return err
+	}
+	ones, _ := subnet.Mask.Size()
+	for _, args := range [][]string{
+		{"netns", "add", NetNS},
+		{"-n", NetNS, "link", "set", "lo", "up"},
+		{"-n", NetNS, "link", "add", Bridge, "type", "bridge"},
+		{"-n", NetNS, "addr", "add", fmt.Sprintf("%s/%d", n.Master, ones), "dev", Bridge},
+		{"-n", NetNS, "link", "set", Bridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// start runs a daemon in the namespace with its log file; it is recorded
+// in the state under name.
+func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
+	logf, err := os.Create(filepath.Join(l.o.Dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", NetNS}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if l.o.Detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	logf.Close()
+	l.State.PIDs[name] = cmd.Process.Pid
+	go cmd.Wait()
+	return cmd, nil
+}
+
+// LogOf returns a daemon's log.
+func (l *Lab) LogOf(name string) string {
+	data, _ := os.ReadFile(filepath.Join(l.o.Dir, name+".log"))
+	return string(data)
+}
+
+// waitFor polls until ok says the daemon answers, or its process is gone
+// (then its own message is quoted).
+func (l *Lab) waitFor(name, what string, timeout time.Duration, ok func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return nil
+		}
+		if pid := l.State.PIDs[name]; pid != 0 && !alive(pid) {
+			return fmt.Errorf("%s exited: %s", name, textutil.Tail(l.LogOf(name), 12))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: no %s after %s: %s", name, what, timeout, textutil.Tail(l.LogOf(name), 12))
+}
+
+// listening reads the namespace's socket tables (any process of it).
+func (l *Lab) listening(proto string, port int) bool {
+	pid := 0
+	for _, p := range l.State.PIDs {
+		if p != 0 && alive(p) {
+			pid = p
+			break
+		}
+	}
+	if pid == 0 {
+		return false
+	}
+	want := fmt.Sprintf(":%04X ", port)
+	for _, f := range []string{proto, proto + "6"} {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		for _, line := range strings.Split(string(data), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) > 3 && strings.HasSuffix(fs[1]+" ", want) && (proto == "udp" || fs[3] == "0A") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (l *Lab) write(name, content string) (string, error) {
+	p := filepath.Join(l.o.Dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(p, []byte(content), 0o644)
+}
+
+func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
+	if _, err := l.write("ganesha.conf", files["ganesha.conf"]); err != nil {
+		return err
+	}
+	srv, err := ganesha.Start(ctx, ganesha.Options{Exports: files["ganesha.conf"], Dir: filepath.Join(l.o.Dir, "ganesha"), NetNS: NetNSPath(), Detach: l.o.Detach, Log: l.log})
+	if err != nil {
+		return fmt.Errorf("NFS server (%s): %w", filepath.Join(l.o.Dir, "ganesha.conf"), err)
+	}
+	l.nfs = srv
+	l.State.PIDs["rpcbind"], l.State.PIDs["ganesha"] = srv.PIDs()
+	return nil
+}
+
+func (l *Lab) startTFTP(ctx context.Context, files nodes.Files) error {
+	tftpd, err := l.program("in.tftpd")
+	if err != nil {
+		return err
+	}
+	// -L foreground, -v log each request to stderr (its log), -s chroot
+	// to the root so PXELINUX's relative names resolve
+	if _, err := l.start("tftpd", tftpd, "-L", "-v", "-v", "-a", l.State.Master+":69", "-s", l.o.Root); err != nil {
+		return err
+	}
+	return l.waitFor("tftpd", "socket on port 69", 10*time.Second, func() bool { return l.listening("udp", 69) })
+}
+
+// NginxConf is the main configuration that runs the rendered site in the
+// lab: no daemon, files and temp paths under dir.
+func NginxConf(dir, site string) string {
+	return fmt.Sprintf(`# written by diskless (pkg/lab)
+daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log info;
+events { worker_connections 256; }
+http {
+	access_log %[1]s/nginx-access.log;
+	client_body_temp_path %[1]s/nginx-tmp/body;
+	proxy_temp_path %[1]s/nginx-tmp/proxy;
+	fastcgi_temp_path %[1]s/nginx-tmp/fastcgi;
+	uwsgi_temp_path %[1]s/nginx-tmp/uwsgi;
+	scgi_temp_path %[1]s/nginx-tmp/scgi;
+	default_type application/octet-stream;
+	include %[2]s;
+}
+`, dir, site)
+}
+
+func (l *Lab) startHTTP(ctx context.Context, files nodes.Files) error {
+	nginx, err := l.program("nginx")
+	if err != nil {
+		return err
+	}
+	site, err := l.write("nginx/diskless.conf", files["nginx/diskless.conf"])
+	if err != nil {
+		return err
+	}
+	os.MkdirAll(filepath.Join(l.o.Dir, "nginx-tmp"), 0o755)
+	conf, err := l.write("nginx.conf", NginxConf(l.o.Dir, site))
+	if err != nil {
+		return err
+	}
+	if out, err := exec.Command("ip", "netns", "exec", NetNS, nginx, "-t", "-q", "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log")).CombinedOutput(); err != nil {
+		return fmt.Errorf("nginx rejects %s: %s", conf, strings.TrimSpace(string(out)))
+	}
+	if _, err := l.start("nginx", nginx, "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log")); err != nil {
+		return err
+	}
+	return l.waitFor("nginx", "socket on port 80", 10*time.Second, func() bool { return l.listening("tcp", 80) })
+}
+
+func (l *Lab) startDHCP(ctx context.Context, files nodes.Files) error {
+	if l.o.DHCP == "dnsmasq" {
+		dnsmasq, err := l.program("dnsmasq")
+		if err != nil {
+			return err
+		}
+		conf, err := l.write("dnsmasq.conf", files["dnsmasq.d/diskless.conf"])
+		if err != nil {
+			return err
+		}
+		// DHCP only (port=0: no DNS), on the bridge, every exchange logged
+		if _, err := l.start("dnsmasq", dnsmasq, "--keep-in-foreground", "--log-dhcp", "--log-facility=-", "--port=0",
+			"--interface="+Bridge, "--bind-interfaces", "--dhcp-leasefile="+filepath.Join(l.o.Dir, "dnsmasq.leases"),
+			"--pid-file="+filepath.Join(l.o.Dir, "dnsmasq.pid"), "--conf-file="+conf); err != nil {
+			return err
+		}
+		return l.waitFor("dnsmasq", "socket on port 67", 10*time.Second, func() bool { return l.listening("udp", 67) })
+	}
+	dhcpd, err := l.program("dhcpd")
+	if err != nil {
+		return err
+	}
+	conf, err := l.write("dhcpd.conf", files["dhcpd.conf"])
+	if err != nil {
+		return err
+	}
+	leases := filepath.Join(l.o.Dir, "dhcpd.leases")
+	os.WriteFile(leases, nil, 0o644)
+	if out, err := exec.Command(dhcpd, "-t", "-4", "-cf", conf).CombinedOutput(); err != nil {
+		return fmt.Errorf("dhcpd rejects %s: %s", conf, textutil.Tail(string(out), 8))
+	}
+	if _, err := l.start("dhcpd", dhcpd, "-f", "-d", "-4", "-cf", conf, "-lf", leases, "-pf", filepath.Join(l.o.Dir, "dhcpd.pid"), Bridge); err != nil {
+		return err
+	}
+	return l.waitFor("dhcpd", "socket on port 67", 10*time.Second, func() bool { return l.listening("udp", 67) })
+}
+
+func (l *Lab) save() error {
+	data, _ := json.MarshalIndent(l.State, "", "  ")
+	return os.WriteFile(filepath.Join(l.o.Dir, "state.json"), append(data, '\n'), 0o644)
+}
+
+// Attach reads a running lab's state (lab:boot, lab:down in a new process).
+func Attach(o Options) (*Lab, error) {
+	data, err := os.ReadFile(filepath.Join(o.Dir, "state.json"))
+	if err != nil || !Running() {
+		return nil, errors.New("the lab is not up: lab:up first")
+	}
+	l := &Lab{o: o, log: o.Log}
+	if l.log == nil {
+		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := json.Unmarshal(data, &l.State); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Detached is a lab whose state was lost: Down still removes its namespace
+// and every process in it.
+func Detached(o Options) *Lab {
+	return &Lab{o: o, log: o.Log, State: State{PIDs: map[string]int{}}}
+}
+
+// Down stops every daemon the lab started (TERM, then KILL), removes its
+// tap devices with the namespace, and forgets the state. It is safe to run
+// on a half-started or already stopped lab.
+func (l *Lab) Down() error {
+	for _, name := range []string{"dhcpd", "dnsmasq", "nginx", "tftpd", "ganesha", "rpcbind"} {
+		if pid := l.State.PIDs[name]; pid > 0 {
+			stop(pid)
+		}
+	}
+	// anything else still in the namespace (QEMU nodes)
+	if out, err := exec.Command("ip", "netns", "pids", NetNS).Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			var pid int
+			fmt.Sscan(f, &pid)
+			if pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	var err error
+	if Running() {
+		if out, e := exec.Command("ip", "netns", "delete", NetNS).CombinedOutput(); e != nil {
+			err = fmt.Errorf("ip netns delete %s: %v: %s", NetNS, e, out)
+		}
+	}
+	os.Remove(filepath.Join(l.o.Dir, "state.json"))
+	return err
+}
+
+// stop sends TERM to a daemon's process group, waits up to 15 s (Ganesha
+// takes a few), then KILLs it.
+func stop(pid int) {
+	syscall.Kill(-pid, syscall.SIGTERM)
+	syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 150; i++ {
+		if !alive(pid) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// alive: the process exists and is not a zombie (a detached daemon's
+// parent may never reap it).
+func alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndex(s, ")")
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}

@@ -1,0 +1,57 @@
+package lab
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/diskless/diskless/pkg/qemu"
+)
+
+func TestStages(t *testing.T) {
+	var lines []qemu.Timed
+	for i, l := range []string{
+		"iPXE initialising devices...ok",
+		"Configuring (net0 00:02:a5:04:3b:66)...... ok",
+		"Filename: pxelinux.0",
+		"tftp://192.168.1.1/pxelinux.0... ok",
+		"PXELINUX 6.04 PXE 20200816 Copyright (C) 1994-2015 H. Peter Anvin et al",
+		"Linux version 6.1.172 (diskless@diskless)",
+		"IP-Config: Complete:",
+		"diskless-fallback: NFS root 192.168.1.1:/diskless/192.168.1.21 mounted: switching to /sbin/init",
+		"[  OK  ] Reached target multi-user.target - Multi-User System.",
+	} {
+		lines = append(lines, qemu.Timed{Line: l, At: time.Duration(i) * time.Second})
+	}
+	got := Stages(lines)
+	want := []string{"DHCP lease (firmware)@1", "boot file loaded@3", "kernel started@5", "IP-Config (kernel DHCP)@6", "root mounted (NFS)@7", "multi-user@8"}
+	var have []string
+	for _, s := range got {
+		have = append(have, s.Name+"@"+strings.TrimSuffix(strings.TrimSuffix(time.Duration(s.At*float64(time.Second)).String(), "s"), ".0"))
+	}
+	if strings.Join(have, ",") != strings.Join(want, ",") {
+		t.Errorf("stages %v, want %v", have, want)
+	}
+}
+
+func TestTapNames(t *testing.T) {
+	if n := tapName("00:02:a5:04:3b:66"); n != "dl043b66" || len(n) > 15 {
+		t.Errorf("tap %q", n)
+	}
+}
+
+func TestUpRefusesBadInput(t *testing.T) {
+	if _, err := Up(context.Background(), Options{Dir: t.TempDir(), Root: t.TempDir()}); err == nil {
+		t.Error("Up without an inventory")
+	}
+}
+
+func TestNginxConf(t *testing.T) {
+	c := NginxConf("/a/lab", "/a/lab/nginx/diskless.conf")
+	for _, w := range []string{"daemon off;", "pid /a/lab/nginx.pid;", "include /a/lab/nginx/diskless.conf;", "client_body_temp_path /a/lab/nginx-tmp/body;"} {
+		if !strings.Contains(c, w) {
+			t.Errorf("no %q in\n%s", w, c)
+		}
+	}
+}

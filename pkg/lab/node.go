@@ -1,0 +1,80 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/qemu"
+)
+
+// AAVMF is Debian's UEFI firmware for arm64 QEMU (qemu-efi-aarch64).
+const AAVMF = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+
+// tapName is a node's tap device: short (IFNAMSIZ) and stable.
+func tapName(mac string) string {
+	return "dl" + strings.ReplaceAll(mac, ":", "")[6:]
+}
+
+// Tap creates the node's tap device on the bridge; the returned function
+// removes it.
+func (l *Lab) Tap(mac string) (string, func(), error) {
+	name := tapName(mac)
+	exec.Command("ip", "-n", NetNS, "link", "del", name).Run() // a crashed boot's
+	for _, args := range [][]string{
+		{"-n", NetNS, "tuntap", "add", "dev", name, "mode", "tap"},
+		{"-n", NetNS, "link", "set", name, "master", Bridge},
+		{"-n", NetNS, "link", "set", name, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			exec.Command("ip", "-n", NetNS, "link", "del", name).Run()
+			return "", nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return name, func() { exec.Command("ip", "-n", NetNS, "link", "del", name).Run() }, nil
+}
+
+// Machine is a node on the lab's bridge, booting from the network as its
+// inventory entry says: BIOS with QEMU's iPXE NIC ROM (which takes
+// pxelinux.0 or vmlinuz_<arch> from DHCP, as a PXE ROM would), or UEFI
+// (AAVMF) on arm64. mac may differ from the node's (a stranger).
+func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine, func(), error) {
+	a, err := arch.Lookup(nd.Arch)
+	if err != nil {
+		return nil, nil, err
+	}
+	tap, remove, err := l.Tap(mac)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := &qemu.Machine{Arch: a, Tap: tap, NetNS: NetNSPath(), MAC: mac, MemoryMB: 512, NetBoot: true, LogPath: logPath}
+	if a.SrcArch == "x86" && nd.Boot != nodes.BootUEFI {
+		// graphics=off: SeaBIOS puts its, iPXE's and PXELINUX's text on
+		// the serial console (DHCP, file names, errors)
+		m.Machine = "pc,graphics=off"
+	}
+	if nd.Boot == nodes.BootUEFI {
+		if _, err := os.Stat(AAVMF); err != nil {
+			remove()
+			return nil, nil, fmt.Errorf("%s not found: apt-get install qemu-efi-aarch64", AAVMF)
+		}
+		m.Extra = []string{"-bios", AAVMF}
+		m.Machine = "virt,acpi=off"
+		m.NICOptions = "romfile="
+	}
+	return m, remove, nil
+}
+
+// Console runs a node's machine with its serial console on this process's
+// terminal (stdin, stdout) until QEMU exits (the guest powers off, or
+// Ctrl-C).
+func Console(ctx context.Context, m *qemu.Machine) error {
+	args := append([]string{"--net=" + m.NetNS, "--", m.Arch.QEMU}, m.Args()...)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd.Run()
+}
