@@ -88,8 +88,8 @@ func BenchmarkSlaveCold(b *testing.B) {
 // BenchmarkSlaveOptionGroups measures what each "# --- OS:" group of
 // kernels/slave.config costs in bzImage bytes: the x86_64 slave is built
 // with no group, then adding one group at a time in file order (in a
-// scratch build tree, through ccache). Tens of minutes: run with
-// BENCH_GROUPS=1.
+// scratch build tree, through ccache), so a group may use the ones above
+// it (IPC_NS needs SYSVIPC). Tens of minutes: run with BENCH_GROUPS=1.
 func BenchmarkSlaveOptionGroups(b *testing.B) {
 	if os.Getenv("BENCH_GROUPS") != "1" {
 		b.Skip("builds the slave kernel once per option group: run with BENCH_GROUPS=1")
@@ -123,6 +123,7 @@ func BenchmarkSlaveOptionGroups(b *testing.B) {
 			b.Fatalf("with %d group(s): %v", k, err)
 		}
 		sizes = append(sizes, res.Artifacts[0].Size)
+		fmt.Fprintf(os.Stderr, "slave with the first %d OS group(s): bzImage %d bytes\n", k, res.Artifacts[0].Size)
 	}
 	b.Logf("bzImage without the OS groups: %d bytes", sizes[0])
 	for i, g := range groups {
