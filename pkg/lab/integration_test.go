@@ -327,4 +327,3 @@ func strangerGetsNothing(t *testing.T, f *labFixture, l *Lab, dhcp, logs string)
 		t.Errorf("the stranger loaded a boot file:\n%s", c)
 	}
 }
-
