@@ -120,6 +120,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if timeout == 0 {
 		timeout = 60 * time.Second
 	}
+	// ganesha.nfsd changes directory: every path it is given is absolute
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	o.Dir = dir
 	if err := os.MkdirAll(filepath.Join(o.Dir, "recovery"), 0o755); err != nil {
 		return nil, err
 	}

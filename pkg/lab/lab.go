@@ -140,6 +140,13 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// the daemons change directory: every path they get is absolute
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, err
+	}
+	if o.Root, err = filepath.Abs(o.Root); err != nil {
+		return nil, err
+	}
 	l = &Lab{o: o, log: log, State: State{NetNS: NetNS, DHCP: o.DHCP, PIDs: map[string]int{}, Started: time.Now(), Root: o.Root, Master: o.Inventory.Network.Master}}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
