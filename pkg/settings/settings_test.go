@@ -117,6 +117,9 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"NFS_SERVER=\"master.lab\"":       {"NFS_SERVER": "master.lab"},
 		"DISTCC_HOSTS":                    {"DISTCC_HOSTS": "@node21"},
 		"PUBLISH_NOWAIT=\"soon\"":         {"PUBLISH_NOWAIT": "soon"},
+		"LAB_DHCP=\"kea\"":                {"LAB_DHCP": "kea"},
+		"IMAGE: image name":               {"IMAGE": "../etc"},
+		"IMAGE_KEEP=\"none\"":             {"IMAGE_KEEP": "none"},
 	} {
 		_, err := load(t, dir, env)
 		if err == nil || !strings.Contains(err.Error(), want) {
