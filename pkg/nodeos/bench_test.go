@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/internal/testkernel"
+	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
@@ -122,5 +123,31 @@ func BenchmarkDebianBoot(b *testing.B) {
 		n.Stop()
 		b.ReportMetric(n.MultiUser.Seconds(), "multi-user-s")
 		b.ReportMetric(n.SSH.Seconds(), "ssh-s")
+	}
+}
+
+// BenchmarkImageARM64: the Debian 12 image for arm64 through
+// qemu-user-static and binfmt_misc (minutes): BENCH_ARM64=1.
+func BenchmarkImageARM64(b *testing.B) {
+	if os.Getenv("BENCH_ARM64") != "1" {
+		b.Skip("builds the arm64 image under qemu-user-static: run with BENCH_ARM64=1")
+	}
+	needNodeOS(b)
+	s, err := settings.Load(testkernel.Lookup, "../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := arch.Lookup("arm64")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		res, err := pipeline.BuildImage(context.Background(), s, a, testkernel.Quiet())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.Manifest.Seconds, "build-s")
+		b.ReportMetric(float64(res.Manifest.Bytes)/1e6, "image-MB")
+		b.ReportMetric(float64(len(res.Manifest.Packages)), "packages")
 	}
 }
