@@ -135,6 +135,18 @@ func (d *Definition) lineOf(pkg string) string {
 	return d.File
 }
 
+// HostMirror is the mirror of this host's apt sources (/etc/apt), or "".
+func HostMirror() string {
+	files := map[string][]byte{}
+	paths, _ := filepath.Glob("/etc/apt/sources.list.d/*")
+	for _, p := range append([]string{"/etc/apt/sources.list"}, paths...) {
+		if data, err := os.ReadFile(p); err == nil {
+			files[p] = data
+		}
+	}
+	return MirrorFromAptSources(files)
+}
+
 // MirrorFromAptSources finds the Debian mirror the host's apt uses: the
 // first URIs: of a deb822 .sources file or the first "deb" line of a
 // sources.list. The caller passes the host's files (the settings edge

@@ -19,7 +19,7 @@ func TestIntegrationUnknownPackage(t *testing.T) {
 		testutil.SkipOrFail(t, "debootstrap needs root")
 	}
 	testutil.NeedTool(t, "debootstrap", "debootstrap")
-	mirror := hostMirror()
+	mirror := HostMirror()
 	if mirror == "" {
 		testutil.SkipOrFail(t, "no Debian mirror in /etc/apt")
 	}
@@ -39,15 +39,4 @@ func TestIntegrationUnknownPackage(t *testing.T) {
 			t.Errorf("%s left behind", d)
 		}
 	}
-}
-
-func hostMirror() string {
-	files := map[string][]byte{}
-	paths, _ := filepath.Glob("/etc/apt/sources.list.d/*")
-	for _, p := range append([]string{"/etc/apt/sources.list"}, paths...) {
-		if data, err := os.ReadFile(p); err == nil {
-			files[p] = data
-		}
-	}
-	return MirrorFromAptSources(files)
 }

@@ -81,21 +81,30 @@ ip = "10.0.2.22"
 arch = "x86_64"
 `
 
-func newLab(t testing.TB) *lab {
+// newArtifacts checks the tools and builds the x86_64 slave kernel and
+// fallback initramfs (cached) into a scratch artifacts directory.
+func newArtifacts(t testing.TB) *lab {
 	t.Helper()
 	needNodeOS(t)
-	ctx := context.Background()
 	l := &lab{a: testkernel.NeedTools(t, "x86_64"), tmp: t.TempDir()}
 	var err error
 	if l.s, err = settings.Load(testkernel.Lookup, "../.."); err != nil {
 		t.Fatal(err)
 	}
 	l.s.Artifacts = filepath.Join(l.tmp, "artifacts")
-	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: l.a, Settings: l.s, Log: testkernel.Quiet()})
+	r, err := pipeline.BuildArch(context.Background(), pipeline.Options{Arch: l.a, Settings: l.s, Log: testkernel.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.kernel, l.initrd = filepath.Join(l.s.Artifacts, l.a.Name, l.a.ArtifactName()), r.Initramfs.Path
+	return l
+}
+
+func newLab(t testing.TB) *lab {
+	t.Helper()
+	ctx := context.Background()
+	l := newArtifacts(t)
+	var err error
 	l.root = filepath.Join(l.tmp, "diskless")
 	l.home = filepath.Join(l.tmp, "home")
 	opt := filepath.Join(l.tmp, "opt")
@@ -301,19 +310,8 @@ func TestIntegrationDebianNodes(t *testing.T) {
 // pipeline, image build, publish, provision, boot through the fallback
 // initramfs with /usr from the image, and its init runs as PID 1.
 func TestIntegrationBusyboxImage(t *testing.T) {
-	needNodeOS(t)
 	ctx := context.Background()
-	l := &lab{a: testkernel.NeedTools(t, "x86_64"), tmp: t.TempDir()}
-	var err error
-	if l.s, err = settings.Load(testkernel.Lookup, "../.."); err != nil {
-		t.Fatal(err)
-	}
-	l.s.Artifacts = filepath.Join(l.tmp, "artifacts")
-	r, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: l.a, Settings: l.s, Log: testkernel.Quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.kernel, l.initrd = filepath.Join(l.s.Artifacts, l.a.Name, l.a.ArtifactName()), r.Initramfs.Path
+	l := newArtifacts(t)
 	bb, err := debpkg.Extract("busybox-static", l.s.CacheDir)
 	if err != nil {
 		testutil.SkipOrFail(t, fmt.Sprintf("busybox-static: %v", err))

@@ -220,7 +220,7 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 	}
 	s.ImageFrom = get("IMAGE_FROM")
 	if s.Mirror = get("DEBIAN_MIRROR"); s.Mirror == "" {
-		s.Mirror = image.MirrorFromAptSources(aptSources())
+		s.Mirror = image.HostMirror()
 	}
 	if k := get("IMAGE_KEEP"); k != "" {
 		n, err := strconv.Atoi(k)
@@ -275,18 +275,6 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 		return nil, fmt.Errorf("IMAGE: %w", err)
 	}
 	return s, nil
-}
-
-// aptSources reads the host's apt source lists (for the Debian mirror).
-func aptSources() map[string][]byte {
-	files := map[string][]byte{}
-	paths, _ := filepath.Glob("/etc/apt/sources.list.d/*")
-	for _, p := range append([]string{"/etc/apt/sources.list"}, paths...) {
-		if data, err := os.ReadFile(p); err == nil {
-			files[p] = data
-		}
-	}
-	return files
 }
 
 // ImageOptions are the options of build:image for an arch.
