@@ -75,11 +75,9 @@ type Options struct {
 
 // Server is a running rpcbind + ganesha.nfsd.
 type Server struct {
-	dir     string
 	rpcbind *exec.Cmd
 	nfsd    *exec.Cmd
 	logPath string
-	log     *slog.Logger
 	// nfsdExited is closed when ganesha.nfsd has exited
 	nfsdExited chan struct{}
 }
@@ -137,7 +135,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := os.WriteFile(conf, []byte(Config(o.Dir, exports)), 0o644); err != nil {
 		return nil, err
 	}
-	s := &Server{dir: o.Dir, logPath: filepath.Join(o.Dir, "ganesha.log"), log: log}
+	s := &Server{logPath: filepath.Join(o.Dir, "ganesha.log")}
 	// rpcbind first: ganesha registers with it, and exits without it
 	const privateRun = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/rpcbind && exec rpcbind -f -w"
 	if o.NetNS == "" {

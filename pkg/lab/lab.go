@@ -71,7 +71,6 @@ type State struct {
 type Lab struct {
 	o     Options
 	State State
-	nfs   *ganesha.Server
 	log   *slog.Logger
 }
 
@@ -287,7 +286,6 @@ func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 	if err != nil {
 		return fmt.Errorf("NFS server (%s): %w", filepath.Join(l.o.Dir, "ganesha.conf"), err)
 	}
-	l.nfs = srv
 	l.State.PIDs["rpcbind"], l.State.PIDs["ganesha"] = srv.PIDs()
 	return nil
 }
