@@ -383,25 +383,13 @@ func nonEmpty(s string) []string {
 var initPaths = []string{"sbin/init", "usr/sbin/init", "lib/systemd/systemd", "usr/lib/systemd/systemd", "bin/busybox"}
 
 func looksLikeRootDir(dir string) error {
-	var missing []string
-	for _, d := range []string{"etc", "usr"} {
-		if st, err := os.Stat(filepath.Join(dir, d)); err != nil || !st.IsDir() {
-			missing = append(missing, d+"/")
-		}
-	}
-	found := false
-	for _, p := range initPaths {
-		if _, err := os.Lstat(filepath.Join(dir, p)); err == nil {
-			found = true
-		}
-	}
-	if !found {
-		missing = append(missing, "an init ("+strings.Join(initPaths[:2], " or ")+")")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("not a root filesystem: no %s", strings.Join(missing, ", no "))
-	}
-	return nil
+	return rootVerdict(func(p string) bool {
+		st, err := os.Stat(filepath.Join(dir, p))
+		return err == nil && st.IsDir()
+	}, func(p string) bool {
+		_, err := os.Lstat(filepath.Join(dir, p))
+		return err == nil
+	})
 }
 
 func looksLikeRootList(names []string) error {
@@ -415,17 +403,22 @@ func looksLikeRootList(names []string) error {
 		dir[top] = true
 		dir[strings.TrimSuffix(n, "/")] = true
 	}
+	has := func(p string) bool { return dir[p] }
+	return rootVerdict(has, has)
+}
+
+// rootVerdict says what a root filesystem lacks: etc/ and usr/
+// directories and an init (isDir and exists look at a tree or a listing).
+func rootVerdict(isDir, exists func(string) bool) error {
 	var missing []string
 	for _, d := range []string{"etc", "usr"} {
-		if !dir[d] {
+		if !isDir(d) {
 			missing = append(missing, d+"/")
 		}
 	}
 	found := false
 	for _, p := range initPaths {
-		if dir[p] {
-			found = true
-		}
+		found = found || exists(p)
 	}
 	if !found {
 		missing = append(missing, "an init ("+strings.Join(initPaths[:2], " or ")+")")
