@@ -104,7 +104,6 @@ func newLab(t testing.TB) *lab {
 	t.Helper()
 	ctx := context.Background()
 	l := newArtifacts(t)
-	var err error
 	l.root = filepath.Join(l.tmp, "diskless")
 	l.home = filepath.Join(l.tmp, "home")
 	opt := filepath.Join(l.tmp, "opt")
@@ -121,20 +120,28 @@ func newLab(t testing.TB) *lab {
 	if err := Keygen(l.key); err != nil {
 		t.Fatal(err)
 	}
-	l.invPath = filepath.Join(l.tmp, "nodes.toml")
-	l.invText = fmt.Sprintf(invTemplate, l.root, l.home, opt)
-	os.WriteFile(l.invPath, []byte(l.invText), 0o644)
+	l.serve(t, fmt.Sprintf(invTemplate, l.root, l.home, opt))
+	return l
+}
+
+// serve writes the inventory, provisions its nodes under the lab's root
+// and starts NFS-Ganesha with the exports rendered from it (stopped when
+// the test ends).
+func (l *lab) serve(t testing.TB, inventory string) {
+	t.Helper()
+	l.invPath, l.invText = filepath.Join(l.tmp, "nodes.toml"), inventory
+	os.WriteFile(l.invPath, []byte(inventory), 0o644)
+	var err error
 	if l.inv, err = nodes.Load(l.invPath); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.inv.Provision(l.root); err != nil {
 		t.Fatal(err)
 	}
-	if l.srv, err = ganesha.Start(ctx, ganesha.Options{Exports: l.inv.Ganesha("127.0.0.1"), Dir: filepath.Join(l.tmp, "ganesha"), Log: testkernel.Quiet()}); err != nil {
+	if l.srv, err = ganesha.Start(context.Background(), ganesha.Options{Exports: l.inv.Ganesha("127.0.0.1"), Dir: filepath.Join(l.tmp, "ganesha"), Log: testkernel.Quiet()}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.srv.Stop)
-	return l
 }
 
 func (l *lab) node(name string) nodes.Node {
@@ -342,18 +349,7 @@ func TestIntegrationBusyboxImage(t *testing.T) {
 		t.Errorf("manifest %+v generation %+v", res.Manifest, g)
 	}
 	inv := fmt.Sprintf("[network]\nmaster = \"10.0.2.2\"\nsubnet = \"10.0.2.0/24\"\nroot = %q\nnfs_opts = \"vers=4,tcp\"\nimage = \"busybox-demo\"\n\n[[node]]\nname = \"node-c\"\nmac = \"52:54:00:00:00:23\"\nip = \"10.0.2.23\"\narch = \"x86_64\"\n", l.root)
-	l.invPath = filepath.Join(l.tmp, "nodes.toml")
-	os.WriteFile(l.invPath, []byte(inv), 0o644)
-	if l.inv, err = nodes.Load(l.invPath); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.inv.Provision(l.root); err != nil {
-		t.Fatal(err)
-	}
-	if l.srv, err = ganesha.Start(ctx, ganesha.Options{Exports: l.inv.Ganesha("127.0.0.1"), Dir: filepath.Join(l.tmp, "ganesha"), Log: testkernel.Quiet()}); err != nil {
-		t.Fatal(err)
-	}
-	defer l.srv.Stop()
+	l.serve(t, inv)
 	o := Options{Arch: l.a, Inventory: l.inv, Node: l.node("node-c"), Kernel: l.kernel, Initrd: l.initrd, Server: l.srv, SSHPort: 2223,
 		LogPath: filepath.Join(testutil.LogDir(t), "node-c.log"), Accel: l.s.QEMUAccel}
 	m, err := Machine(o)
