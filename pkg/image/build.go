@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/diskless/diskless/internal/fsutil"
@@ -250,7 +251,8 @@ func debootstrap(ctx context.Context, o Options, def *Definition, dir string, lo
 	args = append(args, def.Suite, dir, o.Mirror)
 	log.Info("debootstrap", "image", o.Name, "arch", o.Arch.Name, "suite", def.Suite, "mirror", o.Mirror, "packages", len(def.Packages))
 	cmd := exec.CommandContext(ctx, "debootstrap", args...)
-	var out bytes.Buffer
+	// read by the progress lines while debootstrap writes it
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
 	stop := make(chan struct{})
@@ -280,6 +282,24 @@ func debootstrap(ctx context.Context, o Options, def *Definition, dir string, lo
 		return fmt.Errorf("image %s: no such package in %s: %s; fix %s", o.Name, def.Suite, strings.Join(where, ", "), def.File)
 	}
 	return fmt.Errorf("debootstrap %s: %v\n%s", strings.Join(args, " "), err, textutil.Tail(text, 15))
+}
+
+// lockedBuffer is a bytes.Buffer one goroutine writes while another reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func lastLine(s string) string {
