@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/diskless/diskless/internal/procnet"
 	"github.com/diskless/diskless/internal/textutil"
 )
 
@@ -204,21 +205,14 @@ func (s *Server) LogPath() string { return s.logPath }
 // waitListen polls the namespace's TCP table for a listening port.
 func (s *Server) waitListen(port int, timeout time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(timeout)
-	want := fmt.Sprintf(":%04X ", port)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
 			return errors.New("it exited")
 		default:
 		}
-		for _, f := range []string{"tcp", "tcp6"} {
-			data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", s.rpcbind.Process.Pid, f))
-			for _, l := range strings.Split(string(data), "\n") {
-				fs := strings.Fields(l)
-				if len(fs) > 3 && strings.HasSuffix(fs[1]+" ", want) && fs[3] == "0A" {
-					return nil
-				}
-			}
+		if procnet.Listening(s.rpcbind.Process.Pid, "tcp", port) {
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/internal/debpkg"
+	"github.com/diskless/diskless/internal/procnet"
 	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/ganesha"
 	"github.com/diskless/diskless/pkg/nodes"
@@ -254,20 +255,7 @@ func (l *Lab) listening(proto string, port int) bool {
 			break
 		}
 	}
-	if pid == 0 {
-		return false
-	}
-	want := fmt.Sprintf(":%04X ", port)
-	for _, f := range []string{proto, proto + "6"} {
-		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
-		for _, line := range strings.Split(string(data), "\n") {
-			fs := strings.Fields(line)
-			if len(fs) > 3 && strings.HasSuffix(fs[1]+" ", want) && (proto == "udp" || fs[3] == "0A") {
-				return true
-			}
-		}
-	}
-	return false
+	return pid != 0 && procnet.Listening(pid, proto, port)
 }
 
 func (l *Lab) write(name, content string) (string, error) {
