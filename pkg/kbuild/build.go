@@ -190,11 +190,15 @@ func (o *Options) targets() []string {
 	if len(o.Targets) > 0 {
 		return o.Targets
 	}
-	t := []string{o.Arch.ImageTarget}
 	if o.Role == Slave && o.Arch.EFIImagePath != "" {
-		t = append(t, filepath.Base(o.Arch.EFIImagePath))
+		// only the EFI application: its payload is the Image, which the
+		// same sub-make builds first. Asking for both makes the top-level
+		// Makefile run two sub-makes of arch/<arch>/boot in parallel, one
+		// rewriting Image while the other compresses it (a 20-byte gzip
+		// of an empty Image, seen on a fresh riscv64 build).
+		return []string{filepath.Base(o.Arch.EFIImagePath)}
 	}
-	return t
+	return []string{o.Arch.ImageTarget}
 }
 
 // Plan is a validated build, ready to run: everything that can be checked
@@ -465,6 +469,9 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 		if names.EFI != "" {
 			if err := copyFile(filepath.Join(p.buildDir, o.Arch.EFIImagePath), filepath.Join(outDir, names.EFI)); err != nil {
 				return nil, fmt.Errorf("make finished but the EFI image is missing: %w", err)
+			}
+			if err := CheckZboot(filepath.Join(outDir, names.EFI), o.Arch); err != nil {
+				return nil, fmt.Errorf("make finished but the EFI image is broken (the build tree is %s): %w", p.buildDir, err)
 			}
 		}
 	}

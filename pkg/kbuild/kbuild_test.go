@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -410,5 +411,47 @@ func TestProgressShowsTotalAndEstimate(t *testing.T) {
 	q.Write([]byte("  CC      x.o\n"))
 	if got := q.status(); !strings.HasPrefix(got, "1 steps, ") || strings.Contains(got, "left") {
 		t.Errorf("without a total: %q", got)
+	}
+}
+
+// A zboot image whose payload is the gzip of an empty Image (what the
+// parallel sub-makes produced) is refused; the real layout with a real
+// Image header passes.
+func TestCheckZboot(t *testing.T) {
+	a, _ := arch.Lookup("riscv64")
+	mk := func(img []byte) string {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(img)
+		zw.Close()
+		hdr := make([]byte, 64)
+		copy(hdr, "MZ")
+		copy(hdr[4:], "zimg")
+		binary.LittleEndian.PutUint32(hdr[8:], 64)
+		binary.LittleEndian.PutUint32(hdr[12:], uint32(gz.Len()))
+		copy(hdr[24:], "gzip")
+		p := filepath.Join(t.TempDir(), "vmlinuz.efi")
+		if err := os.WriteFile(p, append(hdr, gz.Bytes()...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := make([]byte, 4096)
+	copy(good[0x38:], "RSC\x05")
+	if err := CheckZboot(mk(good), a); err != nil {
+		t.Errorf("a good image: %v", err)
+	}
+	err := CheckZboot(mk(nil), a)
+	if err == nil || !strings.Contains(err.Error(), "not a riscv64 kernel Image") {
+		t.Errorf("empty payload: %v", err)
+	}
+	arm, _ := arch.Lookup("arm64")
+	if err := CheckZboot(mk(good), arm); err == nil {
+		t.Error("a riscv64 Image passed as arm64")
+	}
+	p := filepath.Join(t.TempDir(), "x")
+	os.WriteFile(p, []byte("MZ not zboot at all, just some bytes to fill 64 of them......."), 0o644)
+	if err := CheckZboot(p, a); err == nil || !strings.Contains(err.Error(), "zimg") {
+		t.Errorf("not zboot: %v", err)
 	}
 }
