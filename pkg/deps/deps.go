@@ -112,10 +112,11 @@ func Boot(a arch.Arch) []string {
 	return Unique(pkgs)
 }
 
-// Publish lists what publishing a's files needs: PXELINUX for x86 arches.
+// Publish lists what publishing a's files needs: PXELINUX and iPXE
+// (snponly.efi, undionly.kpxe) for x86 arches.
 func Publish(a arch.Arch) []string {
 	if a.SrcArch == "x86" {
-		return []string{"pxelinux", "syslinux-common"}
+		return []string{"pxelinux", "syslinux-common", "ipxe"}
 	}
 	return nil
 }
@@ -177,9 +178,10 @@ func LabPrograms() []Program {
 }
 
 // Lab lists the packages of LabPrograms, the libraries of the unpacked
-// daemons, and the network boot firmware and loaders.
+// daemons, and the network boot firmware (SeaBIOS's iPXE ROMs, OVMF,
+// AAVMF) and loaders (PXELINUX, iPXE's snponly.efi and undionly.kpxe).
 func Lab() []string {
-	return Unique(append(packagesOf(LabPrograms()), "libwrap0", "libpcre2-8-0", "libssl3", "zlib1g", "libcrypt1", "ipxe-qemu", "pxelinux", "syslinux-common", "qemu-efi-aarch64", "qemu-system-x86"))
+	return Unique(append(packagesOf(LabPrograms()), "libwrap0", "libpcre2-8-0", "libssl3", "zlib1g", "libcrypt1", "ipxe-qemu", "ipxe", "ovmf", "pxelinux", "syslinux-common", "qemu-efi-aarch64", "qemu-system-x86"))
 }
 
 // Sign lists the packages of SignPrograms.

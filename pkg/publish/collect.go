@@ -19,6 +19,13 @@ var (
 		{"pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0", "pxelinux"},
 		{"ldlinux.c32", "/usr/lib/syslinux/modules/bios/ldlinux.c32", "syslinux-common"},
 	}
+	// IPXE are Debian's iPXE builds a node's firmware loads by TFTP before
+	// everything else comes over HTTP: snponly.efi for x86-64 UEFI (on the
+	// firmware's own network driver), undionly.kpxe for BIOS PXE.
+	IPXE = []struct{ Name, Path, Package string }{
+		{"snponly.efi", "/usr/lib/ipxe/snponly.efi", "ipxe"},
+		{"undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe", "ipxe"},
+	}
 )
 
 // artifactMeta is the part of build_<arch>.json, initramfs_<arch>.json and
@@ -46,8 +53,10 @@ func kindOfArtifact(a arch.Arch, name string) string {
 
 // Collect lists what the artifacts directory holds for publishing: per
 // built arch its kernel, netboot image, initramfs and config (each with the
-// checksum its build recorded), PXELINUX (pxelinux.0, ldlinux.c32) and a
-// generated pxelinux.cfg/default when an x86 arch is there. The master's
+// checksum its build recorded), PXELINUX (pxelinux.0, ldlinux.c32), iPXE
+// (snponly.efi, undionly.kpxe) and the generated boot configurations
+// (BootConfigs) when an x86 arch is there, and the per-node files of
+// nodes:render (pxelinux.cfg/01-<mac>, ipxe/<mac>.ipxe). The master's
 // kernel (artifacts/<arch>/master) is never published.
 func Collect(artifacts string, st pxe.Settings) ([]File, error) {
 	var files []File
@@ -92,23 +101,25 @@ func Collect(artifacts string, st pxe.Settings) ([]File, error) {
 		return nil, fmt.Errorf("nothing to publish in %s: run build:slave (and build:netboot, build:initramfs) first", artifacts)
 	}
 	if len(x86) > 0 {
-		for _, p := range PXELinux {
+		for _, p := range append(PXELinux[:len(PXELinux):len(PXELinux)], IPXE...) {
 			if _, err := os.Stat(p.Path); err != nil {
 				return nil, fmt.Errorf("%s not found: install the Debian package %s", p.Path, p.Package)
 			}
 			files = append(files, File{Name: p.Name, Source: p.Path, Kind: "bootloader"})
 		}
-		def, _, err := DefaultConfig(files, st)
+		gen, err := BootConfigs(files, st)
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, def)
+		files = append(files, gen...)
 	}
 	// per-node files rendered by nodes:render
-	perNode, _ := filepath.Glob(filepath.Join(artifacts, "master", "pxelinux.cfg", "*"))
-	for _, p := range perNode {
-		if base := filepath.Base(p); base != "default" && !strings.HasPrefix(base, ".") {
-			files = append(files, File{Name: "pxelinux.cfg/" + base, Source: p, Kind: "pxelinux-config"})
+	for _, d := range []struct{ dir, kind string }{{"pxelinux.cfg", "pxelinux-config"}, {pxe.IPXENodeDir, "ipxe-script"}} {
+		perNode, _ := filepath.Glob(filepath.Join(artifacts, "master", d.dir, "*"))
+		for _, p := range perNode {
+			if base := filepath.Base(p); base != "default" && !strings.HasPrefix(base, ".") {
+				files = append(files, File{Name: d.dir + "/" + base, Source: p, Kind: d.kind})
+			}
 		}
 	}
 	return files, nil

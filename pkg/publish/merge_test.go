@@ -33,11 +33,11 @@ func archBundle(t *testing.T, name, tag string) string {
 	}
 	if a.SrcArch == "x86" {
 		files = append(files, File{Name: "pxelinux.0", Data: []byte("PXELINUX 6.04"), Kind: "bootloader"}, File{Name: "ldlinux.c32", Data: []byte("ldlinux"), Kind: "bootloader"})
-		def, _, err := DefaultConfig(files, boot)
+		gen, err := BootConfigs(files, boot)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, def)
+		files = append(files, gen...)
 	}
 	out := filepath.Join(t.TempDir(), "diskless_"+name+"_"+tag+".tar.zst")
 	if _, err := WriteBundle(out, files, nil); err != nil {
@@ -117,10 +117,19 @@ func TestFourBundlesOneGeneration(t *testing.T) {
 	if !strings.Contains(string(def), "DEFAULT slave_x86_64") || !strings.Contains(string(def), "LABEL slave_i386") || !strings.Contains(string(def), "INITRD initramfs_i386.cpio.zst") {
 		t.Errorf("default config:\n%s", def)
 	}
-	for _, name := range []string{"pxelinux.0", "ldlinux.c32", "Image_arm64", "vmlinuz_riscv64", "bzImage_i386"} {
+	for _, name := range []string{"pxelinux.0", "ldlinux.c32", "Image_arm64", "vmlinuz_riscv64", "bzImage_i386", "boot.ipxe", "boot-x86_64.ipxe", "boot-i386.ipxe"} {
 		if _, err := os.Stat(filepath.Join(root, name)); err != nil {
 			t.Errorf("%s not published: %v", name, err)
 		}
+	}
+	// iPXE: both x86 arches' scripts, a 64-bit CPU takes x86_64's
+	disp, _ := os.ReadFile(filepath.Join(root, "boot.ipxe"))
+	if !strings.Contains(string(disp), ":cpu64\nchain --replace --autofree /boot-x86_64.ipxe") || !strings.Contains(string(disp), ":cpu32\nchain --replace --autofree /boot-i386.ipxe") {
+		t.Errorf("boot.ipxe:\n%s", disp)
+	}
+	i386, _ := os.ReadFile(filepath.Join(root, "boot-i386.ipxe"))
+	if !strings.Contains(string(i386), "kernel /bzImage_i386 initrd=initramfs_i386.cpio.zst ip=dhcp root=/dev/nfs") || !strings.Contains(string(i386), "initrd /initramfs_i386.cpio.zst") {
+		t.Errorf("boot-i386.ipxe:\n%s", i386)
 	}
 }
 

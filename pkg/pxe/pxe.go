@@ -9,6 +9,7 @@ package pxe
 import (
 	"fmt"
 	"net"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -208,4 +209,98 @@ func SlaveLabels(s Settings, archs []arch.Arch, initramfs map[string]string) []L
 		out = append(out, Label{Name: "slave_" + a.Name, Kernel: a.ArtifactName(), Initrd: initramfs[a.Name], Append: s.Cmdline(a)})
 	}
 	return out
+}
+
+// IPXE names: the script DHCP hands every iPXE client (boot.ipxe), the
+// per-arch scripts it chains (boot-<arch>.ipxe) and the per-node scripts
+// nodes:render writes (ipxe/<mac with dashes>.ipxe).
+const (
+	IPXEScriptName = "boot.ipxe"
+	IPXENodeDir    = "ipxe"
+)
+
+// IPXEArchScriptName is the per-arch script boot.ipxe chains.
+func IPXEArchScriptName(a arch.Arch) string { return "boot-" + a.Name + ".ipxe" }
+
+// IPXENodeScriptName is a node's own script: ipxe/52-54-00-12-34-56.ipxe,
+// the name iPXE's ${mac:hexhyp} gives.
+func IPXENodeScriptName(mac string) (string, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("MAC %q: want six hex bytes like 52:54:00:12:34:56", mac)
+	}
+	return IPXENodeDir + "/" + strings.ReplaceAll(hw.String(), ":", "-") + ".ipxe", nil
+}
+
+// IPXERetryWaits are the pauses (seconds) between an iPXE script's fetch
+// attempts.
+var IPXERetryWaits = []int{1, 2, 4, 8}
+
+// IPXEBoot renders an iPXE script that loads l's kernel and initramfs over
+// HTTP from the server the script came from (absolute paths: iPXE resolves
+// them against the script's URL) and boots them. The initrd= argument names
+// the initramfs for the kernel's EFI stub, which loads it from EFI iPXE's
+// file system; the BIOS boot protocol ignores it. Each fetch is retried
+// (a lossy network, a server restarting) before the script gives up.
+func IPXEBoot(comment string, l Label) (string, error) {
+	for _, v := range []string{l.Kernel, l.Initrd, l.Append} {
+		if strings.ContainsAny(v, "\n\r") {
+			return "", fmt.Errorf("label %s: a value contains a line break", l.Name)
+		}
+	}
+	if l.Kernel == "" {
+		return "", fmt.Errorf("label %s: no kernel", l.Name)
+	}
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	for _, c := range strings.Split(strings.TrimSpace(comment), "\n") {
+		fmt.Fprintf(&b, "# %s\n", c)
+	}
+	args := l.Append
+	if l.Initrd != "" {
+		args = "initrd=" + path.Base(l.Initrd) + " " + args
+	}
+	fetch := fmt.Sprintf("kernel /%s %s", l.Kernel, args)
+	if l.Initrd != "" {
+		fetch += fmt.Sprintf(" && initrd /%s", l.Initrd)
+	}
+	// unrolled: Debian's iPXE has no arithmetic (no inc, no int settings)
+	for i, wait := range IPXERetryWaits {
+		fmt.Fprintf(&b, "%s && boot || imgfree\n", fetch)
+		fmt.Fprintf(&b, "echo diskless: fetching or booting failed (attempt %d of %d); next in %d s\nsleep %d\n", i+1, len(IPXERetryWaits)+1, wait, wait)
+	}
+	fmt.Fprintf(&b, "%s && boot ||\n", fetch)
+	fmt.Fprintf(&b, "echo diskless: gave up after %d attempts\nexit 1\n", len(IPXERetryWaits)+1)
+	return b.String(), nil
+}
+
+// IPXEDispatch renders boot.ipxe: the node's own script when nodes:render
+// wrote one (ipxe/${mac:hexhyp}.ipxe), else the script of its CPU's arch
+// among archs (x86: a 64-bit CPU prefers x86_64, then i386).
+func IPXEDispatch(comment string, archs []arch.Arch) string {
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	for _, c := range strings.Split(strings.TrimSpace(comment), "\n") {
+		fmt.Fprintf(&b, "# %s\n", c)
+	}
+	fmt.Fprintf(&b, "imgfetch --name node /%s/${mac:hexhyp}.ipxe || goto by_arch\nchain --replace --autofree node\n", IPXENodeDir)
+	has := map[string]bool{}
+	for _, a := range archs {
+		has[a.Name] = true
+	}
+	b.WriteString(":by_arch\ncpuid --ext 29 && goto cpu64 || goto cpu32\n")
+	chainTo := func(label string, prefs ...string) {
+		fmt.Fprintf(&b, ":%s\n", label)
+		for _, p := range prefs {
+			if has[p] {
+				a, _ := arch.Lookup(p)
+				fmt.Fprintf(&b, "chain --replace --autofree /%s\n", IPXEArchScriptName(a))
+				return
+			}
+		}
+		fmt.Fprintf(&b, "echo diskless: no kernel for this CPU (%s) is published here\nexit 1\n", strings.Join(prefs, " or "))
+	}
+	chainTo("cpu64", "x86_64", "i386")
+	chainTo("cpu32", "i386")
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -123,5 +124,44 @@ func TestPerNodeFileNames(t *testing.T) {
 	}
 	if _, err := HexIPFileName("::1"); err == nil {
 		t.Error("IPv6 accepted")
+	}
+}
+
+// The iPXE script loads the kernel and initramfs by absolute path (from the
+// server the script came from), names the initramfs for the EFI stub, and
+// retries with growing pauses before it gives up.
+func TestIPXEBoot(t *testing.T) {
+	s, err := IPXEBoot("test", Label{Name: "n", Kernel: "bzImage_x86_64", Initrd: "initramfs_x86_64.cpio.zst", Append: "ip=dhcp root=/dev/nfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := "kernel /bzImage_x86_64 initrd=initramfs_x86_64.cpio.zst ip=dhcp root=/dev/nfs && initrd /initramfs_x86_64.cpio.zst && boot"
+	if !strings.HasPrefix(s, "#!ipxe\n# test\n") || strings.Count(s, fetch) != len(IPXERetryWaits)+1 {
+		t.Errorf("script:\n%s", s)
+	}
+	for _, w := range IPXERetryWaits {
+		if !strings.Contains(s, fmt.Sprintf("sleep %d\n", w)) {
+			t.Errorf("no sleep %d:\n%s", w, s)
+		}
+	}
+	if !strings.HasSuffix(s, "exit 1\n") {
+		t.Errorf("the script does not fail after the last attempt:\n%s", s)
+	}
+	if _, err := IPXEBoot("x", Label{Name: "n", Kernel: "k", Append: "a\nshell"}); err == nil {
+		t.Error("a line break in the command line was written into the script")
+	}
+	if n, err := IPXENodeScriptName("00:02:A5:04:3B:66"); err != nil || n != "ipxe/00-02-a5-04-3b-66.ipxe" {
+		t.Errorf("node script %q %v", n, err)
+	}
+}
+
+// boot.ipxe with x86_64 only: a 32-bit CPU is told there is nothing for it.
+func TestIPXEDispatch(t *testing.T) {
+	a, _ := arch.Lookup("x86_64")
+	s := IPXEDispatch("test", []arch.Arch{a})
+	for _, w := range []string{"imgfetch --name node /ipxe/${mac:hexhyp}.ipxe || goto by_arch", ":cpu64\nchain --replace --autofree /boot-x86_64.ipxe", ":cpu32\necho diskless: no kernel for this CPU (i386) is published here\nexit 1"} {
+		if !strings.Contains(s, w) {
+			t.Errorf("no %q in:\n%s", w, s)
+		}
 	}
 }
