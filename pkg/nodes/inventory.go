@@ -66,7 +66,7 @@ type Node struct {
 	MAC        string `toml:"mac"`
 	IP         string `toml:"ip"`
 	Arch       string `toml:"arch"`
-	Boot       string `toml:"boot,omitempty"` // pxelinux (default), etherboot, uefi
+	Boot       string `toml:"boot,omitempty"` // pxelinux (default), etherboot, ipxe, uefi, http
 	KernelArgs string `toml:"kernel_args,omitempty"`
 	// Image overrides [network] image for this node.
 	Image string `toml:"image,omitempty"`
@@ -87,12 +87,47 @@ type Inventory struct {
 	subnet *net.IPNet
 }
 
-// Boot methods.
+// Boot methods: how the node's firmware starts and what it fetches how.
 const (
-	BootPXELinux  = "pxelinux"
+	// BootPXELinux: BIOS PXE loads pxelinux.0, which loads the kernel and
+	// initramfs, all over TFTP (the HOWTO's way).
+	BootPXELinux = "pxelinux"
+	// BootEtherboot: BIOS Etherboot/iPXE loads vmlinuz_<arch> (the
+	// Multiboot ELF with the command line and initramfs inside) over TFTP.
 	BootEtherboot = "etherboot"
-	BootUEFI      = "uefi"
+	// BootIPXE: BIOS PXE loads undionly.kpxe over TFTP; iPXE (or a NIC's
+	// own iPXE ROM) then takes boot.ipxe, the kernel and the initramfs
+	// over HTTP.
+	BootIPXE = "ipxe"
+	// BootUEFI: UEFI PXE. x86-64 firmware loads snponly.efi over TFTP and
+	// iPXE continues over HTTP as for ipxe; arm64 and riscv64 firmware load
+	// vmlinuz_<arch> (the EFI zboot kernel, command line built in) over TFTP.
+	BootUEFI = "uefi"
+	// BootHTTP: UEFI HTTP boot; the firmware loads its first file from a
+	// URL (snponly.efi on x86-64, vmlinuz_<arch> on arm64 and riscv64) and
+	// nothing goes over TFTP.
+	BootHTTP = "http"
 )
+
+// BootMethods lists the boot methods, for messages.
+var BootMethods = []string{BootPXELinux, BootEtherboot, BootIPXE, BootUEFI, BootHTTP}
+
+// bootRefusal says why a node of arch a cannot boot by method, or "".
+func bootRefusal(method string, a arch.Arch) string {
+	switch method {
+	case BootPXELinux, BootEtherboot, BootIPXE:
+		if a.SrcArch != "x86" {
+			return fmt.Sprintf("boot = %q is for BIOS x86 nodes; %s boots by uefi or http", method, a.Name)
+		}
+	case BootUEFI, BootHTTP:
+		if a.Name == "i386" {
+			return fmt.Sprintf("boot = %q: no EFI kernel is built for i386 (32-bit UEFI); boot it by pxelinux, etherboot or ipxe", method)
+		}
+	default:
+		return fmt.Sprintf("boot = %q: want one of %s", method, strings.Join(BootMethods, ", "))
+	}
+	return ""
+}
 
 // Load reads and validates an inventory file.
 func Load(path string) (*Inventory, error) {
@@ -230,14 +265,10 @@ func (inv *Inventory) Validate() error {
 		if _, err := arch.Lookup(nd.Arch); err != nil {
 			add(where, "%v", err)
 		}
-		switch nd.Boot {
-		case BootPXELinux, BootEtherboot:
-			if a, err := arch.Lookup(nd.Arch); err == nil && a.SrcArch != "x86" {
-				add(where, "boot = %q needs an x86 node; %s boots by uefi", nd.Boot, a.Name)
+		if a, err := arch.Lookup(nd.Arch); err == nil {
+			if msg := bootRefusal(nd.Boot, a); msg != "" {
+				add(where, "%s", msg)
 			}
-		case BootUEFI:
-		default:
-			add(where, "boot = %q: want pxelinux, etherboot or uefi", nd.Boot)
 		}
 		if nd.Image != "" && !imageNameRe.MatchString(nd.Image) {
 			add(where, "image = %q: want an image name like debian-12", nd.Image)

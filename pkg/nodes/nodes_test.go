@@ -145,11 +145,11 @@ func manyNodes(n int) string {
 	b.WriteString("[network]\nmaster = \"10.20.0.1\"\nsubnet = \"10.20.0.0/16\"\nhex_ip_files = true\nshared_log = \"/var/log/slaves\"\n")
 	archs := []string{"x86_64", "i386", "arm64"}
 	for i := 0; i < n; i++ {
-		boot := "pxelinux"
+		boot := []string{"pxelinux", "etherboot", "ipxe", "uefi", "http"}[i%5]
 		if archs[i%3] == "arm64" {
-			boot = "uefi"
-		} else if i%5 == 0 {
-			boot = "etherboot"
+			boot = []string{"uefi", "http"}[i%2]
+		} else if archs[i%3] == "i386" && (boot == "uefi" || boot == "http") {
+			boot = "ipxe"
 		}
 		fmt.Fprintf(&b, "\n[[node]]\nname = \"node%03d\"\nmac = \"52:54:00:00:%02x:%02x\"\nip = \"10.20.%d.%d\"\narch = \"%s\"\nboot = \"%s\"\n", i, i/256, i%256, 1+i/200, 2+i%200, archs[i%3], boot)
 	}
@@ -205,8 +205,11 @@ func TestBadInventories(t *testing.T) {
 		"master":        {"[network]\nmaster = \"x\"\nsubnet = \"192.168.1.0/24\"\n" + ok, `master = "x"`},
 		"unknown key":   {base + ok + "colour = \"red\"\n", "unknown key(s) node.colour"},
 		"no nodes":      {base, "no nodes"},
-		"boot":          {base + ok + "boot = \"floppy\"\n", `boot = "floppy"`},
-		"pxe on arm64":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "arm64") + "boot = \"pxelinux\"\n", "needs an x86 node"},
+		"boot":          {base + ok + "boot = \"floppy\"\n", `boot = "floppy": want one of pxelinux, etherboot, ipxe, uefi, http`},
+		"pxe on arm64":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "arm64") + "boot = \"pxelinux\"\n", `node 1 (a): boot = "pxelinux" is for BIOS x86 nodes; arm64 boots by uefi or http`},
+		"ipxe on riscv": {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "riscv64") + "boot = \"ipxe\"\n", `boot = "ipxe" is for BIOS x86 nodes`},
+		"uefi on i386":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "i386") + "boot = \"uefi\"\n", `node 1 (a): boot = "uefi": no EFI kernel is built for i386`},
+		"http on i386":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "i386") + "boot = \"http\"\n", `boot = "http": no EFI kernel`},
 		"toml syntax":   {base + "[[node]\n", "howto-bad.toml"},
 		"is the master": {base + node("a", "00:00:00:00:00:01", "192.168.1.1", "x86_64"), "is the master's"},
 	}

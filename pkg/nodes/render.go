@@ -27,7 +27,8 @@ func (f Files) Names() []string {
 }
 
 // Render returns every master-side file: dhcpd.conf, dnsmasq.d/diskless.conf,
-// exports, pxelinux.cfg/01-<mac> (and hex-IP names when asked), and for each
+// exports, ganesha.conf, nginx/diskless.conf, pxelinux.cfg/01-<mac> (and
+// hex-IP names when asked), ipxe/<mac>.ipxe for nodes iPXE boots, and for each
 // node its root's files under nodes/<ip>/ (etc/fstab, etc/hostname,
 // etc/conf.d/hostname, etc/conf.d/net).
 func (inv *Inventory) Render() (Files, error) {
@@ -51,6 +52,14 @@ func (inv *Inventory) Render() (Files, error) {
 				f["pxelinux.cfg/"+hex] = cfg
 			}
 		}
+		if inv.UsesIPXE(nd) {
+			script, err := inv.IPXE(nd)
+			if err != nil {
+				return nil, err
+			}
+			name, _ := pxe.IPXENodeScriptName(nd.MAC)
+			f[name] = script
+		}
 		for p, content := range inv.SlaveFiles(nd) {
 			f[path.Join("nodes", nd.IP, p)] = content
 		}
@@ -70,13 +79,56 @@ func (inv *Inventory) Settings(nd Node) pxe.Settings {
 	return pxe.Settings{Server: inv.Network.Master, Root: inv.RootPath(nd), Opts: inv.Network.NFSOpts, Extra: nd.KernelArgs}
 }
 
-// BootFile is what the node's firmware loads by TFTP.
-func BootFile(nd Node) string {
+// Route is the first file a client architecture's firmware loads:
+// option 93 (RFC 4578, IANA's processor architecture types) picks it; HTTP
+// routes (UEFI HTTP boot) get it as a URL on the master's nginx and the
+// vendor class "HTTPClient" back, the others get a TFTP file name.
+type Route struct {
+	Tag        string // dnsmasq tag
+	ClientArch []int
+	File       string
+	HTTP       bool
+}
+
+// Routes is the table both DHCP renderers follow. Every iPXE client (user
+// class "iPXE", asking again after one of these or from a NIC's iPXE ROM)
+// gets the URL of boot.ipxe instead.
+var Routes = []Route{
+	{"bios", []int{0}, "pxelinux.0", false},
+	{"efi-x64", []int{7, 9}, "snponly.efi", false},
+	{"efi-x64-http", []int{16}, "snponly.efi", true},
+	{"efi-arm64", []int{11}, "vmlinuz_arm64", false},
+	{"efi-arm64-http", []int{19}, "vmlinuz_arm64", true},
+	{"efi-riscv64", []int{27}, "vmlinuz_riscv64", false},
+	{"efi-riscv64-http", []int{28}, "vmlinuz_riscv64", true},
+}
+
+// URL is the address of a file in the master's root over HTTP.
+func (inv *Inventory) URL(name string) string {
+	return "http://" + inv.Network.Master + "/" + name
+}
+
+// IPXEScriptURL is what DHCP gives iPXE clients.
+func (inv *Inventory) IPXEScriptURL() string { return inv.URL(pxe.IPXEScriptName) }
+
+// pinned is the first file of a node whose boot method overrides the
+// client-architecture table, for firmware that is not iPXE (ipxe == false)
+// or is (ipxe == true); "" when the table decides. BIOS PXE and a NIC's
+// iPXE ROM both say client architecture 0: pxelinux and etherboot nodes
+// keep their TFTP file whichever asks, ipxe nodes load undionly.kpxe from
+// a plain PXE ROM.
+func pinned(nd Node, ipxe bool) string {
 	switch nd.Boot {
-	case BootEtherboot, BootUEFI:
+	case BootPXELinux:
+		return "pxelinux.0"
+	case BootEtherboot:
 		return "vmlinuz_" + nd.Arch
+	case BootIPXE:
+		if !ipxe {
+			return "undionly.kpxe"
+		}
 	}
-	return "pxelinux.0"
+	return ""
 }
 
 // PXELinux is the node's own pxelinux.cfg file (LABEL form).
@@ -90,13 +142,36 @@ func (inv *Inventory) PXELinux(nd Node) (string, error) {
 	}})
 }
 
+// UsesIPXE says whether iPXE boots the node: x86 nodes by ipxe, uefi or
+// http (arm64 and riscv64 firmware start their EFI kernel themselves).
+func (inv *Inventory) UsesIPXE(nd Node) bool {
+	a, err := arch.Lookup(nd.Arch)
+	if err != nil || a.SrcArch != "x86" {
+		return false
+	}
+	return nd.Boot == BootIPXE || nd.Boot == BootUEFI || nd.Boot == BootHTTP
+}
+
+// IPXE is the node's own iPXE script (ipxe/<mac>.ipxe, which boot.ipxe
+// chains): its arch's kernel and initramfs over HTTP with its command line.
+func (inv *Inventory) IPXE(nd Node) (string, error) {
+	a, err := arch.Lookup(nd.Arch)
+	if err != nil {
+		return "", err
+	}
+	return pxe.IPXEBoot(fmt.Sprintf(header, path.Base(inv.file))+"\nnode "+nd.Name+" (boot = "+nd.Boot+")", pxe.Label{
+		Name: nd.Name, Kernel: a.ArtifactName(), Initrd: inv.Initrd[a.Name], Append: inv.Settings(nd).Cmdline(a),
+	})
+}
+
 func (inv *Inventory) netmask() string {
 	return net.IP(inv.subnet.Mask).String()
 }
 
-// DHCPD renders dhcpd.conf for ISC dhcpd in the HOWTO's shape, plus a
-// class for UEFI PXE clients (architecture option 93) and one host block per
-// node with its boot file and root-path (for the fallback initramfs).
+// DHCPD renders dhcpd.conf for ISC dhcpd in the HOWTO's shape: the PXE
+// vendor space, the client-architecture table (Routes) and the iPXE rule
+// in the subnet, and one host block per node with its address, its
+// root-path (for the fallback initramfs) and the file its boot method pins.
 func (inv *Inventory) DHCPD() string {
 	n := inv.Network
 	var b strings.Builder
@@ -105,33 +180,62 @@ func (inv *Inventory) DHCPD() string {
 	b.WriteString("# PXE: the vendor option space PXE clients expect, and the client architecture (RFC 4578)\n")
 	b.WriteString("option space PXE;\noption PXE.mtftp-ip code 1 = ip-address;\noption PXE.mtftp-cport code 2 = unsigned integer 16;\n")
 	b.WriteString("option PXE.mtftp-sport code 3 = unsigned integer 16;\noption PXE.mtftp-tmout code 4 = unsigned integer 8;\n")
-	b.WriteString("option PXE.mtftp-delay code 5 = unsigned integer 8;\noption client-arch code 93 = unsigned integer 16;\n\n")
+	b.WriteString("option PXE.mtftp-delay code 5 = unsigned integer 8;\noption client-arch code 93 = unsigned integer 16;\n")
+	b.WriteString("# iPXE's own options (175): no-pxedhcp stops it waiting for ProxyDHCP offers\n")
+	b.WriteString("option space ipxe;\noption ipxe-encap-opts code 175 = encapsulate ipxe;\noption ipxe.no-pxedhcp code 176 = unsigned integer 8;\n\n")
 	fmt.Fprintf(&b, "subnet %s netmask %s {\n", inv.subnet.IP, inv.netmask())
 	fmt.Fprintf(&b, "  option routers %s;\n", n.Router)
 	fmt.Fprintf(&b, "  option domain-name-servers %s;\n", strings.Join(n.DNS, ", "))
 	if n.Domain != "" {
 		fmt.Fprintf(&b, "  option domain-name \"%s\";\n", n.Domain)
 	}
-	fmt.Fprintf(&b, "  next-server %s;\n\n", n.Master)
+	fmt.Fprintf(&b, "  next-server %s;\n", n.Master)
+	b.WriteString("  # iPXE (which asks for option 175) takes the first offer instead of\n  # waiting seconds for ProxyDHCP offers nobody here sends\n  option ipxe.no-pxedhcp 1;\n\n")
+	// no option 60 "PXEClient" back: UEFI PXE then takes the offer for a
+	// PXE server's and checks it with a BINL request to port 4011, which
+	// nobody answers ("PXE-E16: No valid offer received")
 	b.WriteString("  class \"pxeclient\" {\n    match if substring (option vendor-class-identifier, 0, 9) = \"PXEClient\";\n")
-	b.WriteString("    vendor-option-space PXE;\n    option PXE.mtftp-ip 0.0.0.0;\n")
-	b.WriteString("    # UEFI arm64 (11) and x86-64 (7, 9) firmware load an EFI application\n")
-	b.WriteString("    if option client-arch = 11 {\n      filename \"vmlinuz_arm64\";\n    } else {\n      filename \"pxelinux.0\";\n    }\n  }\n")
-	b.WriteString("  class \"etherboot\" {\n    match if substring (option vendor-class-identifier, 0, 9) = \"Etherboot\";\n")
+	b.WriteString("    vendor-option-space PXE;\n    option PXE.mtftp-ip 0.0.0.0;\n  }\n")
+	b.WriteString("  # UEFI HTTP boot: the firmware takes only offers that say HTTPClient back\n")
+	b.WriteString("  class \"httpclient\" {\n    match if substring (option vendor-class-identifier, 0, 10) = \"HTTPClient\";\n")
+	b.WriteString("    option vendor-class-identifier \"HTTPClient\";\n  }\n")
+	b.WriteString("  # the first file by client architecture (option 93); iPXE asking again\n  # (user class iPXE) gets its script over HTTP\n")
+	fmt.Fprintf(&b, "  if exists user-class and option user-class = \"iPXE\" {\n    filename \"%s\";\n  }", inv.IPXEScriptURL())
+	for _, r := range Routes {
+		var conds []string
+		for _, a := range r.ClientArch {
+			// dhcpd compares option data: 00:07, not 7 (never equal)
+			conds = append(conds, fmt.Sprintf("option client-arch = %02x:%02x", a>>8, a&0xff))
+		}
+		file := r.File
+		if r.HTTP {
+			file = inv.URL(r.File)
+		}
+		fmt.Fprintf(&b, " elsif %s {\n    # %s\n    filename \"%s\";\n  }", strings.Join(conds, " or "), r.Tag, file)
+	}
+	b.WriteString("\n  class \"etherboot\" {\n    match if substring (option vendor-class-identifier, 0, 9) = \"Etherboot\";\n")
 	b.WriteString("    filename \"vmlinuz_x86_64\";\n  }\n}\n")
 	for _, nd := range inv.Sorted() {
 		// no host-name option: the kernel replaces nfsroot's %s with its
 		// nodename, which is the node's IP only when DHCP names no host;
 		// the node takes its name from its root (etc/hostname)
 		fmt.Fprintf(&b, "\nhost %s {\n  hardware ethernet %s;\n  fixed-address %s;\n", nd.Name, nd.MAC, nd.IP)
-		fmt.Fprintf(&b, "  filename \"%s\";\n", BootFile(nd))
+		plain, ipxe := pinned(nd, false), pinned(nd, true)
+		switch {
+		case plain != "" && plain == ipxe:
+			fmt.Fprintf(&b, "  # boot = %s\n  filename \"%s\";\n", nd.Boot, plain)
+		case plain != "":
+			fmt.Fprintf(&b, "  # boot = %s: a plain PXE ROM loads iPXE first\n", nd.Boot)
+			fmt.Fprintf(&b, "  if not exists user-class or option user-class != \"iPXE\" {\n    filename \"%s\";\n  }\n", plain)
+		}
 		fmt.Fprintf(&b, "  option root-path \"%s:%s\";\n}\n", n.Master, inv.RootPath(nd))
 	}
 	return b.String()
 }
 
 // Dnsmasq renders the same for dnsmasq (DHCP only; TFTP stays with
-// tftpd-hpa, as in the HOWTO).
+// tftpd-hpa, as in the HOWTO). Every dhcp-boot line's tags exclude the
+// others', so which one dnsmasq takes never depends on their order.
 func (inv *Inventory) Dnsmasq() string {
 	n := inv.Network
 	var b strings.Builder
@@ -142,12 +246,36 @@ func (inv *Inventory) Dnsmasq() string {
 	if n.Domain != "" {
 		fmt.Fprintf(&b, "domain=%s\n", n.Domain)
 	}
-	b.WriteString("dhcp-match=set:efi-arm64,option:client-arch,11\n")
+	b.WriteString("\n# the first file by client architecture (option 93); iPXE asking again\n# (user class iPXE) gets its script over HTTP; nodes whose boot method\n# names their file are tagged pin\n")
+	for _, r := range Routes {
+		for _, a := range r.ClientArch {
+			fmt.Fprintf(&b, "dhcp-match=set:%s,option:client-arch,%d\n", r.Tag, a)
+		}
+	}
+	b.WriteString("dhcp-userclass=set:ipxe,iPXE\n")
+	b.WriteString("# iPXE takes the first offer instead of waiting seconds for ProxyDHCP offers\ndhcp-option=tag:ipxe,encap:175,176,1\n")
+	// no "PXEClient" back to PXE clients: see DHCPD
+	b.WriteString("# UEFI HTTP boot: the firmware takes only offers that say HTTPClient back\n")
+	b.WriteString("dhcp-vendorclass=set:httpclient,HTTPClient\ndhcp-option-force=tag:httpclient,60,HTTPClient\n")
+	fmt.Fprintf(&b, "dhcp-boot=tag:ipxe,tag:!pin,%s\n", inv.IPXEScriptURL())
+	for _, r := range Routes {
+		if r.HTTP {
+			fmt.Fprintf(&b, "dhcp-boot=tag:%s,tag:!ipxe,tag:!pin,%s\n", r.Tag, inv.URL(r.File))
+		} else {
+			fmt.Fprintf(&b, "dhcp-boot=tag:%s,tag:!ipxe,tag:!pin,%s,,%s\n", r.Tag, r.File, n.Master)
+		}
+	}
 	for _, nd := range inv.Sorted() {
 		tag := "node-" + nd.Name
 		// no name (DHCP option 12): see DHCPD
-		fmt.Fprintf(&b, "\n# %s\ndhcp-host=%s,set:%s,%s\n", nd.Name, nd.MAC, tag, nd.IP)
-		fmt.Fprintf(&b, "dhcp-boot=tag:%s,%s,,%s\n", tag, BootFile(nd), n.Master)
+		fmt.Fprintf(&b, "\n# %s (boot = %s)\ndhcp-host=%s,set:%s,%s\n", nd.Name, nd.Boot, nd.MAC, tag, nd.IP)
+		plain, ipxe := pinned(nd, false), pinned(nd, true)
+		switch {
+		case plain != "" && plain == ipxe:
+			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s\ndhcp-boot=tag:%s,%s,,%s\n", tag, tag, plain, n.Master)
+		case plain != "":
+			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s,tag:!ipxe\ndhcp-boot=tag:%s,tag:!ipxe,%s,,%s\n", tag, tag, plain, n.Master)
+		}
 		fmt.Fprintf(&b, "dhcp-option=tag:%s,option:root-path,\"%s:%s\"\n", tag, n.Master, inv.RootPath(nd))
 	}
 	return b.String()
