@@ -67,7 +67,7 @@ type Machine struct {
 }
 
 // DefaultFail are console lines that end a boot as failed at once.
-var DefaultFail = []string{"Kernel panic", "VFS: Unable to mount root", "No bootable device", "Could not open", "PXE-E", "No such file or directory (http://ipxe.org"}
+var DefaultFail = []string{"Kernel panic", "VFS: Unable to mount root", "No bootable device", "Could not open", "PXE-E", "No such file or directory (http://ipxe.org", "UEFI Interactive Shell"}
 
 // Args returns QEMU's command line (without the binary).
 func (m *Machine) Args() []string {
