@@ -511,10 +511,12 @@ func (Lab) Boot(ctx context.Context, nodeArg string) error {
 
 // Down stops every daemon and node of the lab and removes its namespace.
 func (Lab) Down() error {
-	o, err := labOptions()
+	// no inventory needed: a lab outlives a deleted or broken nodes.toml
+	s, err := load()
 	if err != nil {
 		return err
 	}
+	o := lab.Options{Dir: filepath.Join(s.Artifacts, "lab"), Root: s.Root, Log: log}
 	l, err := lab.Attach(o)
 	if err != nil {
 		if !lab.Running() {

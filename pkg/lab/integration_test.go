@@ -56,6 +56,27 @@ mac = "00:02:A5:04:3B:68"
 ip = "192.168.1.23"
 arch = "arm64"
 boot = "uefi"
+
+[[node]]
+name = "slave24"
+mac = "00:02:A5:04:3B:69"
+ip = "192.168.1.24"
+arch = "x86_64"
+boot = "uefi"
+
+[[node]]
+name = "slave25"
+mac = "00:02:A5:04:3B:6A"
+ip = "192.168.1.25"
+arch = "x86_64"
+boot = "http"
+
+[[node]]
+name = "slave26"
+mac = "00:02:A5:04:3B:6B"
+ip = "192.168.1.26"
+arch = "x86_64"
+boot = "ipxe"
 `
 
 type labFixture struct {
@@ -66,7 +87,7 @@ type labFixture struct {
 	tmp  string
 }
 
-func newFixture(t *testing.T) *labFixture {
+func newFixture(t testing.TB) *labFixture {
 	t.Helper()
 	testutil.Slow(t)
 	if os.Geteuid() != 0 {
@@ -84,6 +105,8 @@ func newFixture(t *testing.T) *labFixture {
 	a := testkernel.NeedTools(t, "x86_64")
 	arm := testkernel.NeedTools(t, "arm64")
 	testutil.NeedFile(t, AAVMF, "qemu-efi-aarch64")
+	testutil.NeedFile(t, qemu.OVMFCode, "ovmf")
+	testutil.NeedFile(t, "/usr/lib/ipxe/snponly.efi", "ipxe")
 	f := &labFixture{tmp: t.TempDir()}
 	// the daemons that drop root (nginx's workers) must reach the root
 	os.Chmod(f.tmp, 0o755)
@@ -134,45 +157,48 @@ func newFixture(t *testing.T) *labFixture {
 	if _, err := f.inv.Provision(f.root); err != nil {
 		t.Fatal(err)
 	}
-	// the arm64 node runs no image: the HOWTO's skeleton with the boot
-	// tests' static init
-	if err := testroot.Build(ctx, filepath.Join(f.root, "192.168.1.23"), "arm64"); err != nil {
-		t.Fatal(err)
+	// the arm64 node and the x86-64 ones booting by iPXE run no image: the
+	// HOWTO's skeleton with the boot tests' static init
+	for ip, goarch := range map[string]string{"192.168.1.23": "arm64", "192.168.1.24": "amd64", "192.168.1.25": "amd64", "192.168.1.26": "amd64"} {
+		if err := testroot.Build(ctx, filepath.Join(f.root, ip), goarch); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return f
 }
 
-// bootUEFI boots the arm64 node under AAVMF: UEFI PXE gets vmlinuz_arm64
-// by DHCP option 93 and TFTP, and the kernel mounts its NFS root.
-func (f *labFixture) bootUEFI(t *testing.T, l *Lab, logs string) {
-	nd := f.node("slave23")
-	m, remove, err := l.Machine(nd, nd.MAC, filepath.Join(logs, "slave23.log"))
+// bootToRoot boots a node without an image until its static init runs
+// from its NFS root, and returns the console.
+func (f *labFixture) bootToRoot(t *testing.T, l *Lab, name, logs string) (string, bool) {
+	nd := f.node(name)
+	m, remove, err := l.Machine(nd, nd.MAC, filepath.Join(logs, name+".log"))
 	if err != nil {
 		t.Error(err)
-		return
+		return "", false
 	}
 	defer remove()
 	m.Accel = f.s.QEMUAccel
 	sess, err := qemu.Start(context.Background(), m)
 	if err != nil {
 		t.Error(err)
-		return
+		return "", false
 	}
 	defer sess.Stop()
 	if _, err := sess.Expect([]string{testroot.Marker}, nil, 5*time.Minute); err != nil {
-		t.Errorf("slave23 (arm64, UEFI): %v", err)
-		return
+		t.Errorf("%s (%s, boot = %s): %v", name, nd.Arch, nd.Boot, err)
+		return sess.Console(), false
 	}
-	want := "diskless-testinit: root=192.168.1.1:" + filepath.Join(f.root, "192.168.1.23") + " / nfs"
+	want := "diskless-testinit: root=192.168.1.1:" + filepath.Join(f.root, nd.IP) + " / nfs"
 	if !strings.Contains(sess.Console(), want) {
-		t.Errorf("slave23: no %q on the console", want)
+		t.Errorf("%s: no %q on the console", name, want)
 	}
 	for _, st := range Stages(sess.Timeline()) {
-		t.Logf("  slave23: %-40s %6.1f s", st.Name, st.At)
+		t.Logf("  %s: %-40s %6.1f s", name, st.Name, st.At)
 	}
+	return sess.Console(), true
 }
 
-func (f *labFixture) up(t *testing.T, dhcp string) *Lab {
+func (f *labFixture) up(t testing.TB, dhcp string) *Lab {
 	t.Helper()
 	if Running() {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", NetNS)
@@ -269,7 +295,8 @@ func TestIntegrationLab(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				f.bootUEFI(t, l, logs)
+				// UEFI PXE gets vmlinuz_arm64 by option 93 and TFTP
+				f.bootToRoot(t, l, "slave23", logs)
 			}()
 			booted := make([]*nodeos.Node, len(names))
 			for i, name := range names {
@@ -294,8 +321,126 @@ func TestIntegrationLab(t *testing.T) {
 				}
 			}
 			strangerGetsNothing(t, f, l, dhcp, logs)
+			dhcpTable(t, f, l)
+			bootByHTTP(t, f, l, dhcp, logs)
 		})
 	}
+}
+
+// dhcpTable asks the running DHCP server, as each kind of firmware would,
+// which file comes first: every client architecture gets its own, iPXE
+// gets boot.ipxe over HTTP, and a node's boot method pins its file.
+func dhcpTable(t *testing.T, f *labFixture, l *Lab) {
+	const url = "http://192.168.1.1/"
+	uefi, pxelinux, etherboot, ipxe := f.node("slave24"), f.node("slave21"), f.node("slave22"), f.node("slave26")
+	for _, c := range []struct {
+		nd   nodes.Node
+		ask  Ask
+		file string
+	}{
+		{uefi, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "pxelinux.0"},
+		{uefi, Ask{ClientArch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003000"}, "snponly.efi"},
+		{uefi, Ask{ClientArch: 9, VendorClass: "PXEClient:Arch:00009:UNDI:003000"}, "snponly.efi"},
+		{uefi, Ask{ClientArch: 16, VendorClass: "HTTPClient:Arch:00016:UNDI:003000"}, url + "snponly.efi"},
+		{uefi, Ask{ClientArch: 11, VendorClass: "PXEClient:Arch:00011:UNDI:003000"}, "vmlinuz_arm64"},
+		{uefi, Ask{ClientArch: 19, VendorClass: "HTTPClient:Arch:00019:UNDI:003000"}, url + "vmlinuz_arm64"},
+		{uefi, Ask{ClientArch: 27, VendorClass: "PXEClient:Arch:00027:UNDI:003000"}, "vmlinuz_riscv64"},
+		{uefi, Ask{ClientArch: 28, VendorClass: "HTTPClient:Arch:00028:UNDI:003000"}, url + "vmlinuz_riscv64"},
+		{uefi, Ask{ClientArch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003010", IPXE: true}, url + "boot.ipxe"},
+		{pxelinux, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "pxelinux.0"},
+		{pxelinux, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, "pxelinux.0"},
+		{etherboot, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, "vmlinuz_x86_64"},
+		{ipxe, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "undionly.kpxe"},
+		{ipxe, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, url + "boot.ipxe"},
+	} {
+		c.ask.MAC = c.nd.MAC
+		what := fmt.Sprintf("%s (boot = %s) asking as client arch %d, iPXE %v", c.nd.Name, c.nd.Boot, c.ask.ClientArch, c.ask.IPXE)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		o, err := l.Probe(ctx, c.ask)
+		cancel()
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+			continue
+		}
+		if o.File != c.file || o.IP != c.nd.IP {
+			t.Errorf("%s: offered %s with %q, want %s with %q", what, o.IP, o.File, c.nd.IP, c.file)
+		}
+		// UEFI HTTP boot takes only offers that say HTTPClient; UEFI PXE
+		// takes one that says PXEClient for a PXE server's, which it checks
+		// on port 4011 (nobody answers there)
+		want := ""
+		if strings.HasPrefix(c.ask.VendorClass, "HTTPClient") {
+			want = "HTTPClient"
+		}
+		if o.VendorClass != want {
+			t.Errorf("%s: vendor class %q in the offer, want %q", what, o.VendorClass, want)
+		}
+		if want := "192.168.1.1:" + filepath.Join(f.root, c.nd.IP); o.RootPath != want {
+			t.Errorf("%s: root-path %q, want %q", what, o.RootPath, want)
+		}
+	}
+}
+
+// bootByHTTP boots the x86-64 nodes that take everything after their
+// first file over HTTP: OVMF's PXE loads snponly.efi by TFTP (slave24),
+// OVMF's HTTP boot loads it from nginx (slave25), a BIOS node's iPXE ROM
+// asks for boot.ipxe (slave26); iPXE then fetches boot.ipxe, the node's
+// script, the EFI-stub kernel and the initramfs from nginx, and the kernel
+// mounts the node's NFS root. The daemons' logs say who served what.
+func bootByHTTP(t *testing.T, f *labFixture, l *Lab, dhcp, logs string) {
+	names := []string{"slave24", "slave25", "slave26"}
+	consoles := make([]string, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			consoles[i], _ = f.bootToRoot(t, l, name, logs)
+		}()
+	}
+	wg.Wait()
+	for i, want := range [][]string{
+		{"Start PXE over IPv4", "http://192.168.1.1/boot.ipxe", "bzImage_x86_64", "EFI stub"},
+		{"Start HTTP Boot over IPv4", "http://192.168.1.1/boot.ipxe", "bzImage_x86_64", "EFI stub"},
+		{"http://192.168.1.1/boot.ipxe", "bzImage_x86_64"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(consoles[i], w) {
+				t.Errorf("%s: no %q on the console", names[i], w)
+			}
+		}
+	}
+	// tftpd-hpa logs to syslog only, which the lab does not run: what came
+	// over TFTP is told by what did not come over HTTP
+	access := l.LogOf("nginx-access")
+	for _, c := range []struct {
+		ip, firstFile string
+		firstByHTTP   bool
+	}{
+		{"192.168.1.24", "/snponly.efi", false},
+		{"192.168.1.25", "/snponly.efi", true},
+		{"192.168.1.26", "/undionly.kpxe", false},
+	} {
+		if got := logHas(access, c.ip, "GET "+c.firstFile); got != c.firstByHTTP {
+			t.Errorf("%s: GET %s in nginx's access log: %v, want %v", c.ip, c.firstFile, got, c.firstByHTTP)
+		}
+		mac := map[string]string{"192.168.1.24": "69", "192.168.1.25": "6a", "192.168.1.26": "6b"}[c.ip]
+		for _, p := range []string{"/boot.ipxe", "/ipxe/00-02-a5-04-3b-" + mac + ".ipxe", "/bzImage_x86_64", "/initramfs_x86_64"} {
+			if !logHas(access, c.ip, "GET "+p) {
+				t.Errorf("%s: nginx's access log has no GET %s from it", c.ip, p)
+			}
+		}
+	}
+}
+
+// logHas says whether a line of log names ip and has s.
+func logHas(log, ip, s string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, ip) && strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // strangerGetsNothing boots a MAC the inventory does not know: the DHCP

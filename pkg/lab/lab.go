@@ -414,7 +414,9 @@ func (l *Lab) Down() error {
 		for _, f := range strings.Fields(string(out)) {
 			var pid int
 			fmt.Sscan(f, &pid)
-			if pid > 1 {
+			// never the caller: a process that entered the namespace
+			// (a thread left there) is listed too
+			if pid > 1 && pid != os.Getpid() {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,13 +26,42 @@ func TestStages(t *testing.T) {
 		lines = append(lines, qemu.Timed{Line: l, At: time.Duration(i) * time.Second})
 	}
 	got := Stages(lines)
-	want := []string{"DHCP lease (firmware)@1", "boot file loaded@3", "kernel started@5", "IP-Config (kernel DHCP)@6", "root mounted (NFS)@7", "multi-user@8"}
+	want := []string{"DHCP lease (firmware)@1", "first file loaded@3", "kernel started@5", "IP-Config (kernel DHCP)@6", "root mounted (NFS)@7", "multi-user@8"}
 	var have []string
 	for _, s := range got {
 		have = append(have, s.Name+"@"+strings.TrimSuffix(strings.TrimSuffix(time.Duration(s.At*float64(time.Second)).String(), "s"), ".0"))
 	}
 	if strings.Join(have, ",") != strings.Join(want, ",") {
 		t.Errorf("stages %v, want %v", have, want)
+	}
+}
+
+// OVMF's PXE loads snponly.efi, iPXE takes boot.ipxe and the rest over
+// HTTP: each stage at its own line.
+func TestStagesUEFI(t *testing.T) {
+	var lines []qemu.Timed
+	for i, l := range []string{
+		">>Start PXE over IPv4.",
+		"  Station IP address is 192.168.1.24",
+		"  NBP filename is snponly.efi",
+		"  NBP file downloaded successfully.",
+		"iPXE initialising devices...ok",
+		"Configuring (net0 00:02:a5:04:3b:69)... ok",
+		"http://192.168.1.1/boot.ipxe... ok",
+		"/ipxe/00-02-a5-04-3b-69.ipxe... ok",
+		"/bzImage_x86_64... ok",
+		"/initramfs_x86_64.cpio.zst... ok",
+		"Linux version 6.1.172 (diskless@diskless)",
+	} {
+		lines = append(lines, qemu.Timed{Line: l, At: time.Duration(i) * time.Second})
+	}
+	var have []string
+	for _, s := range Stages(lines) {
+		have = append(have, fmt.Sprintf("%s@%.0f", s.Name, s.At))
+	}
+	want := "DHCP lease (firmware)@1,first file loaded@3,iPXE script loaded@6,kernel and initramfs fetched@9,kernel started@10"
+	if strings.Join(have, ",") != want {
+		t.Errorf("stages %v, want %s", have, want)
 	}
 }
 

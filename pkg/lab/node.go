@@ -40,8 +40,11 @@ func (l *Lab) Tap(mac string) (string, func(), error) {
 
 // Machine is a node on the lab's bridge, booting from the network as its
 // inventory entry says: BIOS with QEMU's iPXE NIC ROM (which takes
-// pxelinux.0 or vmlinuz_<arch> from DHCP, as a PXE ROM would), or UEFI
-// (AAVMF) on arm64. mac may differ from the node's (a stranger).
+// pxelinux.0, vmlinuz_<arch> or boot.ipxe from DHCP, as a PXE ROM would);
+// UEFI on x86-64 with OVMF on q35, its own virtio-net driver and its own
+// PXE (uefi) or HTTP boot (http), no iPXE ROM, as a server's firmware; UEFI
+// (AAVMF) on arm64. mac may differ from the node's (a stranger). The
+// returned function removes the tap and the machine's files.
 func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine, func(), error) {
 	a, err := arch.Lookup(nd.Arch)
 	if err != nil {
@@ -52,12 +55,32 @@ func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine,
 		return nil, nil, err
 	}
 	m := &qemu.Machine{Arch: a, Tap: tap, NetNS: NetNSPath(), MAC: mac, MemoryMB: 512, NetBoot: true, LogPath: logPath}
-	if a.SrcArch == "x86" && nd.Boot != nodes.BootUEFI {
+	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP
+	if a.SrcArch == "x86" && !efi {
 		// graphics=off: SeaBIOS puts its, iPXE's and PXELINUX's text on
 		// the serial console (DHCP, file names, errors)
 		m.Machine = "pc,graphics=off"
 	}
-	if nd.Boot == nodes.BootUEFI {
+	if a.SrcArch == "x86" && efi {
+		dir, err := os.MkdirTemp("", "diskless-ovmf-")
+		if err != nil {
+			remove()
+			return nil, nil, err
+		}
+		fw, err := qemu.OVMF(dir, qemu.OVMFOptions{PXE: nd.Boot == nodes.BootUEFI})
+		if err != nil {
+			os.RemoveAll(dir)
+			remove()
+			return nil, nil, err
+		}
+		m.Extra = fw
+		m.Machine = "q35"
+		m.NIC, m.NICOptions = "virtio-net-pci", "romfile="
+		untap := remove
+		remove = func() { untap(); os.RemoveAll(dir) }
+		return m, remove, nil
+	}
+	if efi {
 		if _, err := os.Stat(AAVMF); err != nil {
 			remove()
 			return nil, nil, fmt.Errorf("%s not found: apt-get install qemu-efi-aarch64", AAVMF)

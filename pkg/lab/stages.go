@@ -12,16 +12,38 @@ type Stage struct {
 	At   float64 // seconds after QEMU started
 }
 
-// stageMarks are the console lines that mark each stage (iPXE, PXELINUX,
-// the kernel, the fallback initramfs, systemd), first occurrence each.
-var stageMarks = []struct{ name, mark string }{
-	{"DHCP lease (firmware)", "Configuring (net0"},
-	{"boot file loaded", "ok"},
-	{"kernel started", "Linux version"},
-	{"IP-Config (kernel DHCP)", "IP-Config: Complete"},
-	{"root mounted (NFS)", "diskless-fallback: NFS root|VFS: Mounted root (nfs"},
-	{"/usr mounted (image)", "diskless-fallback: /usr:"},
-	{"multi-user", "multi-user.target"},
+// stageMarks are the console lines that mark each stage (SeaBIOS's iPXE
+// ROM, OVMF, PXELINUX, iPXE, the kernel, the fallback initramfs, systemd),
+// first occurrence each, in order.
+var stageMarks = []struct {
+	name string
+	is   func(line string) bool
+}{
+	{"DHCP lease (firmware)", func(l string) bool {
+		// iPXE: "Configuring (net0 ...)...... ok"; OVMF: "Station IP address is"
+		return strings.HasPrefix(l, "Configuring (net0") && strings.HasSuffix(l, "ok") || strings.HasPrefix(l, "Station IP address is")
+	}},
+	{"first file loaded", func(l string) bool {
+		// iPXE: "tftp://.../pxelinux.0... ok", "http://.../boot.ipxe... ok";
+		// OVMF PXE and HTTP boot: their own words
+		return strings.Contains(l, "://") && strings.HasSuffix(l, "... ok") ||
+			strings.Contains(l, "NBP file downloaded successfully") || strings.Contains(l, "Downloading...100%")
+	}},
+	{"iPXE script loaded", func(l string) bool {
+		return strings.Contains(l, "/boot.ipxe") && strings.HasSuffix(l, "... ok")
+	}},
+	{"kernel and initramfs fetched", func(l string) bool {
+		// iPXE: "http://.../initramfs_x86_64.cpio.zst... ok"; PXELINUX:
+		// "Loading initramfs_x86_64.cpio.zst...ok"; vmlinuz_ carries both
+		return (strings.Contains(l, "initramfs_") || strings.Contains(l, "vmlinuz_")) && strings.HasSuffix(l, "ok")
+	}},
+	{"kernel started", func(l string) bool { return strings.Contains(l, "Linux version") }},
+	{"IP-Config (kernel DHCP)", func(l string) bool { return strings.Contains(l, "IP-Config: Complete") }},
+	{"root mounted (NFS)", func(l string) bool {
+		return strings.Contains(l, "diskless-fallback: NFS root") || strings.Contains(l, "VFS: Mounted root (nfs")
+	}},
+	{"/usr mounted (image)", func(l string) bool { return strings.Contains(l, "diskless-fallback: /usr:") }},
+	{"multi-user", func(l string) bool { return strings.Contains(l, "multi-user.target") }},
 }
 
 // Stages reads a boot's stages from its timed console.
@@ -30,19 +52,7 @@ func Stages(lines []qemu.Timed) []Stage {
 	i := 0
 	for _, m := range stageMarks {
 		for j := i; j < len(lines); j++ {
-			l := lines[j].Line
-			ok := false
-			for _, mk := range strings.Split(m.mark, "|") {
-				ok = ok || strings.Contains(l, mk)
-			}
-			if m.name == "DHCP lease (firmware)" {
-				ok = ok && strings.HasSuffix(strings.TrimSpace(l), "ok")
-			}
-			if m.name == "boot file loaded" {
-				// iPXE: "http://... ok" / "tftp://.../pxelinux.0... ok"
-				ok = (strings.Contains(l, "pxelinux.0") || strings.Contains(l, "vmlinuz_")) && strings.HasSuffix(strings.TrimSpace(l), "ok")
-			}
-			if ok {
+			if m.is(strings.TrimSpace(lines[j].Line)) {
 				out = append(out, Stage{m.name, lines[j].At.Seconds()})
 				i = j
 				break

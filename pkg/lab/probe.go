@@ -1,0 +1,139 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/iana"
+	"golang.org/x/sys/unix"
+)
+
+// Ask is what a probe says about itself in its DHCPDISCOVER, as a node's
+// firmware would: its client architecture (option 93), its vendor class
+// (option 60: PXEClient:Arch:..., HTTPClient:Arch:...) and, for iPXE, its
+// user class.
+type Ask struct {
+	MAC         string
+	ClientArch  int
+	VendorClass string
+	IPXE        bool
+}
+
+// Offer is what the lab's DHCP server offered a probe.
+type Offer struct {
+	IP          string
+	File        string
+	VendorClass string
+	RootPath    string
+}
+
+// Probe sends one DHCPDISCOVER into the lab's bridge from a veth of its
+// own (with ask.MAC as its address, so the server's host entries match) and
+// returns the offer. It is how the rendered DHCP configurations are checked
+// against the real daemon for every client architecture without booting
+// a machine for each.
+func (l *Lab) Probe(ctx context.Context, ask Ask) (*Offer, error) {
+	const veth, peer = "dlprobe", "dlprobe-br"
+	ip := func(args ...string) error {
+		if out, err := exec.Command("ip", append([]string{"-n", NetNS}, args...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	ip("link", "del", veth) // a crashed probe's
+	for _, args := range [][]string{
+		{"link", "add", veth, "address", ask.MAC, "type", "veth", "peer", "name", peer},
+		{"link", "set", peer, "master", Bridge},
+		{"link", "set", peer, "up"},
+		{"link", "set", veth, "up"},
+	} {
+		if err := ip(args...); err != nil {
+			ip("link", "del", veth)
+			return nil, err
+		}
+	}
+	defer ip("link", "del", veth)
+	hw, err := net.ParseMAC(ask.MAC)
+	if err != nil {
+		return nil, err
+	}
+	client, err := inNetNS(NetNSPath(), func() (*nclient4.Client, error) {
+		return nclient4.New(veth, nclient4.WithHWAddr(hw), nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(5))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("DHCP probe on %s: %w", veth, err)
+	}
+	defer client.Close()
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.Arch(ask.ClientArch))),
+		// what PXE firmware asks for (dhcpd sends root-path only when asked)
+		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionRootPath, dhcpv4.OptionClassIdentifier, dhcpv4.OptionBootfileName, dhcpv4.OptionTFTPServerName),
+	}
+	if ask.VendorClass != "" {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier(ask.VendorClass)))
+	}
+	if ask.IPXE {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+	}
+	offer, err := client.DiscoverOffer(ctx, mods...)
+	if err != nil {
+		return nil, fmt.Errorf("no offer for %s (client architecture %d): %w", ask.MAC, ask.ClientArch, err)
+	}
+	o := &Offer{IP: offer.YourIPAddr.String(), File: offer.BootFileName, VendorClass: offer.ClassIdentifier(), RootPath: offer.RootPath()}
+	if o.File == "" {
+		// dnsmasq may put a long name in option 67 instead of the field
+		o.File = offer.BootFileNameOption()
+	}
+	return o, nil
+}
+
+// inNetNS runs f on a thread switched into the namespace at path, then
+// switches the thread back; the sockets f opens stay in that namespace.
+// The thread must come back: it may be the process's main thread, which
+// Go never retires, and a process whose main thread is in the lab's
+// namespace is one Down kills.
+func inNetNS[T any](path string, f func() (T, error)) (T, error) {
+	var zero T
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{zero, err}
+			return
+		}
+		defer home.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{zero, err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{zero, fmt.Errorf("setns %s: %w", path, err)}
+			return
+		}
+		v, err := f()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else: stays locked, and Go ends the thread with the goroutine
+		ch <- result{v, err}
+	}()
+	r := <-ch
+	return r.v, r.err
+}
