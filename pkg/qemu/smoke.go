@@ -439,10 +439,12 @@ func (s *smoke) etherboot(log string) error {
 		return err
 	}
 	script := fmt.Sprintf("#!ipxe\nkernel %s %s diskless.smoke=etherboot\nboot\n", filepath.Base(s.vmlinuz), srv.NFSRootArgs())
-	if err := os.WriteFile(filepath.Join(dir, "boot.ipxe"), []byte(script), 0o644); err != nil {
+	// a name of its own: the view's boot.ipxe is a link into the published
+	// tree, and writing through it would change a published file
+	if err := os.WriteFile(filepath.Join(dir, "smoke-etherboot.ipxe"), []byte(script), 0o644); err != nil {
 		return err
 	}
-	sess, err := s.start(&Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "boot.ipxe", LogPath: log})
+	sess, err := s.start(&Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "smoke-etherboot.ipxe", LogPath: log})
 	if err != nil {
 		return err
 	}
