@@ -111,24 +111,22 @@ func (inv *Inventory) URL(name string) string {
 // IPXEScriptURL is what DHCP gives iPXE clients.
 func (inv *Inventory) IPXEScriptURL() string { return inv.URL(pxe.IPXEScriptName) }
 
-// pinned is the first file of a node whose boot method overrides the
-// client-architecture table, for firmware that is not iPXE (ipxe == false)
-// or is (ipxe == true); "" when the table decides. BIOS PXE and a NIC's
-// iPXE ROM both say client architecture 0: pxelinux and etherboot nodes
-// keep their TFTP file whichever asks, ipxe nodes load undionly.kpxe from
-// a plain PXE ROM.
-func pinned(nd Node, ipxe bool) string {
+// pin is the first file of a node whose boot method overrides the
+// client-architecture table ("" when the table decides), and whether it
+// holds for iPXE too. BIOS PXE and a NIC's iPXE ROM both say client
+// architecture 0: pxelinux and etherboot nodes keep their TFTP file
+// whichever asks; ipxe nodes load undionly.kpxe from a plain PXE ROM, and
+// their iPXE then gets boot.ipxe from the table.
+func pin(nd Node) (file string, evenForIPXE bool) {
 	switch nd.Boot {
 	case BootPXELinux:
-		return "pxelinux.0"
+		return "pxelinux.0", true
 	case BootEtherboot:
-		return "vmlinuz_" + nd.Arch
+		return "vmlinuz_" + nd.Arch, true
 	case BootIPXE:
-		if !ipxe {
-			return "undionly.kpxe"
-		}
+		return "undionly.kpxe", false
 	}
-	return ""
+	return "", false
 }
 
 // PXELinux is the node's own pxelinux.cfg file (LABEL form).
@@ -220,13 +218,12 @@ func (inv *Inventory) DHCPD() string {
 		// nodename, which is the node's IP only when DHCP names no host;
 		// the node takes its name from its root (etc/hostname)
 		fmt.Fprintf(&b, "\nhost %s {\n  hardware ethernet %s;\n  fixed-address %s;\n", nd.Name, nd.MAC, nd.IP)
-		plain, ipxe := pinned(nd, false), pinned(nd, true)
-		switch {
-		case plain != "" && plain == ipxe:
-			fmt.Fprintf(&b, "  # boot = %s\n  filename \"%s\";\n", nd.Boot, plain)
-		case plain != "":
+		switch file, always := pin(nd); {
+		case file != "" && always:
+			fmt.Fprintf(&b, "  # boot = %s\n  filename \"%s\";\n", nd.Boot, file)
+		case file != "":
 			fmt.Fprintf(&b, "  # boot = %s: a plain PXE ROM loads iPXE first\n", nd.Boot)
-			fmt.Fprintf(&b, "  if not exists user-class or option user-class != \"iPXE\" {\n    filename \"%s\";\n  }\n", plain)
+			fmt.Fprintf(&b, "  if not exists user-class or option user-class != \"iPXE\" {\n    filename \"%s\";\n  }\n", file)
 		}
 		fmt.Fprintf(&b, "  option root-path \"%s:%s\";\n}\n", n.Master, inv.RootPath(nd))
 	}
@@ -269,12 +266,11 @@ func (inv *Inventory) Dnsmasq() string {
 		tag := "node-" + nd.Name
 		// no name (DHCP option 12): see DHCPD
 		fmt.Fprintf(&b, "\n# %s (boot = %s)\ndhcp-host=%s,set:%s,%s\n", nd.Name, nd.Boot, nd.MAC, tag, nd.IP)
-		plain, ipxe := pinned(nd, false), pinned(nd, true)
-		switch {
-		case plain != "" && plain == ipxe:
-			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s\ndhcp-boot=tag:%s,%s,,%s\n", tag, tag, plain, n.Master)
-		case plain != "":
-			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s,tag:!ipxe\ndhcp-boot=tag:%s,tag:!ipxe,%s,,%s\n", tag, tag, plain, n.Master)
+		switch file, always := pin(nd); {
+		case file != "" && always:
+			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s\ndhcp-boot=tag:%s,%s,,%s\n", tag, tag, file, n.Master)
+		case file != "":
+			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s,tag:!ipxe\ndhcp-boot=tag:%s,tag:!ipxe,%s,,%s\n", tag, tag, file, n.Master)
 		}
 		fmt.Fprintf(&b, "dhcp-option=tag:%s,option:root-path,\"%s:%s\"\n", tag, n.Master, inv.RootPath(nd))
 	}
