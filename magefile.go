@@ -465,7 +465,7 @@ func labOptions() (lab.Options, error) {
 
 // Up starts the lab master: namespace diskless-lab with bridge br0 on the
 // inventory's subnet and master address, and ISC dhcpd (LAB_DHCP=dnsmasq
-// for dnsmasq), tftpd-hpa, NFS-Ganesha with rpcbind and nginx, each with
+// for dnsmasq), tftpd-hpa, NFS-Ganesha with rpcbind, radvd and nginx, each with
 // its rendered configuration and log in artifacts/lab/, serving
 // DISKLESS_ROOT. Returns once each answers; they run until lab:down.
 func (Lab) Up(ctx context.Context) error {
@@ -480,7 +480,7 @@ func (Lab) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("lab up in %.1f s: namespace %s, master %s on %s, %s, tftpd-hpa, NFS-Ganesha, nginx; logs in %s\n", l.State.Ready, lab.NetNS, l.State.Master, lab.Bridge, l.State.DHCP, o.Dir)
+	fmt.Printf("lab up in %.1f s: namespace %s, master %s on %s, %s, tftpd-hpa, NFS-Ganesha, radvd, nginx; logs in %s\n", l.State.Ready, lab.NetNS, l.State.Master, lab.Bridge, l.State.DHCP, o.Dir)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/diskless/diskless/internal/testkernel"
 	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/ganesha"
 	"github.com/diskless/diskless/pkg/nodeos"
@@ -320,10 +322,34 @@ func TestIntegrationLab(t *testing.T) {
 					}
 				}
 			}
+			routerAdvertises(t, l)
 			strangerGetsNothing(t, f, l, dhcp, logs)
 			dhcpTable(t, f, l)
 			bootByHTTP(t, f, l, dhcp, logs)
 		})
+	}
+}
+
+// routerAdvertises listens on the bridge for radvd's router
+// advertisements (ICMPv6 type 134), which end iPXE's IPv6 wait.
+func routerAdvertises(t *testing.T, l *Lab) {
+	conn, err := inNetNS(NetNSPath(), func() (net.PacketConn, error) { return net.ListenPacket("ip6:ipv6-icmp", "::") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			t.Errorf("no router advertisement on %s within 30 s: %v\n%s", Bridge, err, textutil.Tail(l.LogOf("radvd"), 10))
+			return
+		}
+		if n > 0 && buf[0] == 134 {
+			t.Logf("router advertisement from %s", from)
+			return
+		}
 	}
 }
 
@@ -465,10 +491,13 @@ func strangerGetsNothing(t *testing.T, f *labFixture, l *Lab, dhcp, logs string)
 	if !strings.Contains(l.LogOf(dhcp), want) {
 		t.Errorf("%s log has no %q:\n%s", dhcp, want, l.LogOf(dhcp))
 	}
-	if _, err := sess.Expect([]string{"No configuration methods"}, nil, 60*time.Second); err != nil {
-		t.Errorf("iPXE did not give up on DHCP: %v", err)
+	// without an IPv4 lease iPXE ends with "No configuration methods
+	// succeeded", or, when radvd's advertisements configured IPv6 (link-local
+	// only: no prefix), with "Nothing to boot"
+	if _, err := sess.Expect([]string{"No configuration methods", "Nothing to boot"}, []string{"Filename:", "Linux version"}, 60*time.Second); err != nil {
+		t.Errorf("iPXE did not give up: %v", err)
 	}
-	if c := sess.Console(); strings.Contains(c, "Filename:") || strings.Contains(c, "Linux version") {
-		t.Errorf("the stranger loaded a boot file:\n%s", c)
+	if c := sess.Console(); strings.Contains(c, "Filename:") || strings.Contains(c, "Linux version") || strings.Contains(c, "net0: 192.168.") {
+		t.Errorf("the stranger got an address or loaded a boot file:\n%s", c)
 	}
 }

@@ -1,5 +1,5 @@
 // Package lab runs the master's real daemons (ISC dhcpd or dnsmasq,
-// tftpd-hpa, NFS-Ganesha with rpcbind, nginx) in a network namespace the
+// tftpd-hpa, NFS-Ganesha with rpcbind, radvd, nginx) in a network namespace the
 // project creates, on a bridge carrying the inventory's subnet and master
 // address, each with the configuration pkg/nodes renders, so QEMU nodes on
 // tap devices boot exactly as they would from the real master. Nothing
@@ -84,6 +84,7 @@ var Programs = []struct {
 	{"dhcpd", "isc-dhcp-server", "usr/sbin/dhcpd", true},
 	{"in.tftpd", "tftpd-hpa", "usr/sbin/in.tftpd", true},
 	{"nginx", "nginx", "usr/sbin/nginx", true},
+	{"radvd", "radvd", "usr/sbin/radvd", true},
 	{"dnsmasq", "dnsmasq-base", "/usr/sbin/dnsmasq", false},
 	{"ip", "iproute2", "/usr/sbin/ip", false},
 }
@@ -164,7 +165,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err != nil {
 		return l, err
 	}
-	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startDHCP} {
+	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startRA, l.startDHCP} {
 		if err := step(ctx, files); err != nil {
 			return l, err
 		}
@@ -283,8 +284,9 @@ func (l *Lab) startTFTP(ctx context.Context, files nodes.Files) error {
 	if err != nil {
 		return err
 	}
-	// -L foreground, -v log each request to stderr (its log), -s chroot
-	// to the root so PXELINUX's relative names resolve
+	// -L foreground, -v log each request (to syslog: tftpd-hpa has no
+	// other log, and the lab runs no syslog), -s chroot to the root so
+	// PXELINUX's relative names resolve
 	if _, err := l.start("tftpd", tftpd, "-L", "-v", "-v", "-a", l.State.Master+":69", "-s", l.o.Root); err != nil {
 		return err
 	}
@@ -311,6 +313,29 @@ http {
 	include %[2]s;
 }
 `, dir, site)
+}
+
+// startRA runs radvd with the rendered radvd.conf for the bridge: router
+// advertisements without a default route or prefix, which end iPXE's wait
+// for IPv6 autoconfiguration (measured: a BIOS node's lease at 3.3 s
+// instead of 18.5 s).
+func (l *Lab) startRA(ctx context.Context, files nodes.Files) error {
+	radvd, err := l.program("radvd")
+	if err != nil {
+		return err
+	}
+	conf := filepath.Join(l.o.Dir, "radvd.conf")
+	// radvd refuses a configuration others may write
+	if err := os.WriteFile(conf, []byte(l.o.Inventory.Radvd(Bridge)), 0o644); err != nil {
+		return err
+	}
+	if out, err := exec.Command(radvd, "--configtest", "-C", conf).CombinedOutput(); err != nil {
+		return fmt.Errorf("radvd rejects %s: %v: %s", conf, err, strings.TrimSpace(string(out)))
+	}
+	if _, err := l.start("radvd", radvd, "-n", "-C", conf, "-p", filepath.Join(l.o.Dir, "radvd.pid"), "-m", "stderr", "-d", "1"); err != nil {
+		return err
+	}
+	return l.waitFor("radvd", "its advertising loop", 10*time.Second, func() bool { return strings.Contains(l.LogOf("radvd"), "next iface is "+Bridge) })
 }
 
 func (l *Lab) startHTTP(ctx context.Context, files nodes.Files) error {
@@ -404,7 +429,7 @@ func Detached(o Options) *Lab {
 // tap devices with the namespace, and forgets the state. It is safe to run
 // on a half-started or already stopped lab.
 func (l *Lab) Down() error {
-	for _, name := range []string{"dhcpd", "dnsmasq", "nginx", "tftpd", "ganesha", "rpcbind"} {
+	for _, name := range []string{"dhcpd", "dnsmasq", "radvd", "nginx", "tftpd", "ganesha", "rpcbind"} {
 		if pid := l.State.PIDs[name]; pid > 0 {
 			stop(pid)
 		}

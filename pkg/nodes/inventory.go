@@ -55,6 +55,9 @@ type Network struct {
 	// Image is the node image (build:image, image:publish) every node runs
 	// unless it names its own; empty: the HOWTO's bare skeleton.
 	Image string `toml:"image,omitempty"`
+	// Interface is the master's network interface on the nodes' network
+	// (radvd.conf); default eth0.
+	Interface string `toml:"interface,omitempty"`
 	// AuthorizedKeys is a file of SSH public keys (relative to nodes.toml)
 	// provision installs as each image node's /root/.ssh/authorized_keys.
 	AuthorizedKeys string `toml:"authorized_keys,omitempty"`
@@ -172,6 +175,9 @@ func (inv *Inventory) defaults() {
 	}
 	if n.Home == "" {
 		n.Home = "/home"
+	}
+	if n.Interface == "" {
+		n.Interface = "eth0"
 	}
 	if n.NFSOpts == "" {
 		n.NFSOpts = "vers=3,tcp"

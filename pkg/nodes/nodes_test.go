@@ -26,7 +26,7 @@ func TestHOWTOExampleGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "ganesha.conf", "nginx/diskless.conf", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66"}
+	want := []string{"dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "ganesha.conf", "nginx/diskless.conf", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66", "radvd.conf"}
 	if got := strings.Join(files.Names(), " "); got != strings.Join(want, " ") {
 		t.Fatalf("files %s", got)
 	}
@@ -82,6 +82,18 @@ func checkWithDaemons(t *testing.T, files Files) {
 	}
 	if out, err := exec.Command(filepath.Join(root, "usr/sbin/dhcpd"), "-t", "-cf", filepath.Join(dir, "dhcpd.conf"), "-lf", "/dev/null").CombinedOutput(); err != nil {
 		t.Errorf("dhcpd -t: %v\n%s", err, out)
+	}
+	radvd, err := debpkg.Extract("radvd", filepath.Join(os.Getenv("HOME"), ".cache", "diskless"))
+	if err != nil {
+		if testutil.InCI() {
+			t.Fatal(err)
+		}
+		t.Skipf("radvd not available (offline?): %v", err)
+	}
+	// radvd checks that its configuration is root's and not writable by others
+	os.Chmod(filepath.Join(dir, "radvd.conf"), 0o644)
+	if out, err := exec.Command(filepath.Join(radvd, "usr/sbin/radvd"), "--configtest", "-C", filepath.Join(dir, "radvd.conf")).CombinedOutput(); err != nil {
+		t.Errorf("radvd --configtest: %v\n%s", err, out)
 	}
 	dnsmasq := testutil.NeedTool(t, "dnsmasq", "dnsmasq-base")
 	if out, err := exec.Command(dnsmasq, "--test", "--conf-file="+filepath.Join(dir, "dnsmasq.d/diskless.conf")).CombinedOutput(); err != nil || !strings.Contains(string(out), "syntax check OK") {
