@@ -267,6 +267,15 @@ func (l *Lab) write(name, content string) (string, error) {
 	return p, os.WriteFile(p, []byte(content), 0o644)
 }
 
+// checkConfig runs a daemon's own configuration check (dhcpd -t,
+// nginx -t, radvd --configtest) and quotes its last lines when it refuses.
+func checkConfig(daemon, conf string, check *exec.Cmd) error {
+	if out, err := check.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s rejects %s: %v: %s", daemon, conf, err, textutil.Tail(strings.TrimSpace(string(out)), 8))
+	}
+	return nil
+}
+
 func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 	if _, err := l.write("ganesha.conf", files["ganesha.conf"]); err != nil {
 		return err
@@ -324,13 +333,14 @@ func (l *Lab) startRA(ctx context.Context, files nodes.Files) error {
 	if err != nil {
 		return err
 	}
-	conf := filepath.Join(l.o.Dir, "radvd.conf")
-	// radvd refuses a configuration others may write
-	if err := os.WriteFile(conf, []byte(l.o.Inventory.Radvd(Bridge)), 0o644); err != nil {
+	// rendered for the bridge, not the inventory's interface (write's
+	// 0644 matters: radvd refuses a configuration others may write)
+	conf, err := l.write("radvd.conf", l.o.Inventory.Radvd(Bridge))
+	if err != nil {
 		return err
 	}
-	if out, err := exec.Command(radvd, "--configtest", "-C", conf).CombinedOutput(); err != nil {
-		return fmt.Errorf("radvd rejects %s: %v: %s", conf, err, strings.TrimSpace(string(out)))
+	if err := checkConfig("radvd", conf, exec.Command(radvd, "--configtest", "-C", conf)); err != nil {
+		return err
 	}
 	if _, err := l.start("radvd", radvd, "-n", "-C", conf, "-p", filepath.Join(l.o.Dir, "radvd.pid"), "-m", "stderr", "-d", "1"); err != nil {
 		return err
@@ -352,8 +362,8 @@ func (l *Lab) startHTTP(ctx context.Context, files nodes.Files) error {
 	if err != nil {
 		return err
 	}
-	if out, err := exec.Command("ip", "netns", "exec", NetNS, nginx, "-t", "-q", "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log")).CombinedOutput(); err != nil {
-		return fmt.Errorf("nginx rejects %s: %s", conf, strings.TrimSpace(string(out)))
+	if err := checkConfig("nginx", conf, exec.Command("ip", "netns", "exec", NetNS, nginx, "-t", "-q", "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log"))); err != nil {
+		return err
 	}
 	if _, err := l.start("nginx", nginx, "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log")); err != nil {
 		return err
@@ -389,8 +399,8 @@ func (l *Lab) startDHCP(ctx context.Context, files nodes.Files) error {
 	}
 	leases := filepath.Join(l.o.Dir, "dhcpd.leases")
 	os.WriteFile(leases, nil, 0o644)
-	if out, err := exec.Command(dhcpd, "-t", "-4", "-cf", conf).CombinedOutput(); err != nil {
-		return fmt.Errorf("dhcpd rejects %s: %s", conf, textutil.Tail(string(out), 8))
+	if err := checkConfig("dhcpd", conf, exec.Command(dhcpd, "-t", "-4", "-cf", conf)); err != nil {
+		return err
 	}
 	if _, err := l.start("dhcpd", dhcpd, "-f", "-d", "-4", "-cf", conf, "-lf", leases, "-pf", filepath.Join(l.o.Dir, "dhcpd.pid"), Bridge); err != nil {
 		return err
