@@ -451,9 +451,11 @@ func bootByHTTP(t *testing.T, f *labFixture, l *Lab, dhcp, logs string) {
 			t.Errorf("%s: GET %s in nginx's access log: %v, want %v", c.ip, c.firstFile, got, c.firstByHTTP)
 		}
 		mac := map[string]string{"192.168.1.24": "69", "192.168.1.25": "6a", "192.168.1.26": "6b"}[c.ip]
-		for _, p := range []string{"/boot.ipxe", "/ipxe/00-02-a5-04-3b-" + mac + ".ipxe", "/bzImage_x86_64", "/initramfs_x86_64"} {
-			if !logHas(access, c.ip, "GET "+p) {
-				t.Errorf("%s: nginx's access log has no GET %s from it", c.ip, p)
+		// boot.ipxe by its top-level name (DHCP's), the rest inside the
+		// generation boot.ipxe came from
+		for _, p := range []string{"GET /boot.ipxe", "GET /.diskless/generations/000001/ipxe/00-02-a5-04-3b-" + mac + ".ipxe", "GET /.diskless/generations/000001/bzImage_x86_64", "GET /.diskless/generations/000001/initramfs_x86_64"} {
+			if !logHas(access, c.ip, p) {
+				t.Errorf("%s: nginx's access log has no %s from it", c.ip, p)
 			}
 		}
 	}

@@ -114,7 +114,7 @@ func TestFourBundlesOneGeneration(t *testing.T) {
 	}
 	sha256sumC(t, root)
 	def, _ := os.ReadFile(filepath.Join(root, "pxelinux.cfg", "default"))
-	if !strings.Contains(string(def), "DEFAULT slave_x86_64") || !strings.Contains(string(def), "LABEL slave_i386") || !strings.Contains(string(def), "INITRD initramfs_i386.cpio.zst") {
+	if !strings.Contains(string(def), "DEFAULT slave_x86_64") || !strings.Contains(string(def), "LABEL slave_i386") || !strings.Contains(string(def), "INITRD "+GenerationDir(1)+"/initramfs_i386.cpio.zst") {
 		t.Errorf("default config:\n%s", def)
 	}
 	for _, name := range []string{"pxelinux.0", "ldlinux.c32", "Image_arm64", "vmlinuz_riscv64", "bzImage_i386", "boot.ipxe", "boot-x86_64.ipxe", "boot-i386.ipxe"} {
@@ -124,11 +124,12 @@ func TestFourBundlesOneGeneration(t *testing.T) {
 	}
 	// iPXE: both x86 arches' scripts, a 64-bit CPU takes x86_64's
 	disp, _ := os.ReadFile(filepath.Join(root, "boot.ipxe"))
-	if !strings.Contains(string(disp), ":cpu64\nchain --replace --autofree /boot-x86_64.ipxe") || !strings.Contains(string(disp), ":cpu32\nchain --replace --autofree /boot-i386.ipxe") {
+	g := "/" + GenerationDir(1)
+	if !strings.Contains(string(disp), ":cpu64\nchain --replace --autofree "+g+"/boot-x86_64.ipxe") || !strings.Contains(string(disp), ":cpu32\nchain --replace --autofree "+g+"/boot-i386.ipxe") {
 		t.Errorf("boot.ipxe:\n%s", disp)
 	}
 	i386, _ := os.ReadFile(filepath.Join(root, "boot-i386.ipxe"))
-	if !strings.Contains(string(i386), "kernel /bzImage_i386 initrd=initramfs_i386.cpio.zst ip=dhcp root=/dev/nfs") || !strings.Contains(string(i386), "initrd /initramfs_i386.cpio.zst") {
+	if !strings.Contains(string(i386), "kernel "+g+"/bzImage_i386 initrd=initramfs_i386.cpio.zst ip=dhcp root=/dev/nfs") || !strings.Contains(string(i386), "initrd "+g+"/initramfs_i386.cpio.zst") {
 		t.Errorf("boot-i386.ipxe:\n%s", i386)
 	}
 }
@@ -201,5 +202,61 @@ func TestMergeRefusals(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(root, ".diskless", "current")); err == nil {
 		t.Error("a refused publish made a generation")
+	}
+}
+
+// A node that read a configuration of generation 1 and fetches the next
+// file after generation 2 went live still gets generation 1's: every boot
+// configuration names files inside its own generation, a per-node file
+// carried over is pinned to the new one, and one changed since it was
+// recorded is refused.
+func TestConfigurationsStayOnTheirGeneration(t *testing.T) {
+	root := t.TempDir()
+	nodeCfg := "# per node\nDEFAULT n\nLABEL n\n  KERNEL bzImage_x86_64\n  INITRD initramfs_x86_64.cpio.zst\n  APPEND ip=dhcp\n"
+	nodeScript, _ := pxe.IPXEBoot("per node", pxe.Label{Name: "n", Kernel: "bzImage_x86_64", Initrd: "initramfs_x86_64.cpio.zst", Append: "ip=dhcp"})
+	v1 := append(readBundles(t, archBundle(t, "x86_64", "v1")), File{Name: "pxelinux.cfg/01-00-02-a5-04-3b-66", Data: []byte(nodeCfg), Kind: "pxelinux-config"}, File{Name: "ipxe/00-02-a5-04-3b-66.ipxe", Data: []byte(nodeScript), Kind: "ipxe-script"})
+	if _, err := publishMerged(t, root, v1); err != nil {
+		t.Fatal(err)
+	}
+	// what a node is told by generation 1, before the switch
+	told := map[string][]byte{}
+	for _, name := range []string{"pxelinux.cfg/default", "pxelinux.cfg/01-00-02-a5-04-3b-66", "boot-x86_64.ipxe", "ipxe/00-02-a5-04-3b-66.ipxe"} {
+		told[name], _ = os.ReadFile(filepath.Join(root, name))
+	}
+	kernel1, _ := os.ReadFile(filepath.Join(root, "bzImage_x86_64"))
+	if _, err := publishMerged(t, root, readBundles(t, archBundle(t, "x86_64", "v2"))); err != nil {
+		t.Fatal(err)
+	}
+	kernel2, _ := os.ReadFile(filepath.Join(root, "bzImage_x86_64"))
+	if string(kernel1) == string(kernel2) {
+		t.Fatal("generation 2 has generation 1's kernel: the test proves nothing")
+	}
+	kernelNamed := func(cfg []byte) string {
+		for _, f := range strings.Fields(string(cfg)) {
+			if strings.HasSuffix(f, "bzImage_x86_64") {
+				return strings.TrimPrefix(f, "/")
+			}
+		}
+		return ""
+	}
+	for name, cfg := range told {
+		got, err := os.ReadFile(filepath.Join(root, kernelNamed(cfg)))
+		if err != nil || string(got) != string(kernel1) {
+			t.Errorf("%s of generation 1 names %q: after the switch that is not generation 1's kernel (%v)", name, kernelNamed(cfg), err)
+		}
+		now, _ := os.ReadFile(filepath.Join(root, name))
+		if got, _ := os.ReadFile(filepath.Join(root, kernelNamed(now))); string(got) != string(kernel2) {
+			t.Errorf("%s of generation 2 names %q, not generation 2's kernel:\n%s", name, kernelNamed(now), now)
+		}
+	}
+	sha256sumC(t, root)
+	// a carried-over configuration edited in the live tree is refused
+	p := filepath.Join(root, GenerationDir(2), "pxelinux.cfg", "01-00-02-a5-04-3b-66")
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, []byte(nodeCfg+"  APPEND init=/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publishMerged(t, root, readBundles(t, archBundle(t, "x86_64", "v3"))); err == nil || !strings.Contains(err.Error(), "changed since it was recorded") {
+		t.Errorf("a tampered live configuration carried over: %v", err)
 	}
 }

@@ -216,6 +216,9 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 	if cur, err := Current(o.Root); err == nil && cur >= n {
 		n = cur + 1
 	}
+	if files, err = pinConfigs(files, n); err != nil {
+		return nil, err
+	}
 	tmp := filepath.Join(o.Root, genDir, fmt.Sprintf(".tmp-%06d", n))
 	os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
@@ -268,6 +271,50 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 	prune(o.Root, n, o.Keep, log)
 	log.Info("published", "root", o.Root, "generation", n, "files", len(m.Files))
 	return m, nil
+}
+
+// GenerationDir is generation n's directory relative to the root, as TFTP
+// and HTTP clients name it.
+func GenerationDir(n int) string { return fmt.Sprintf("%s/%06d", genDir, n) }
+
+// Pinned says whether a published file is a boot configuration that
+// Publish pins to its generation (pxe.Pin): PXELINUX configurations and
+// iPXE scripts.
+func Pinned(name string) bool {
+	return strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe")
+}
+
+// pinConfigs makes every boot configuration of generation n name the
+// files it loads next inside generation n (pxe.Pin), so that a node never
+// mixes two generations' files when a publish switches during its boot. A
+// file carried over with a known checksum is checked before it is changed.
+func pinConfigs(files []File, n int) ([]File, error) {
+	tops := map[string]bool{}
+	for _, t := range TopLevel(files) {
+		tops[t] = true
+	}
+	out := make([]File, len(files))
+	for i, f := range files {
+		out[i] = f
+		if !Pinned(f.Name) {
+			continue
+		}
+		data := f.Data
+		if data == nil {
+			var err error
+			if data, err = os.ReadFile(f.Source); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+		}
+		if f.SHA256 != "" {
+			if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != f.SHA256 {
+				return nil, fmt.Errorf("%s (%s) changed since it was recorded: sha256 %x, want %s", f.Name, f.Source, sum, f.SHA256)
+			}
+		}
+		out[i].Data = []byte(pxe.Pin(string(data), GenerationDir(n), func(top string) bool { return tops[top] }))
+		out[i].Source, out[i].SHA256 = "", ""
+	}
+	return out, nil
 }
 
 // TopLevel returns the top-level names of a file set: "pxelinux.cfg" for

@@ -304,3 +304,94 @@ func IPXEDispatch(comment string, archs []arch.Arch) string {
 	chainTo("cpu32", "i386")
 	return b.String()
 }
+
+// generationPrefix matches a name already pinned by Pin (a file carried
+// over from an earlier generation is pinned again to the new one).
+var generationPrefix = regexp.MustCompile(`^(/?)\.diskless/generations/[0-9]+/`)
+
+// ipxeFetches are the iPXE commands whose argument is an image to fetch.
+var ipxeFetches = map[string]bool{"kernel": true, "initrd": true, "chain": true, "imgfetch": true}
+
+// Pin makes a boot configuration name, for every published file it loads
+// next, that file inside dir (the generation's directory, relative to the
+// TFTP and HTTP root: ".diskless/generations/000007") instead of the
+// top-level name, which resolves through the live generation when it is
+// fetched: a node that read this generation's configuration then fetches
+// this generation's kernel and initramfs even when a publish switches in
+// between. PXELINUX configurations (KERNEL, LINUX, INITRD, APPEND's
+// initrd=, all relative to PXELINUX's directory) and iPXE scripts (the
+// absolute paths of kernel, initrd, chain and imgfetch) are rewritten;
+// published says whether a top-level name is in the generation; anything
+// else is left as it is.
+func Pin(text, dir string, published func(top string) bool) string {
+	pin := func(tok string) string {
+		slash := ""
+		if m := generationPrefix.FindStringSubmatch(tok); m != nil {
+			slash, tok = m[1], tok[len(m[0]):]
+		} else if strings.HasPrefix(tok, "/") {
+			slash, tok = "/", tok[1:]
+		}
+		top, _, _ := strings.Cut(tok, "/")
+		if tok == "" || !published(top) {
+			return slash + tok
+		}
+		return slash + dir + "/" + tok
+	}
+	ipxe := strings.HasPrefix(text, "#!ipxe")
+	lines := strings.SplitAfter(text, "\n")
+	for i, line := range lines {
+		body := strings.TrimLeft(line, " \t")
+		indent := line[:len(line)-len(body)]
+		end := ""
+		if strings.HasSuffix(body, "\n") {
+			body, end = body[:len(body)-1], "\n"
+		}
+		f := strings.Split(body, " ")
+		if len(f) < 2 || strings.HasPrefix(body, "#") {
+			continue
+		}
+		cmd := strings.ToUpper(f[0])
+		switch {
+		case ipxe && ipxeFetches[f[0]]:
+			// the image of each command of the line (after && too): the
+			// first word after it that is not an option or an option's value
+			for j := 1; j < len(f); j++ {
+				if !ipxeFetches[f[j-1]] {
+					continue
+				}
+				k := j
+				for k < len(f) && strings.HasPrefix(f[k], "-") {
+					if f[k] == "--name" || f[k] == "-n" || f[k] == "--timeout" || f[k] == "-t" {
+						k++
+					}
+					k++
+				}
+				if k < len(f) && strings.HasPrefix(f[k], "/") {
+					f[k] = pin(f[k])
+				}
+			}
+		case !ipxe && (cmd == "KERNEL" || cmd == "LINUX"):
+			f[1] = pin(f[1])
+		case !ipxe && cmd == "INITRD":
+			parts := strings.Split(f[1], ",")
+			for j := range parts {
+				parts[j] = pin(parts[j])
+			}
+			f[1] = strings.Join(parts, ",")
+		case !ipxe && cmd == "APPEND":
+			for j := 1; j < len(f); j++ {
+				if v, ok := strings.CutPrefix(f[j], "initrd="); ok {
+					parts := strings.Split(v, ",")
+					for k := range parts {
+						parts[k] = pin(parts[k])
+					}
+					f[j] = "initrd=" + strings.Join(parts, ",")
+				}
+			}
+		default:
+			continue
+		}
+		lines[i] = indent + strings.Join(f, " ") + end
+	}
+	return strings.Join(lines, "")
+}

@@ -165,3 +165,48 @@ func TestIPXEDispatch(t *testing.T) {
 		}
 	}
 }
+
+// Pin points every file a configuration loads next into one generation's
+// directory, re-pins a configuration carried over from an earlier one, and
+// leaves names the generation does not have, options and the kernel's
+// arguments alone.
+func TestPin(t *testing.T) {
+	x86, _ := arch.Lookup("x86_64")
+	published := func(top string) bool {
+		return map[string]bool{"bzImage_x86_64": true, "initramfs_x86_64.cpio.zst": true, "boot-x86_64.ipxe": true, "ipxe": true}[top]
+	}
+	const dir = ".diskless/generations/000007"
+	cfg, err := Config("c", []Label{{Name: "a", Kernel: "bzImage_x86_64", Initrd: "initramfs_x86_64.cpio.zst", Append: "ip=dhcp root=/dev/nfs"}, {Name: "b", Kernel: "bzImage_i386", Append: "initrd=initramfs_x86_64.cpio.zst,extra.img quiet"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Pin(cfg, dir, published)
+	for _, want := range []string{
+		"  KERNEL " + dir + "/bzImage_x86_64\n",
+		"  INITRD " + dir + "/initramfs_x86_64.cpio.zst\n",
+		"  APPEND ip=dhcp root=/dev/nfs\n",
+		"  KERNEL bzImage_i386\n", // not in the generation
+		"  APPEND initrd=" + dir + "/initramfs_x86_64.cpio.zst,extra.img quiet\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
+	}
+	if again := Pin(got, ".diskless/generations/000008", published); again != strings.ReplaceAll(got, "000007", "000008") {
+		t.Errorf("re-pinned:\n%s", again)
+	}
+	script, _ := IPXEBoot("s", Label{Name: "n", Kernel: "bzImage_x86_64", Initrd: "initramfs_x86_64.cpio.zst", Append: "ip=dhcp root=/dev/nfs"})
+	got = Pin(script, dir, published)
+	if want := "kernel /" + dir + "/bzImage_x86_64 initrd=initramfs_x86_64.cpio.zst ip=dhcp root=/dev/nfs && initrd /" + dir + "/initramfs_x86_64.cpio.zst && boot"; strings.Count(got, want) != len(IPXERetryWaits)+1 {
+		t.Errorf("iPXE script pinned:\n%s", got)
+	}
+	disp := Pin(IPXEDispatch("d", []arch.Arch{x86}), dir, published)
+	for _, want := range []string{"imgfetch --name node /" + dir + "/ipxe/${mac:hexhyp}.ipxe || goto by_arch\n", "chain --replace --autofree /" + dir + "/boot-x86_64.ipxe\n"} {
+		if !strings.Contains(disp, want) {
+			t.Errorf("no %q in\n%s", want, disp)
+		}
+	}
+	if s := "#!ipxe\n# kernel /bzImage_x86_64\necho kernel /bzImage_x86_64\n"; Pin(s, dir, published) != s {
+		t.Errorf("comments or echo rewritten: %s", Pin(s, dir, published))
+	}
+}
