@@ -81,6 +81,9 @@ type Server struct {
 	logPath string
 	// nfsdExited is closed when ganesha.nfsd has exited
 	nfsdExited chan struct{}
+	conf, dir  string
+	detach     bool
+	timeout    time.Duration
 }
 
 // Config is ganesha.conf: both protocols, no NLM (nodes mount with nolock
@@ -156,25 +159,56 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		out, _ := os.ReadFile(filepath.Join(o.Dir, "rpcbind.log"))
 		return nil, fmt.Errorf("rpcbind did not start: %w\n%s", err, out)
 	}
-	s.nfsd = s.Command("ganesha.nfsd", "-F", "-f", conf, "-L", s.logPath, "-p", filepath.Join(o.Dir, "ganesha.pid"), "-N", "NIV_EVENT")
-	s.nfsd.SysProcAttr = procAttr(o.Detach)
-	nfsdOut, _ := os.Create(filepath.Join(o.Dir, "ganesha.out"))
-	s.nfsd.Stdout, s.nfsd.Stderr = nfsdOut, nfsdOut
+	s.conf, s.dir, s.detach, s.timeout = conf, o.Dir, o.Detach, timeout
 	start := time.Now()
-	if err := s.nfsd.Start(); err != nil {
+	if err := s.startNFSD(); err != nil {
 		s.Stop()
-		return nil, fmt.Errorf("starting ganesha.nfsd: %w", err)
-	}
-	exited := make(chan struct{})
-	s.nfsdExited = exited
-	go func() { s.nfsd.Wait(); close(exited) }()
-	if err := s.waitListen(2049, timeout, exited); err != nil {
-		logText, _ := os.ReadFile(s.logPath)
-		s.Stop()
-		return nil, fmt.Errorf("NFS-Ganesha did not start: %w\n%s", err, textutil.Tail(string(logText), 15))
+		return nil, err
 	}
 	log.Info("NFS-Ganesha up", "seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()), "dir", o.Dir)
 	return s, nil
+}
+
+// startNFSD starts ganesha.nfsd with the server's configuration and waits
+// until it listens on port 2049.
+func (s *Server) startNFSD() error {
+	s.nfsd = s.Command("ganesha.nfsd", "-F", "-f", s.conf, "-L", s.logPath, "-p", filepath.Join(s.dir, "ganesha.pid"), "-N", "NIV_EVENT")
+	s.nfsd.SysProcAttr = procAttr(s.detach)
+	nfsdOut, _ := os.OpenFile(filepath.Join(s.dir, "ganesha.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	s.nfsd.Stdout, s.nfsd.Stderr = nfsdOut, nfsdOut
+	if err := s.nfsd.Start(); err != nil {
+		nfsdOut.Close()
+		return fmt.Errorf("starting ganesha.nfsd: %w", err)
+	}
+	nfsdOut.Close()
+	exited := make(chan struct{})
+	s.nfsdExited = exited
+	go func() { s.nfsd.Wait(); close(exited) }()
+	if err := s.waitListen(2049, s.timeout, exited); err != nil {
+		logText, _ := os.ReadFile(s.logPath)
+		return fmt.Errorf("NFS-Ganesha did not start: %w\n%s", err, textutil.Tail(string(logText), 15))
+	}
+	return nil
+}
+
+// Kill ends ganesha.nfsd at once (SIGKILL: a crash, not a shutdown), and
+// leaves rpcbind running, as a crashed NFS server leaves the portmapper.
+func (s *Server) Kill() {
+	if s.nfsd != nil && s.nfsd.Process != nil {
+		syscall.Kill(-s.nfsd.Process.Pid, syscall.SIGKILL)
+		<-s.nfsdExited
+	}
+}
+
+// Restart starts ganesha.nfsd again after Kill, with the same
+// configuration and state; it returns once it listens.
+func (s *Server) Restart() error {
+	select {
+	case <-s.nfsdExited:
+	default:
+		return errors.New("ganesha.nfsd is still running")
+	}
+	return s.startNFSD()
 }
 
 // procAttr: a process group of its own, killed with this process unless
