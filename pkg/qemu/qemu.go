@@ -61,6 +61,14 @@ type Machine struct {
 	// the user-mode network: the guest is then on a real (namespaced)
 	// Ethernet segment, with whatever DHCP and TFTP serve it there.
 	Tap string
+	// RebootTimeout, for a network boot, makes the BIOS try the boot again
+	// this long after it failed, as a server's firmware retries PXE; the
+	// guest then reboots instead of ending QEMU (no -no-reboot).
+	RebootTimeout time.Duration
+	// Socket, when set, puts the NIC on a datagram socket instead (QEMU's
+	// -netdev dgram): Ethernet frames are sent to the Unix socket
+	// SocketPeer and received on Socket, which QEMU binds.
+	Socket, SocketPeer string
 	// NetNS, when set, is a network namespace (/proc/<pid>/ns/net) QEMU
 	// runs in: its user network then reaches that namespace's loopback.
 	NetNS string
@@ -79,7 +87,11 @@ func (m *Machine) Args() []string {
 	if accel == "" {
 		accel = "tcg"
 	}
-	a := []string{"-accel", accel, "-m", fmt.Sprint(mem), "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"}
+	a := []string{"-accel", accel, "-m", fmt.Sprint(mem), "-display", "none", "-monitor", "none", "-serial", "stdio"}
+	if m.RebootTimeout == 0 {
+		// a guest that reboots ends the session (a panic, a failed boot)
+		a = append(a, "-no-reboot")
+	}
 	if m.Machine != "" {
 		a = append(a, "-M", m.Machine)
 	} else if m.Arch.Machine != "" {
@@ -92,19 +104,26 @@ func (m *Machine) Args() []string {
 		a = append(a, "-bios", "default")
 	}
 	netdev := "user,id=n0"
-	if m.Tap != "" {
+	if m.Socket != "" {
+		netdev = "dgram,id=n0,local.type=unix,local.path=" + m.Socket + ",remote.type=unix,remote.path=" + m.SocketPeer
+	} else if m.Tap != "" {
 		netdev = "tap,id=n0,ifname=" + m.Tap + ",script=no,downscript=no"
 	} else if m.TFTPRoot != "" {
 		netdev += ",tftp=" + m.TFTPRoot
 	}
-	if m.UserNet != "" && m.Tap == "" {
+	if m.UserNet != "" && m.Tap == "" && m.Socket == "" {
 		netdev += "," + m.UserNet
 	}
 	if m.NetBoot {
-		if m.Tap == "" {
+		if m.Tap == "" && m.Socket == "" {
 			netdev += ",bootfile=" + m.BootFile
 		}
-		a = append(a, "-boot", "n")
+		boot := "n"
+		if m.RebootTimeout > 0 {
+			// SeaBIOS: after "No bootable device", try again this much later
+			boot += fmt.Sprintf(",reboot-timeout=%d", m.RebootTimeout.Milliseconds())
+		}
+		a = append(a, "-boot", boot)
 	}
 	nic := m.NIC
 	if nic == "" {
