@@ -26,7 +26,7 @@ func TestHOWTOExampleGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "ganesha.conf", "nginx/diskless.conf", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66", "radvd.conf"}
+	want := []string{"default/tftpd-hpa", "dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "ganesha.conf", "nginx/diskless.conf", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66", "radvd.conf"}
 	if got := strings.Join(files.Names(), " "); got != strings.Join(want, " ") {
 		t.Fatalf("files %s", got)
 	}
