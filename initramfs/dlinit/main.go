@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -331,7 +332,7 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 	mounted := make(chan fallback.Target, 1)
 	go func() {
 		for n := 1; ; n++ {
-			time.Sleep(fallback.Backoff(n, time.Duration(st.RetryMax)))
+			time.Sleep(fallback.Jitter(fallback.Backoff(n, time.Duration(st.RetryMax)), rand.Float64()))
 			if relay.Typed() {
 				say("\r\n%s the admin is at the shell: background retries stopped", fallback.Prefix)
 				return

@@ -233,6 +233,13 @@ func hint(f *Failure) string {
 	return ""
 }
 
+// Jitter spreads a wait over [3/4, 5/4) of d by u (uniform in [0, 1)), so
+// that nodes that failed together (a rack rebooting into a server that is
+// down) do not retry together.
+func Jitter(d time.Duration, u float64) time.Duration {
+	return time.Duration(float64(d) * (0.75 + u/2))
+}
+
 // Backoff is the wait before retry n (1, 2, ...): 2 s doubling, at most max.
 func Backoff(n int, max time.Duration) time.Duration {
 	d := 2 * time.Second

@@ -118,3 +118,14 @@ func TestNodeConf(t *testing.T) {
 		t.Errorf("image mount %s %s", it.Source(), it.MountData())
 	}
 }
+
+func TestJitter(t *testing.T) {
+	for _, c := range []struct {
+		u    float64
+		want time.Duration
+	}{{0, 1500 * time.Millisecond}, {0.5, 2 * time.Second}, {0.999, 2499 * time.Millisecond}} {
+		if got := Jitter(2*time.Second, c.u).Truncate(time.Millisecond); got != c.want {
+			t.Errorf("Jitter(2 s, %v) = %s, want %s", c.u, got, c.want)
+		}
+	}
+}
