@@ -233,8 +233,9 @@ func IPXENodeScriptName(mac string) (string, error) {
 }
 
 // IPXERetryWaits are the pauses (seconds) between an iPXE script's fetch
-// attempts.
-var IPXERetryWaits = []int{1, 2, 4, 8}
+// attempts: 31 s in all, longer than a web server's restart (the storm
+// test takes nginx down for 20 s; 1+2+4+8 = 15 s was not enough).
+var IPXERetryWaits = []int{1, 2, 4, 8, 16}
 
 // IPXEBoot renders an iPXE script that loads l's kernel and initramfs over
 // HTTP from the server the script came from (absolute paths: iPXE resolves
