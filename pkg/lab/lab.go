@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,6 +74,13 @@ type Lab struct {
 	o     Options
 	State State
 	log   *slog.Logger
+	// set by Up in this process (not by Attach): what Restart needs
+	files nodes.Files
+	nfs   *ganesha.Server
+	// links: nodes started while an impairment is set (UseLinks)
+	mu     sync.Mutex
+	impair *Impairment
+	links  map[string]*link
 }
 
 // Programs are the daemons with their Debian packages; the ones marked
@@ -158,6 +166,9 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			l = nil
 		}
 	}()
+	for _, name := range []string{"dhcpd", "dnsmasq", "radvd", "nginx", "tftpd", "nginx-access", "nginx-error"} {
+		os.Remove(filepath.Join(o.Dir, name+".log"))
+	}
 	if err := l.network(); err != nil {
 		return l, err
 	}
@@ -165,6 +176,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err != nil {
 		return l, err
 	}
+	l.files = files
 	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startRA, l.startDHCP} {
 		if err := step(ctx, files); err != nil {
 			return l, err
@@ -204,7 +216,9 @@ func (l *Lab) network() error {
 // start runs a daemon in the namespace with its log file; it is recorded
 // in the state under name.
 func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
-	logf, err := os.Create(filepath.Join(l.o.Dir, name+".log"))
+	// appended to: a restarted daemon (Restart) keeps what it said before;
+	// Up removes the logs of an earlier lab
+	logf, err := os.OpenFile(filepath.Join(l.o.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +236,9 @@ func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
 	logf.Close()
 	l.State.PIDs[name] = cmd.Process.Pid
 	go cmd.Wait()
+	if err := l.account(name, cmd.Process.Pid); err != nil {
+		return cmd, err
+	}
 	return cmd, nil
 }
 
@@ -284,7 +301,13 @@ func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 	if err != nil {
 		return fmt.Errorf("NFS server (%s): %w", filepath.Join(l.o.Dir, "ganesha.conf"), err)
 	}
+	l.nfs = srv
 	l.State.PIDs["rpcbind"], l.State.PIDs["ganesha"] = srv.PIDs()
+	for _, name := range []string{"rpcbind", "ganesha"} {
+		if err := l.account(name, l.State.PIDs[name]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -296,7 +319,9 @@ func (l *Lab) startTFTP(ctx context.Context, files nodes.Files) error {
 	// -L foreground, -v log each request (to syslog: tftpd-hpa has no
 	// other log, and the lab runs no syslog), -s chroot to the root so
 	// PXELINUX's relative names resolve
-	if _, err := l.start("tftpd", tftpd, "-L", "-v", "-v", "-a", l.State.Master+":69", "-s", l.o.Root); err != nil {
+	// the rendered default/tftpd-hpa's options (retransmit, blocksize)
+	args := append([]string{tftpd, "-L", "-v", "-v", "-a", l.State.Master + ":69", "-s"}, nodes.TFTPOptions...)
+	if _, err := l.start("tftpd", append(args, l.o.Root)...); err != nil {
 		return err
 	}
 	return l.waitFor("tftpd", "socket on port 69", 10*time.Second, func() bool { return l.listening("udp", 69) })
@@ -456,6 +481,7 @@ func (l *Lab) Down() error {
 			}
 		}
 	}
+	removeCgroups()
 	var err error
 	if Running() {
 		if out, e := exec.Command("ip", "netns", "delete", NetNS).CombinedOutput(); e != nil {

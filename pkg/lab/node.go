@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/nodes"
@@ -38,6 +40,50 @@ func (l *Lab) Tap(mac string) (string, func(), error) {
 	return name, func() { exec.Command("ip", "-n", NetNS, "link", "del", name).Run() }, nil
 }
 
+// UseLinks puts the nodes Machine starts from now on behind a relay with
+// this impairment (Impairment{} for none: still counted), nil for their
+// taps directly. Each node's counters stay in LinkStats.
+func (l *Lab) UseLinks(imp *Impairment) error {
+	if imp != nil {
+		if err := imp.Validate(); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.impair = imp
+	if l.links == nil {
+		l.links = map[string]*link{}
+	}
+	return nil
+}
+
+// LinkStats are the counters of every node's link since UseLinks, by tap
+// device (tapName of the node's MAC); ResetLinks forgets them.
+func (l *Lab) LinkStats() map[string]LinkStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]LinkStats{}
+	for tap, lk := range l.links {
+		out[tap] = lk.Stats()
+	}
+	return out
+}
+
+// ResetLinks forgets the counters of links already closed.
+func (l *Lab) ResetLinks() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for tap, lk := range l.links {
+		if lk.closed.Load() {
+			delete(l.links, tap)
+		}
+	}
+}
+
+// TapName is the tap device of a node's MAC.
+func TapName(mac string) string { return tapName(mac) }
+
 // Machine is a node on the lab's bridge, booting from the network as its
 // inventory entry says: BIOS with QEMU's iPXE NIC ROM (which takes
 // pxelinux.0, vmlinuz_<arch> or boot.ipxe from DHCP, as a PXE ROM would);
@@ -55,11 +101,32 @@ func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine,
 		return nil, nil, err
 	}
 	m := &qemu.Machine{Arch: a, Tap: tap, NetNS: NetNSPath(), MAC: mac, MemoryMB: 512, NetBoot: true, LogPath: logPath}
+	l.mu.Lock()
+	imp := l.impair
+	l.mu.Unlock()
+	if imp != nil {
+		dir := filepath.Join(l.o.Dir, "links")
+		os.MkdirAll(dir, 0o755)
+		lk, sock, peer, err := newLink(tap, dir, *imp)
+		if err != nil {
+			remove()
+			return nil, nil, err
+		}
+		l.mu.Lock()
+		l.links[tap] = lk
+		l.mu.Unlock()
+		m.Tap, m.Socket, m.SocketPeer = "", sock, peer
+		untap := remove
+		remove = func() { lk.Close(); untap() }
+	}
 	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP
 	if a.SrcArch == "x86" && !efi {
 		// graphics=off: SeaBIOS puts its, iPXE's and PXELINUX's text on
 		// the serial console (DHCP, file names, errors)
 		m.Machine = "pc,graphics=off"
+		// a failed network boot (no lease, a server down) is tried again
+		// after 5 s, as servers' firmware retries PXE
+		m.RebootTimeout = 5 * time.Second
 	}
 	if a.SrcArch == "x86" && efi {
 		dir, err := os.MkdirTemp("", "diskless-ovmf-")

@@ -61,3 +61,28 @@ func Stages(lines []qemu.Timed) []Stage {
 	}
 	return out
 }
+
+// StageIndex is a stage's place in a boot (-1 for an unknown name).
+func StageIndex(name string) int {
+	for i, m := range stageMarks {
+		if m.name == name {
+			return i
+		}
+	}
+	return len(stageMarks)
+}
+
+// NextStage names the first stage a boot did not reach after the last one
+// it did ("DHCP lease (firmware)" when it reached none): where a failed
+// node stopped. Stages a boot method skips (an iPXE script for PXELINUX)
+// are passed over.
+func NextStage(reached []Stage) string {
+	if len(reached) == 0 {
+		return stageMarks[0].name
+	}
+	i := StageIndex(reached[len(reached)-1].Name) + 1
+	if i >= len(stageMarks) {
+		return "up"
+	}
+	return stageMarks[i].name
+}

@@ -1,0 +1,277 @@
+package lab
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Impairment is what a node's link does to its frames, in each direction
+// independently: drop a fraction (Loss, 0.05 for 5 %) and hold every frame
+// Delay longer. It stands where tc-netem would (this machine's kernel, and
+// the CI machine's, has no sch_netem): between the node's NIC and its tap
+// on the bridge, so DHCP, TFTP, HTTP and NFS all cross it.
+type Impairment struct {
+	Loss  float64       `json:"loss"`
+	Delay time.Duration `json:"delay_ns"`
+	// Seed makes the drops of a run repeatable (each node's link draws
+	// from Seed and its tap's name).
+	Seed uint64 `json:"seed"`
+}
+
+func (i Impairment) String() string {
+	return fmt.Sprintf("loss %.1f %%, delay %s", i.Loss*100, i.Delay)
+}
+
+// Validate refuses impossible values.
+func (i Impairment) Validate() error {
+	if i.Loss < 0 || i.Loss >= 1 {
+		return fmt.Errorf("loss %.3f: want a fraction from 0 to below 1 (0.05 is 5 %%)", i.Loss)
+	}
+	if i.Delay < 0 || i.Delay > 10*time.Second {
+		return fmt.Errorf("delay %s: want 0 to 10 s", i.Delay)
+	}
+	return nil
+}
+
+// Protocols a link counts bytes for (the master's side of each: DHCP
+// from port 67, TFTP from tftpd's ports, HTTP from 80, NFS from 2049, RPC
+// for rpcbind and mountd, the rest as other).
+const (
+	ProtoDHCP  = "dhcp"
+	ProtoTFTP  = "tftp"
+	ProtoHTTP  = "http"
+	ProtoNFS   = "nfs"
+	ProtoRPC   = "rpc"
+	ProtoOther = "other"
+)
+
+// LinkStats is what crossed a node's link.
+type LinkStats struct {
+	// ToNode and FromNode are Ethernet bytes by protocol.
+	ToNode   map[string]int64 `json:"to_node_bytes"`
+	FromNode map[string]int64 `json:"from_node_bytes"`
+	// Dropped frames, to the node and from it.
+	DroppedToNode   int64 `json:"dropped_to_node"`
+	DroppedFromNode int64 `json:"dropped_from_node"`
+	Frames          int64 `json:"frames"`
+}
+
+// link relays one node's frames between its tap and QEMU's datagram
+// socket.
+type link struct {
+	tap      *os.File
+	sock     *net.UnixConn
+	qemuAddr *net.UnixAddr
+	imp      Impairment
+	mu       sync.Mutex
+	rnd      *rand.Rand
+	stats    LinkStats
+	frames   atomic.Int64
+	done     chan struct{}
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+}
+
+// openTap attaches to an existing tap device of the lab's namespace.
+func openTap(name string) (*os.File, error) {
+	return inNetNS(NetNSPath(), func() (*os.File, error) {
+		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return nil, fmt.Errorf("/dev/net/tun: %w", err)
+		}
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("attaching to tap %s: %w", name, err)
+		}
+		return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+	})
+}
+
+// newLink relays between tap and a pair of Unix datagram sockets in dir:
+// QEMU binds <tap>.qemu and sends to <tap>.link, which the link binds.
+func newLink(tap, dir string, imp Impairment) (*link, string, string, error) {
+	if err := imp.Validate(); err != nil {
+		return nil, "", "", err
+	}
+	mine, theirs := filepath.Join(dir, tap+".link"), filepath.Join(dir, tap+".qemu")
+	os.Remove(mine)
+	os.Remove(theirs)
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: mine, Net: "unixgram"})
+	if err != nil {
+		return nil, "", "", err
+	}
+	f, err := openTap(tap)
+	if err != nil {
+		sock.Close()
+		return nil, "", "", err
+	}
+	var seed [8]byte
+	copy(seed[:], tap)
+	l := &link{tap: f, sock: sock, qemuAddr: &net.UnixAddr{Name: theirs, Net: "unixgram"}, imp: imp,
+		rnd:  rand.New(rand.NewPCG(imp.Seed, binary.LittleEndian.Uint64(seed[:]))),
+		done: make(chan struct{}), stats: LinkStats{ToNode: map[string]int64{}, FromNode: map[string]int64{}}}
+	toNode := l.pipe(func(b []byte) error { _, err := l.sock.WriteToUnix(b, l.qemuAddr); return err })
+	fromNode := l.pipe(func(b []byte) error { _, err := l.tap.Write(b); return err })
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, err := l.tap.Read(buf)
+			if err != nil {
+				return
+			}
+			l.pass(buf[:n], true, toNode)
+		}
+	}()
+	go func() {
+		defer l.wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := l.sock.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			l.pass(buf[:n], false, fromNode)
+		}
+	}()
+	return l, theirs, mine, nil
+}
+
+type frame struct {
+	data []byte
+	due  time.Time
+}
+
+// pipe returns where frames of one direction go: straight to send, or
+// through a queue that holds each one until it is due (a constant delay
+// keeps their order).
+func (l *link) pipe(send func([]byte) error) chan<- frame {
+	ch := make(chan frame, 8192)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			select {
+			case <-l.done:
+				return
+			case f := <-ch:
+				if d := time.Until(f.due); d > 0 {
+					select {
+					case <-time.After(d):
+					case <-l.done:
+						return
+					}
+				}
+				send(f.data) // QEMU not started yet, or gone: the frame is lost
+			}
+		}
+	}()
+	return ch
+}
+
+// pass counts a frame, drops it with the link's loss, and queues it.
+func (l *link) pass(b []byte, toNode bool, out chan<- frame) {
+	l.frames.Add(1)
+	proto := classify(b, toNode)
+	l.mu.Lock()
+	drop := l.imp.Loss > 0 && l.rnd.Float64() < l.imp.Loss
+	switch {
+	case drop && toNode:
+		l.stats.DroppedToNode++
+	case drop:
+		l.stats.DroppedFromNode++
+	case toNode:
+		l.stats.ToNode[proto] += int64(len(b))
+	default:
+		l.stats.FromNode[proto] += int64(len(b))
+	}
+	l.mu.Unlock()
+	if drop {
+		return
+	}
+	f := frame{data: append([]byte(nil), b...), due: time.Now().Add(l.imp.Delay)}
+	select {
+	case out <- f:
+	default: // queue full: lost, as a full device queue loses it
+	}
+}
+
+// classify names a frame's protocol by the master's port: the source port
+// of frames to the node, the destination port of frames from it.
+func classify(b []byte, toNode bool) string {
+	if len(b) < 14+20 || binary.BigEndian.Uint16(b[12:14]) != 0x0800 {
+		return ProtoOther
+	}
+	ip := b[14:]
+	ihl := int(ip[0]&0x0f) * 4
+	if len(ip) < ihl+4 {
+		return ProtoOther
+	}
+	proto := ip[9]
+	if proto != unix.IPPROTO_UDP && proto != unix.IPPROTO_TCP {
+		return ProtoOther
+	}
+	port := binary.BigEndian.Uint16(ip[ihl : ihl+2])
+	if !toNode {
+		port = binary.BigEndian.Uint16(ip[ihl+2 : ihl+4])
+	}
+	switch {
+	case proto == unix.IPPROTO_UDP && (port == 67 || port == 68):
+		return ProtoDHCP
+	case port == 2049:
+		return ProtoNFS
+	case port == 80 && proto == unix.IPPROTO_TCP:
+		return ProtoHTTP
+	case port == 111 || port == 20048 || port == 875 || proto == unix.IPPROTO_TCP:
+		// rpcbind, Ganesha's mountd and rquotad
+		return ProtoRPC
+	}
+	// tftpd-hpa: port 69 and the ports of its transfers
+	return ProtoTFTP
+}
+
+// Stats copies the link's counters.
+func (l *link) Stats() LinkStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	s.ToNode, s.FromNode = map[string]int64{}, map[string]int64{}
+	for k, v := range l.stats.ToNode {
+		s.ToNode[k] = v
+	}
+	for k, v := range l.stats.FromNode {
+		s.FromNode[k] = v
+	}
+	s.Frames = l.frames.Load()
+	return s
+}
+
+// Close stops relaying and removes the sockets.
+func (l *link) Close() error {
+	if !l.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(l.done)
+	errs := []error{l.tap.Close(), l.sock.Close()}
+	l.wg.Wait()
+	os.Remove(l.qemuAddr.Name)
+	os.Remove(l.sock.LocalAddr().String())
+	return errors.Join(errs...)
+}
