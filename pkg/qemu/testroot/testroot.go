@@ -19,6 +19,16 @@ import (
 // Marker is what testinit prints once it runs from the root.
 const Marker = "diskless-testinit: DISKLESS-ROOT-OK"
 
+// WriteConf and WritePath: a root with WriteConf (a number of MiB) makes
+// testinit write that much to WritePath, fsyncing each MiB and saying so
+// ("diskless-testinit: wrote N MB"), then print the SHA-256 of what it
+// meant to write (WriteSumPrefix<hex> bytes=<n>).
+const (
+	WriteConf      = "/etc/diskless-testinit.write"
+	WritePath      = "/var/tmp/diskless-write"
+	WriteSumPrefix = "diskless-testinit: write sha256="
+)
+
 // RootLine prefixes testinit's copy of the root's /proc/mounts line.
 const RootLine = "diskless-testinit: root="
 
@@ -27,7 +37,7 @@ var initSource []byte
 
 // Build writes a root for goarch into dir (created if missing).
 func Build(ctx context.Context, dir, goarch string) error {
-	for _, d := range []string{"sbin", "proc", "sys", "dev", "tmp", "etc", "root", "var"} {
+	for _, d := range []string{"sbin", "proc", "sys", "dev", "tmp", "etc", "root", "var/tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}

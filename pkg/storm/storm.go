@@ -1,0 +1,547 @@
+// Package storm boots many nodes at once in the lab (pkg/lab) and times
+// every stage of every node: the scenario behind lab:storm and the storm
+// tests. Faults (a lossy, slow link; the NFS server killed and restarted;
+// TFTP or HTTP down for a while; a publish) are applied while the nodes
+// boot, and the run fails, naming the node and the stage it stopped at,
+// when any node does not come up.
+package storm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/diskless/diskless/pkg/lab"
+	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/qemu"
+)
+
+// Options for Run.
+type Options struct {
+	Lab   *lab.Lab
+	Nodes []nodes.Node
+	// Link is the impairment of every node's link (zero: none, still
+	// counted).
+	Link lab.Impairment
+	// Up lists the console lines that mean a node is up; a node's own
+	// (UpFor) wins when it returns any.
+	Up    []string
+	UpFor func(nodes.Node) []string
+	// Timeout for each node (default 10 min).
+	Timeout time.Duration
+	// Events happen while the nodes boot.
+	Events   []Event
+	LogDir   string
+	Accel    string
+	MemoryMB int
+	Log      *slog.Logger
+	// Progress, when set, is called each time a node reaches a stage.
+	Progress func(node string, stage lab.Stage)
+}
+
+// Event is a fault or an action during the storm: it runs once, when the
+// first node reaches the stage After (a stage of lab.Stages), or when a
+// console line of any node contains Line, or At after the start.
+type Event struct {
+	Name  string
+	After string
+	Line  string
+	At    time.Duration
+	Do    func(ctx context.Context) error
+}
+
+// EventResult is when an event ran and how it ended.
+type EventResult struct {
+	Name    string  `json:"name"`
+	Started float64 `json:"started_seconds"`
+	Ended   float64 `json:"ended_seconds"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// NodeResult is one node's boot.
+type NodeResult struct {
+	Name   string      `json:"name"`
+	IP     string      `json:"ip"`
+	Boot   string      `json:"boot"`
+	Up     bool        `json:"up"`
+	UpAt   float64     `json:"up_seconds,omitempty"`
+	Stages []lab.Stage `json:"stages"`
+	// StoppedAt is the first stage it did not reach (a failed node).
+	StoppedAt string `json:"stopped_at,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Generations are the published generations whose files it fetched
+	// (from the paths on its console): one, or none for a single-file boot.
+	Generations []string      `json:"generations,omitempty"`
+	Link        lab.LinkStats `json:"link"`
+	Console     string        `json:"console_log"`
+}
+
+// Percentiles of one stage over the nodes that reached it.
+type Percentiles struct {
+	Stage string  `json:"stage"`
+	Nodes int     `json:"nodes"`
+	P50   float64 `json:"p50_seconds"`
+	P95   float64 `json:"p95_seconds"`
+	Max   float64 `json:"max_seconds"`
+}
+
+// Report is a storm's result (written as JSON by Write).
+type Report struct {
+	Started  time.Time      `json:"started"`
+	N        int            `json:"nodes"`
+	UpCount  int            `json:"up"`
+	Failed   []string       `json:"failed"`
+	Link     lab.Impairment `json:"link"`
+	AllUp    float64        `json:"all_up_seconds"`
+	Duration float64        `json:"duration_seconds"`
+	Stages   []Percentiles  `json:"stages"`
+	// MasterCPU is the daemons' processor time during the storm, by
+	// daemon, and MasterCPUPercent its share of one CPU over the run.
+	MasterCPU        map[string]float64 `json:"master_cpu_seconds"`
+	MasterCPUPercent float64            `json:"master_cpu_percent_of_one_cpu"`
+	// Served is what the master sent to the nodes, by protocol, in bytes
+	// of Ethernet frames; Dropped counts the frames the links lost.
+	Served  map[string]int64 `json:"served_bytes"`
+	Dropped int64            `json:"dropped_frames"`
+	Events  []EventResult    `json:"events"`
+	Nodes   []NodeResult     `json:"node_results"`
+}
+
+// Err names every node that did not come up and the stage it stopped at.
+func (r *Report) Err() error {
+	if len(r.Failed) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d nodes did not come up:", len(r.Failed), r.N)
+	for _, n := range r.Nodes {
+		if !n.Up {
+			fmt.Fprintf(&b, "\n  %s (%s, boot = %s): stopped before %q: %s (console: %s)", n.Name, n.IP, n.Boot, n.StoppedAt, n.Error, n.Console)
+		}
+	}
+	for _, e := range r.Events {
+		if e.Error != "" {
+			fmt.Fprintf(&b, "\n  event %s: %s", e.Name, e.Error)
+		}
+	}
+	return errors.New(b.String())
+}
+
+// failMarks end a node's boot at once: what nothing retries. A firmware
+// that found nothing to boot tries again (the lab's BIOS nodes after 5 s),
+// so its messages are not among them; such a node fails by the timeout.
+var failMarks = []string{"Kernel panic", "diskless: gave up after", "Could not find kernel image"}
+
+// generationRe finds the published generation in a fetched path.
+var generationRe = regexp.MustCompile(`\.diskless/generations/([0-9]+)/`)
+
+// Run boots opts.Nodes at once and returns the report; the error is about
+// the run itself (a node failing is in the report: Report.Err).
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Lab == nil || len(o.Nodes) == 0 {
+		return nil, errors.New("a storm needs a lab and nodes")
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 384
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := o.Lab.UseLinks(&o.Link); err != nil {
+		return nil, err
+	}
+	defer o.Lab.UseLinks(nil)
+	r := &Report{Started: time.Now().UTC(), N: len(o.Nodes), Link: o.Link, Failed: []string{}}
+	cpu0 := o.Lab.CPU()
+
+	type running struct {
+		nd     nodes.Node
+		m      *qemu.Machine
+		remove func()
+	}
+	var machines []running
+	cleanup := func() {
+		for _, rn := range machines {
+			rn.remove()
+		}
+	}
+	for _, nd := range o.Nodes {
+		m, remove, err := o.Lab.Machine(nd, nd.MAC, filepath.Join(o.LogDir, nd.Name+".log"))
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("node %s: %w", nd.Name, err)
+		}
+		m.Accel, m.MemoryMB = o.Accel, o.MemoryMB
+		machines = append(machines, running{nd, m, remove})
+	}
+	defer cleanup()
+
+	// the first node to reach a stage fires the events waiting for it
+	var mu sync.Mutex
+	reached := map[string]chan struct{}{}
+	reach := func(stage string) chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		if reached[stage] == nil {
+			reached[stage] = make(chan struct{})
+		}
+		return reached[stage]
+	}
+	var fired sync.Map
+	fire := func(key string) {
+		if _, dup := fired.LoadOrStore(key, true); !dup {
+			close(reach(key))
+		}
+	}
+	start := time.Now()
+	ectx, stopEvents := context.WithCancel(ctx)
+	events := make([]EventResult, len(o.Events))
+	var ewg sync.WaitGroup
+	for i, ev := range o.Events {
+		ewg.Add(1)
+		go func() {
+			defer ewg.Done()
+			events[i].Name = ev.Name
+			if key := ev.After + ev.Line; key != "" {
+				if ev.Line != "" {
+					key = "line:" + ev.Line
+				}
+				select {
+				case <-reach(key):
+				case <-ectx.Done():
+					events[i].Error = "never ran: no node reached " + key
+					return
+				}
+			} else {
+				select {
+				case <-time.After(ev.At):
+				case <-ectx.Done():
+					events[i].Error = "never ran: the storm ended first"
+					return
+				}
+			}
+			events[i].Started = time.Since(start).Seconds()
+			log.Info("storm event", "event", ev.Name, "at", fmt.Sprintf("%.1f s", events[i].Started))
+			if err := ev.Do(context.WithoutCancel(ectx)); err != nil {
+				events[i].Error = err.Error()
+			}
+			events[i].Ended = time.Since(start).Seconds()
+		}()
+	}
+
+	results := make([]NodeResult, len(machines))
+	var wg sync.WaitGroup
+	for i, rn := range machines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = boot(ctx, o, rn.nd, rn.m, func(st lab.Stage) {
+				fire(st.Name)
+				if o.Progress != nil {
+					o.Progress(rn.nd.Name, st)
+				}
+			}, func(line string) {
+				for _, ev := range o.Events {
+					if ev.Line != "" && strings.Contains(line, ev.Line) {
+						fire("line:" + ev.Line)
+					}
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	r.Duration = time.Since(start).Seconds()
+	// events that have started finish (a restart must not be cut short)
+	stopEvents()
+	ewg.Wait()
+	r.Events = events
+	for _, rn := range machines {
+		rn.remove()
+	}
+	machines = nil
+
+	stats := o.Lab.LinkStats()
+	r.Served = map[string]int64{}
+	for i, nd := range o.Nodes {
+		s := stats[lab.TapName(nd.MAC)]
+		results[i].Link = s
+		for p, b := range s.ToNode {
+			r.Served[p] += b
+		}
+		r.Dropped += s.DroppedToNode + s.DroppedFromNode
+	}
+	o.Lab.ResetLinks()
+	cpu1 := o.Lab.CPU()
+	r.MasterCPU = map[string]float64{}
+	var total time.Duration
+	for name, d := range cpu1 {
+		used := d - cpu0[name]
+		r.MasterCPU[name] = used.Seconds()
+		total += used
+	}
+	r.MasterCPUPercent = 100 * total.Seconds() / r.Duration
+	r.Nodes = results
+	for _, n := range results {
+		if n.Up {
+			r.UpCount++
+			r.AllUp = math.Max(r.AllUp, n.UpAt)
+		} else {
+			r.Failed = append(r.Failed, n.Name)
+		}
+	}
+	r.Stages = percentiles(results)
+	for _, e := range r.Events {
+		if e.Error != "" && len(r.Failed) == 0 {
+			// an event that failed is a failed storm even when all came up
+			r.Failed = append(r.Failed, "event:"+e.Name)
+		}
+	}
+	return r, nil
+}
+
+// boot runs one node until it is up, fails or times out.
+func boot(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, progress func(lab.Stage), line func(string)) NodeResult {
+	res := NodeResult{Name: nd.Name, IP: nd.IP, Boot: nd.Boot, Console: m.LogPath}
+	want := o.Up
+	if o.UpFor != nil {
+		if w := o.UpFor(nd); len(w) > 0 {
+			want = w
+		}
+	}
+	sess, err := qemu.Start(ctx, m)
+	if err != nil {
+		res.Error = err.Error()
+		res.StoppedAt = "QEMU started"
+		return res
+	}
+	defer sess.Stop()
+	// stages as they come (for the events and the progress line)
+	done := make(chan struct{})
+	go func() {
+		seen, lines := 0, 0
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			tl := sess.Timeline()
+			for ; lines < len(tl); lines++ {
+				line(tl[lines].Line)
+			}
+			st := lab.Stages(tl)
+			for ; seen < len(st); seen++ {
+				progress(st[seen])
+			}
+		}
+	}()
+	_, err = sess.Expect(want, failMarks, o.Timeout)
+	close(done)
+	timeline := sess.Timeline()
+	res.Stages = lab.Stages(timeline)
+	gens := map[string]bool{}
+	for _, l := range timeline {
+		for _, m := range generationRe.FindAllStringSubmatch(l.Line, -1) {
+			gens[m[1]] = true
+		}
+	}
+	for g := range gens {
+		res.Generations = append(res.Generations, g)
+	}
+	sort.Strings(res.Generations)
+	if err == nil && len(res.Generations) > 1 {
+		err = fmt.Errorf("fetched files of generations %s: a mix", strings.Join(res.Generations, " and "))
+	}
+	if err != nil {
+		res.Error = err.Error()
+		res.StoppedAt = lab.NextStage(res.Stages)
+		return res
+	}
+	res.Up = true
+	if n := len(timeline); n > 0 {
+		res.UpAt = timeline[n-1].At.Seconds()
+	}
+	for _, l := range timeline {
+		if containsAny(l.Line, want) {
+			res.UpAt = l.At.Seconds()
+			break
+		}
+	}
+	return res
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, w := range subs {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// percentiles of each stage over the nodes that reached it, in boot order.
+func percentiles(results []NodeResult) []Percentiles {
+	by := map[string][]float64{}
+	var order []string
+	for _, n := range results {
+		for _, st := range n.Stages {
+			if by[st.Name] == nil {
+				order = append(order, st.Name)
+			}
+			by[st.Name] = append(by[st.Name], st.At)
+		}
+	}
+	up := []float64{}
+	for _, n := range results {
+		if n.Up {
+			up = append(up, n.UpAt)
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool { return lab.StageIndex(order[i]) < lab.StageIndex(order[j]) })
+	var out []Percentiles
+	for _, name := range order {
+		out = append(out, pct(name, by[name]))
+	}
+	if len(up) > 0 {
+		out = append(out, pct("up", up))
+	}
+	return out
+}
+
+// pct: nearest-rank percentiles.
+func pct(name string, v []float64) Percentiles {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	rank := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		if i < 0 {
+			i = 0
+		}
+		return s[i]
+	}
+	return Percentiles{Stage: name, Nodes: len(s), P50: rank(0.50), P95: rank(0.95), Max: s[len(s)-1]}
+}
+
+// Write puts the report into dir as storm-<time>.json and storm.json (the
+// latest) and returns the first's path.
+func (r *Report) Write(dir string) (string, error) {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "storm-"+r.Started.Format("20060102T150405Z")+".json")
+	if err := os.WriteFile(p, append(data, '\n'), 0o644); err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(filepath.Join(dir, "storm.json"), append(data, '\n'), 0o644)
+}
+
+// Summary is the report as a few lines for a terminal or a log.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "storm: %d of %d nodes up (%s), all up after %.1f s, failed: %d\n", r.UpCount, r.N, r.Link, r.AllUp, len(r.Failed))
+	fmt.Fprintf(&b, "  %-32s %5s %8s %8s %8s\n", "stage", "nodes", "p50 s", "p95 s", "max s")
+	for _, p := range r.Stages {
+		fmt.Fprintf(&b, "  %-32s %5d %8.1f %8.1f %8.1f\n", p.Stage, p.Nodes, p.P50, p.P95, p.Max)
+	}
+	var names []string
+	for n := range r.MasterCPU {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(&b, "  master CPU %.1f %% of one CPU:", r.MasterCPUPercent)
+	for _, n := range names {
+		fmt.Fprintf(&b, " %s %.2f s", n, r.MasterCPU[n])
+	}
+	b.WriteString("\n  served:")
+	for _, p := range []string{lab.ProtoDHCP, lab.ProtoTFTP, lab.ProtoHTTP, lab.ProtoNFS, lab.ProtoRPC, lab.ProtoOther} {
+		fmt.Fprintf(&b, " %s %.1f MB", p, float64(r.Served[p])/1e6)
+	}
+	fmt.Fprintf(&b, "; frames dropped by the links: %d\n", r.Dropped)
+	for _, e := range r.Events {
+		fmt.Fprintf(&b, "  event %s: %.1f-%.1f s %s\n", e.Name, e.Started, e.Ended, e.Error)
+	}
+	return b.String()
+}
+
+// Grow returns a copy of inv with at least n nodes that boot by BIOS on
+// x86-64 (the inventory's own first, then new ones, storm01..., with the
+// next free addresses of the subnet and MACs 52:54:00:5d:xx:xx, booting
+// by PXELINUX and iPXE in turn, with the inventory's image), and the n
+// nodes to boot.
+func Grow(inv *nodes.Inventory, n int) (*nodes.Inventory, []nodes.Node, error) {
+	if n < 1 {
+		return nil, nil, fmt.Errorf("n=%d: want at least one node", n)
+	}
+	out := *inv
+	out.Nodes = append([]nodes.Node(nil), inv.Nodes...)
+	var pick []nodes.Node
+	usedIP := map[string]bool{inv.Network.Master: true}
+	usedMAC := map[string]bool{}
+	usedName := map[string]bool{}
+	for _, nd := range inv.Nodes {
+		usedIP[nd.IP], usedMAC[strings.ToLower(nd.MAC)], usedName[nd.Name] = true, true, true
+		bios := nd.Boot == "" || nd.Boot == nodes.BootPXELinux || nd.Boot == nodes.BootEtherboot || nd.Boot == nodes.BootIPXE
+		if nd.Arch == "x86_64" && bios && len(pick) < n {
+			pick = append(pick, nd)
+		}
+	}
+	_, subnet, err := net.ParseCIDR(inv.Network.Subnet)
+	if err != nil {
+		return nil, nil, err
+	}
+	ip := subnet.IP.To4()
+	if ip == nil {
+		return nil, nil, fmt.Errorf("subnet %s: IPv4 only", inv.Network.Subnet)
+	}
+	next := append(net.IP(nil), ip...)
+	next[3] = 100
+	for i := 1; len(pick) < n; i++ {
+		for usedIP[next.String()] {
+			next[3]++
+			if next[3] == 255 || !subnet.Contains(next) {
+				return nil, nil, fmt.Errorf("subnet %s has no room for %d nodes", inv.Network.Subnet, n)
+			}
+		}
+		name := fmt.Sprintf("storm%02d", i)
+		mac := fmt.Sprintf("52:54:00:5d:%02x:%02x", i>>8, i&0xff)
+		if usedName[name] || usedMAC[mac] {
+			continue
+		}
+		boot := nodes.BootPXELinux
+		if i%2 == 0 {
+			boot = nodes.BootIPXE
+		}
+		nd := nodes.Node{Name: name, MAC: mac, IP: next.String(), Arch: "x86_64", Boot: boot}
+		usedIP[nd.IP] = true
+		out.Nodes = append(out.Nodes, nd)
+		pick = append(pick, nd)
+	}
+	if err := out.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return &out, pick, nil
+}

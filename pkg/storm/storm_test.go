@@ -1,0 +1,96 @@
+package storm
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/diskless/diskless/pkg/lab"
+	"github.com/diskless/diskless/pkg/nodes"
+)
+
+const inv = `[network]
+master = "192.168.1.1"
+subnet = "192.168.1.0/24"
+root = "/diskless"
+
+[[node]]
+name = "slave21"
+mac = "00:02:A5:04:3B:66"
+ip = "192.168.1.21"
+arch = "x86_64"
+
+[[node]]
+name = "arm"
+mac = "00:02:A5:04:3B:67"
+ip = "192.168.1.100"
+arch = "arm64"
+boot = "uefi"
+`
+
+// Grow keeps the inventory's BIOS x86-64 nodes, adds valid new ones on
+// free addresses, PXELINUX and iPXE in turn, and refuses what cannot fit.
+func TestGrow(t *testing.T) {
+	base, err := nodes.Parse([]byte(inv), "nodes.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown, picked, err := Grow(base, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(picked) != 4 || picked[0].Name != "slave21" || len(grown.Nodes) != 5 || len(base.Nodes) != 2 {
+		t.Fatalf("picked %v, grown to %d nodes (base %d)", picked, len(grown.Nodes), len(base.Nodes))
+	}
+	for i, want := range []struct{ name, ip, boot string }{{"storm01", "192.168.1.101", nodes.BootPXELinux}, {"storm02", "192.168.1.102", nodes.BootIPXE}, {"storm03", "192.168.1.103", nodes.BootPXELinux}} {
+		nd := picked[i+1]
+		if nd.Name != want.name || nd.IP != want.ip || nd.Boot != want.boot || nd.Arch != "x86_64" {
+			t.Errorf("node %d: %+v, want %+v", i+1, nd, want)
+		}
+	}
+	if err := grown.Validate(); err != nil {
+		t.Error(err)
+	}
+	if _, _, err := Grow(base, 200); err == nil || !strings.Contains(err.Error(), "no room") {
+		t.Errorf("200 nodes in a /24 from .100: %v", err)
+	}
+	if _, _, err := Grow(base, 0); err == nil {
+		t.Error("n=0 accepted")
+	}
+}
+
+// Nearest-rank percentiles; the stages in boot order; a failed node's
+// stop named; Err names it.
+func TestReport(t *testing.T) {
+	var results []NodeResult
+	for i := 1; i <= 20; i++ {
+		results = append(results, NodeResult{Name: "n", Up: true, UpAt: float64(i), Stages: []lab.Stage{{Name: "kernel started", At: float64(i)}, {Name: "DHCP lease (firmware)", At: 1}}})
+	}
+	p := percentiles(results)
+	if len(p) != 3 || p[0].Stage != "DHCP lease (firmware)" || p[1].P50 != 10 || p[1].P95 != 19 || p[1].Max != 20 || p[2].Stage != "up" {
+		t.Errorf("percentiles %+v", p)
+	}
+	stopped := lab.NextStage([]lab.Stage{{Name: "DHCP lease (firmware)"}, {Name: "first file loaded"}})
+	if stopped != "iPXE script loaded" {
+		t.Errorf("next stage %q", stopped)
+	}
+	if lab.NextStage(nil) != "DHCP lease (firmware)" {
+		t.Error("a node with no stage did not stop at DHCP")
+	}
+	r := &Report{N: 2, Failed: []string{"b"}, Nodes: []NodeResult{{Name: "a", Up: true}, {Name: "b", IP: "192.168.1.5", Boot: "ipxe", StoppedAt: stopped, Error: "timed out", Console: "b.log"}}}
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), `b (192.168.1.5, boot = ipxe): stopped before "iPXE script loaded": timed out (console: b.log)`) {
+		t.Errorf("report error: %v", err)
+	}
+}
+
+func TestParseLoss(t *testing.T) {
+	for in, want := range map[string]float64{"5%": 0.05, "0.02": 0.02, "2.5%": 0.025} {
+		if got, err := ParseLoss(in); err != nil || got != want {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"5", "x%", "lots"} {
+		if _, err := ParseLoss(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
