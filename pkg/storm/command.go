@@ -62,11 +62,11 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if err := o.Link.Validate(); err != nil {
 		return nil, "", err
 	}
-	if lab.Running() {
-		return nil, "", fmt.Errorf("the lab is up (namespace %s): lab:down first, a storm brings up its own with the storm's nodes", lab.NetNS)
-	}
 	if _, err := publish.Current(s.Root); err != nil {
 		return nil, "", fmt.Errorf("%w: build:all arch=x86_64 first", err)
+	}
+	if lab.Running() {
+		return nil, "", fmt.Errorf("the lab is up (namespace %s): lab:down first, a storm brings up its own with the storm's nodes", lab.NetNS)
 	}
 	inv, nds, err := Grow(s.Inventory, o.N)
 	if err != nil {

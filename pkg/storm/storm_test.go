@@ -1,11 +1,14 @@
 package storm
 
 import (
+	"context"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/settings"
 )
 
 const inv = `[network]
@@ -92,5 +95,30 @@ func TestParseLoss(t *testing.T) {
 		if _, err := ParseLoss(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
+	}
+}
+
+// lab:storm refuses bad arguments before it provisions or starts anything.
+func TestCommandRefusals(t *testing.T) {
+	base, err := nodes.Parse([]byte(inv), "nodes.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for _, c := range []struct {
+		o    CommandOptions
+		want string
+	}{
+		{CommandOptions{Settings: &settings.Settings{NodesFile: "nodes.toml", Root: root}, N: 2}, "nodes.toml does not exist"},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, N: 2, Faults: []string{"dns"}}, "fault=dns: want one of nfs, tftp, http, publish"},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, N: 2, Link: lab.Impairment{Loss: 2}}, "loss 2.000"},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, N: 2}, "nothing published in " + root},
+	} {
+		if _, _, err := Command(context.Background(), c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
+		}
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("a refused storm wrote into the root: %v", entries)
 	}
 }
