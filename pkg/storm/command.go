@@ -88,17 +88,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	}
 	defer l.Down()
 	var mu sync.Mutex
-	out := func(daemon string, down time.Duration) func(context.Context) error {
-		return func(ctx context.Context) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if err := l.Kill(daemon); err != nil {
-				return err
-			}
-			time.Sleep(down)
-			return l.Restart(ctx, daemon)
-		}
-	}
+	out := func(daemon string, down time.Duration) func(context.Context) error { return Outage(l, daemon, down, &mu) }
 	var events []Event
 	for _, f := range o.Faults {
 		switch f {
@@ -132,6 +122,20 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	}
 	p, werr := r.Write(dir)
 	return r, p, errors.Join(werr, r.Err())
+}
+
+// Outage is an event's action: kill a daemon of the lab, wait down, start
+// it again. mu keeps two outages of one storm from overlapping.
+func Outage(l *lab.Lab, daemon string, down time.Duration, mu *sync.Mutex) func(context.Context) error {
+	return func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := l.Kill(daemon); err != nil {
+			return err
+		}
+		time.Sleep(down)
+		return l.Restart(ctx, daemon)
+	}
 }
 
 // ParseLoss reads loss=5% or loss=0.05.

@@ -200,19 +200,6 @@ func hasStage(n NodeResult, name string) bool {
 	return false
 }
 
-// outage kills a daemon, waits, and starts it again; mu keeps two outages
-// of one run from overlapping.
-func outage(l *lab.Lab, daemon string, down time.Duration, mu *sync.Mutex) func(context.Context) error {
-	return func(ctx context.Context) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if err := l.Kill(daemon); err != nil {
-			return err
-		}
-		time.Sleep(down)
-		return l.Restart(ctx, daemon)
-	}
-}
 
 // TestIntegrationStorm boots 8 nodes at once, half by PXELINUX (all over
 // TFTP), half by iPXE (HTTP after undionly.kpxe), to their NFS roots
@@ -267,8 +254,8 @@ func TestIntegrationStorm(t *testing.T) {
 		}
 		defer os.Remove(conf)
 		r := f.storm(t, nds, lab.Impairment{},
-			Event{Name: "NFS killed while nodes boot, back after 10 s", After: "IP-Config (kernel DHCP)", Do: outage(f.l, lab.NFS, 10*time.Second, &mu)},
-			Event{Name: "NFS killed while " + writer.Name + " writes, back after 10 s", Line: "diskless-testinit: wrote 3 MB", Do: outage(f.l, lab.NFS, 10*time.Second, &mu)})
+			Event{Name: "NFS killed while nodes boot, back after 10 s", After: "IP-Config (kernel DHCP)", Do: Outage(f.l, lab.NFS, 10*time.Second, &mu)},
+			Event{Name: "NFS killed while " + writer.Name + " writes, back after 10 s", Line: "diskless-testinit: wrote 3 MB", Do: Outage(f.l, lab.NFS, 10*time.Second, &mu)})
 		var printed string
 		for _, n := range r.Nodes {
 			if n.Name == writer.Name {
@@ -297,12 +284,12 @@ func TestIntegrationStorm(t *testing.T) {
 
 	t.Run("HTTP down for 20 s", func(t *testing.T) {
 		f.storm(t, f.pick(nodes.BootIPXE, 4), lab.Impairment{},
-			Event{Name: "nginx killed, back after 20 s", After: "first file loaded", Do: outage(f.l, lab.HTTP, 20*time.Second, &mu)})
+			Event{Name: "nginx killed, back after 20 s", After: "first file loaded", Do: Outage(f.l, lab.HTTP, 20*time.Second, &mu)})
 	})
 
 	t.Run("TFTP down for 20 s", func(t *testing.T) {
 		f.storm(t, f.pick(nodes.BootPXELinux, 4), lab.Impairment{},
-			Event{Name: "tftpd killed, back after 20 s", At: 2 * time.Second, Do: outage(f.l, lab.TFTP, 20*time.Second, &mu)})
+			Event{Name: "tftpd killed, back after 20 s", At: 2 * time.Second, Do: Outage(f.l, lab.TFTP, 20*time.Second, &mu)})
 	})
 
 	t.Run("publish during the storm", func(t *testing.T) {
