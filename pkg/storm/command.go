@@ -88,7 +88,9 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	}
 	defer l.Down()
 	var mu sync.Mutex
-	out := func(daemon string, down time.Duration) func(context.Context) error { return Outage(l, daemon, down, &mu) }
+	out := func(daemon string, down time.Duration) func(context.Context) error {
+		return Outage(l, daemon, down, &mu)
+	}
 	var events []Event
 	for _, f := range o.Faults {
 		switch f {

@@ -200,7 +200,6 @@ func hasStage(n NodeResult, name string) bool {
 	return false
 }
 
-
 // TestIntegrationStorm boots 8 nodes at once, half by PXELINUX (all over
 // TFTP), half by iPXE (HTTP after undionly.kpxe), to their NFS roots
 // through the fallback initramfs, while their links drop 5 % of frames
