@@ -580,6 +580,8 @@ func (Lab) Storm(ctx context.Context, args string) error {
 	}
 	if t := terminal(); t != nil {
 		o.Progress = func(line string) { fmt.Fprintln(t, line) }
+	} else {
+		o.Progress = func(line string) { log.Info("storm: " + strings.Join(strings.Fields(line), " ")) }
 	}
 	r, path, err := storm.Command(ctx, o)
 	if r != nil {
