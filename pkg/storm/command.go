@@ -29,7 +29,10 @@ var Faults = map[string]string{
 // HOWTO's skeleton root) when the initramfs mounted its root and hands
 // over to its init.
 var (
-	UpImage    = []string{"Reached target multi-user.target", "Reached target Multi-User System"}
+	// systemd colours the unit's name on the console ("Reached target
+	// \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System"); a getty's
+	// prompt can come first
+	UpImage    = []string{"- Multi-User System", "Reached target Multi-User System", " login: "}
 	UpSkeleton = []string{"mounted: switching to"}
 )
 
