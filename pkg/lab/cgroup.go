@@ -2,7 +2,6 @@ package lab
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,20 +25,24 @@ func cgroupBase() (dir string, v2 bool, err error) {
 }
 
 // account moves a daemon's process (all its threads) into its control
-// group; the processes it starts later are born there.
-func (l *Lab) account(name string, pid int) error {
-	base, _, err := cgroupBase()
+// group; the processes it starts later are born there. Without cgroups
+// (a container that hides them) the lab runs all the same, and CPU says
+// nothing of that daemon: a warning says so.
+func (l *Lab) account(name string, pid int) {
+	err := func() error {
+		base, _, err := cgroupBase()
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(base, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+	}()
 	if err != nil {
-		return err
+		l.log.Warn("the daemon's CPU will not be measured", "daemon", name, "pid", pid, "err", err)
 	}
-	dir := filepath.Join(base, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cgroup for %s: %w", name, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-		return fmt.Errorf("moving %s (pid %d) into %s: %w", name, pid, dir, err)
-	}
-	return nil
 }
 
 // CPU is the processor time (user and system) each daemon's control group
