@@ -393,7 +393,8 @@ func (Nodes) Add(name, mac, ip, archArg string) error {
 
 // Render writes the master's files from the inventory into artifacts/master/:
 // dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf (NFS-Ganesha
-// EXPORT blocks), pxelinux.cfg/01-<mac> (which
+// EXPORT blocks), radvd.conf, nginx/diskless.conf, default/tftpd-hpa,
+// ipxe/<mac>.ipxe, pxelinux.cfg/01-<mac> (which
 // publish then serves) and each node's root files under nodes/<ip>/.
 func (Nodes) Render() error {
 	inv, err := inventory()
@@ -409,7 +410,7 @@ func (Nodes) Render() error {
 	if err := nodes.WriteFiles(out, files); err != nil {
 		return err
 	}
-	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf, pxelinux.cfg/, nodes/)\n", len(inv.Nodes), len(files), out)
+	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf, radvd.conf, nginx/, default/tftpd-hpa, pxelinux.cfg/, ipxe/, nodes/)\n", len(inv.Nodes), len(files), out)
 	return nil
 }
 
