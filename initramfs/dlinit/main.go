@@ -180,9 +180,12 @@ func mountUsr(t fallback.Target) error {
 	}
 	it := t.ImageTarget(conf.Image)
 	os.MkdirAll(imageMount, 0o755)
+	if !mounter.Busy() {
+		unix.Unmount(imageMount, unix.MNT_DETACH) // what a failed attempt left
+	}
 	if err := describeErrno(mounter.Mount(it.Source(), func() error {
 		return unix.Mount(it.Source(), imageMount, "nfs", unix.MS_RDONLY, it.MountData())
-	})); err != nil {
+	}, func() { unix.Unmount(imageMount, unix.MNT_DETACH) })); err != nil {
 		return fail(it.Path, err)
 	}
 	defer unix.Unmount(imageMount, unix.MNT_DETACH)
@@ -211,7 +214,7 @@ var mounter = &fallback.Mounter{Timeout: 20 * time.Second}
 func mountWithDeadline(t fallback.Target, flags uintptr) error {
 	return describeErrno(mounter.Mount(t.Source(), func() error {
 		return unix.Mount(t.Source(), newRoot, "nfs", flags, t.MountData())
-	}))
+	}, func() { unix.Unmount(newRoot, unix.MNT_DETACH) }))
 }
 
 func describeErrno(err error) error {

@@ -25,7 +25,7 @@ func TestMounterSerialisesAndReusesALateMount(t *testing.T) {
 		<-release
 		return nil
 	}
-	if err := m.Mount("srv:/a", slow); err == nil || !strings.Contains(err.Error(), "no answer within") {
+	if err := m.Mount("srv:/a", slow, func() {}); err == nil || !strings.Contains(err.Error(), "no answer within") {
 		t.Fatalf("first mount: %v", err)
 	}
 	if !m.Busy() {
@@ -37,7 +37,7 @@ func TestMounterSerialisesAndReusesALateMount(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			errs[i] = m.Mount("srv:/a", slow)
+			errs[i] = m.Mount("srv:/a", slow, func() {})
 			_ = m.Busy()
 		}(i)
 	}
@@ -64,11 +64,30 @@ func TestMounterSerialisesAndReusesALateMount(t *testing.T) {
 
 func TestMounterReportsAFailedMount(t *testing.T) {
 	m := &Mounter{Timeout: time.Second}
-	if err := m.Mount("srv:/a", func() error { return errors.New("permission denied") }); err == nil || err.Error() != "permission denied" {
+	if err := m.Mount("srv:/a", func() error { return errors.New("permission denied") }, func() {}); err == nil || err.Error() != "permission denied" {
 		t.Errorf("failed mount: %v", err)
 	}
 	if m.Busy() {
 		t.Error("a finished mount is still in flight")
+	}
+}
+
+// A late mount of another source (the image, while the root is wanted) is
+// undone, never taken for the one asked for, which is then mounted.
+func TestMounterUndoesALateMountOfAnotherSource(t *testing.T) {
+	m := &Mounter{Timeout: 50 * time.Millisecond}
+	release := make(chan struct{})
+	undone := false
+	if err := m.Mount("srv:/images/debian", func() error { <-release; return nil }, func() { undone = true }); err == nil {
+		t.Fatal("the hanging mount returned")
+	}
+	close(release)
+	mounted := false
+	if err := m.Mount("srv:/diskless/10.0.0.5", func() error { mounted = true; return nil }, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if !undone || !mounted || m.Busy() {
+		t.Errorf("late image mount undone %v, root mounted %v, busy %v", undone, mounted, m.Busy())
 	}
 }
 
