@@ -8,8 +8,8 @@ import (
 
 // Stage is one step of a network boot, seen on the console.
 type Stage struct {
-	Name string
-	At   float64 // seconds after QEMU started
+	Name string  `json:"stage"`
+	At   float64 `json:"seconds"` // after QEMU started
 }
 
 // stageMarks are the console lines that mark each stage (SeaBIOS's iPXE

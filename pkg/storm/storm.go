@@ -103,6 +103,7 @@ type Report struct {
 	UpCount  int            `json:"up"`
 	Failed   []string       `json:"failed"`
 	Link     lab.Impairment `json:"link"`
+	// AllUp is when the last node came up (0: not all did).
 	AllUp    float64        `json:"all_up_seconds"`
 	Duration float64        `json:"duration_seconds"`
 	Stages   []Percentiles  `json:"stages"`
@@ -307,6 +308,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			r.Failed = append(r.Failed, n.Name)
 		}
 	}
+	if r.UpCount < r.N {
+		r.AllUp = 0 // never all up
+	}
 	r.Stages = percentiles(results)
 	for _, e := range r.Events {
 		if e.Error != "" && len(r.Failed) == 0 {
@@ -462,7 +466,11 @@ func (r *Report) Write(dir string) (string, error) {
 // Summary is the report as a few lines for a terminal or a log.
 func (r *Report) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "storm: %d of %d nodes up (%s), all up after %.1f s, failed: %d\n", r.UpCount, r.N, r.Link, r.AllUp, len(r.Failed))
+	if r.UpCount == r.N {
+		fmt.Fprintf(&b, "storm: %d of %d nodes up (%s), all up after %.1f s, failed: %d\n", r.UpCount, r.N, r.Link, r.AllUp, len(r.Failed))
+	} else {
+		fmt.Fprintf(&b, "storm: %d of %d nodes up (%s), failed: %d (%s)\n", r.UpCount, r.N, r.Link, len(r.Failed), strings.Join(r.Failed, ", "))
+	}
 	fmt.Fprintf(&b, "  %-32s %5s %8s %8s %8s\n", "stage", "nodes", "p50 s", "p95 s", "max s")
 	for _, p := range r.Stages {
 		fmt.Fprintf(&b, "  %-32s %5d %8.1f %8.1f %8.1f\n", p.Stage, p.Nodes, p.P50, p.P95, p.Max)
