@@ -98,15 +98,15 @@ type Percentiles struct {
 
 // Report is a storm's result (written as JSON by Write).
 type Report struct {
-	Started  time.Time      `json:"started"`
-	N        int            `json:"nodes"`
-	UpCount  int            `json:"up"`
-	Failed   []string       `json:"failed"`
-	Link     lab.Impairment `json:"link"`
+	Started time.Time      `json:"started"`
+	N       int            `json:"nodes"`
+	UpCount int            `json:"up"`
+	Failed  []string       `json:"failed"`
+	Link    lab.Impairment `json:"link"`
 	// AllUp is when the last node came up (0: not all did).
-	AllUp    float64        `json:"all_up_seconds"`
-	Duration float64        `json:"duration_seconds"`
-	Stages   []Percentiles  `json:"stages"`
+	AllUp    float64       `json:"all_up_seconds"`
+	Duration float64       `json:"duration_seconds"`
+	Stages   []Percentiles `json:"stages"`
 	// MasterCPU is the daemons' processor time during the storm, by
 	// daemon, and MasterCPUPercent its share of one CPU over the run.
 	MasterCPU        map[string]float64 `json:"master_cpu_seconds"`
