@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,14 +27,16 @@ var Faults = map[string]string{
 }
 
 // UpLines: a node running an image is up at multi-user; one without (the
-// HOWTO's skeleton root) when the initramfs mounted its root and hands
-// over to its init.
+// HOWTO's root, populated by the admin) when the initramfs mounted its root
+// and hands over to its init, or says the root has none (a skeleton that
+// nodes:provision made and nobody filled: the storm then measures the
+// boot up to the root, and says so before it starts).
 var (
 	// systemd colours the unit's name on the console ("Reached target
 	// \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System"); a getty's
 	// prompt can come first
 	UpImage    = []string{"- Multi-User System", "Reached target Multi-User System", " login: "}
-	UpSkeleton = []string{"mounted: switching to"}
+	UpSkeleton = []string{"mounted: switching to", "the root is mounted but has no init"}
 )
 
 // CommandOptions for Command.
@@ -79,11 +82,23 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rep, err := inv.Provision(s.Root)
+	_, err = inv.Provision(s.Root)
 	if err != nil {
 		return nil, "", err
 	}
-	log.Info("storm nodes provisioned", "nodes", len(nds), "root", s.Root, "report", fmt.Sprint(rep))
+	log.Info("storm nodes provisioned", "nodes", len(nds), "root", s.Root)
+	var bare []string
+	for _, nd := range nds {
+		if inv.ImageOf(nd) != "" {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(s.Root, nd.IP, "sbin", "init")); err != nil {
+			bare = append(bare, nd.Name)
+		}
+	}
+	if len(bare) > 0 {
+		log.Warn("these nodes' roots have no /sbin/init (no image in nodes.toml, nothing copied in): the storm times them up to their NFS root", "nodes", strings.Join(bare, " "))
+	}
 	dir := filepath.Join(s.Artifacts, "lab")
 	l, err := lab.Up(ctx, lab.Options{Dir: dir, Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log})
 	if err != nil {
