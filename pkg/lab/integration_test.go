@@ -315,7 +315,7 @@ func TestIntegrationLab(t *testing.T) {
 				}
 				checkNode(t, n, names[i])
 			}
-			for i, want := range [][]string{{"Filename: pxelinux.0", "PXELINUX 6", "BOOT_IMAGE=bzImage_x86_64", "initrd=initramfs_x86_64"}, {"Filename: vmlinuz_x86_64", "vmlinuz_x86_64 : ", "[Multiboot]"}}[:len(booted)] {
+			for i, want := range [][]string{{"Filename: pxelinux.0", "PXELINUX 6", "BOOT_IMAGE=.diskless/generations/000001/bzImage_x86_64", "initrd=.diskless/generations/000001/initramfs_x86_64"}, {"Filename: vmlinuz_x86_64", "vmlinuz_x86_64 : ", "[Multiboot]"}}[:len(booted)] {
 				for _, w := range want {
 					if !strings.Contains(booted[i].Console(), w) {
 						t.Errorf("%s: no %q on the console: not booted the way nodes.toml says", names[i], w)
