@@ -119,13 +119,21 @@ type Report struct {
 	Nodes   []NodeResult     `json:"node_results"`
 }
 
-// Err names every node that did not come up and the stage it stopped at.
+// Err names every node that did not come up and the stage it stopped at,
+// and every event that failed: a storm whose fault could not be applied
+// (or undone) failed even when all nodes came up.
 func (r *Report) Err() error {
-	if len(r.Failed) == 0 {
+	failedEvents := 0
+	for _, e := range r.Events {
+		if e.Error != "" {
+			failedEvents++
+		}
+	}
+	if len(r.Failed) == 0 && failedEvents == 0 {
 		return nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d nodes did not come up:", len(r.Failed), r.N)
+	fmt.Fprintf(&b, "%d of %d nodes did not come up, %d events failed:", len(r.Failed), r.N, failedEvents)
 	for _, n := range r.Nodes {
 		if !n.Up {
 			fmt.Fprintf(&b, "\n  %s (%s, boot = %s): stopped before %q: %s (console: %s)", n.Name, n.IP, n.Boot, n.StoppedAt, n.Error, n.Console)
@@ -195,21 +203,25 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer cleanup()
 
-	// the first node to reach a stage fires the events waiting for it
+	// the first node to reach a stage (or a line) fires the events waiting
+	// for it: each key's channel is closed once
 	var mu sync.Mutex
-	reached := map[string]chan struct{}{}
-	reach := func(stage string) chan struct{} {
+	reached, fired := map[string]chan struct{}{}, map[string]bool{}
+	reach := func(key string) chan struct{} {
 		mu.Lock()
 		defer mu.Unlock()
-		if reached[stage] == nil {
-			reached[stage] = make(chan struct{})
+		if reached[key] == nil {
+			reached[key] = make(chan struct{})
 		}
-		return reached[stage]
+		return reached[key]
 	}
-	var fired sync.Map
 	fire := func(key string) {
-		if _, dup := fired.LoadOrStore(key, true); !dup {
-			close(reach(key))
+		ch := reach(key)
+		mu.Lock()
+		defer mu.Unlock()
+		if !fired[key] {
+			fired[key] = true
+			close(ch)
 		}
 	}
 	start := time.Now()
@@ -312,12 +324,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		r.AllUp = 0 // never all up
 	}
 	r.Stages = percentiles(results)
-	for _, e := range r.Events {
-		if e.Error != "" && len(r.Failed) == 0 {
-			// an event that failed is a failed storm even when all came up
-			r.Failed = append(r.Failed, "event:"+e.Name)
-		}
-	}
 	return r, nil
 }
 

@@ -83,6 +83,11 @@ func TestReport(t *testing.T) {
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), `b (192.168.1.5, boot = ipxe): stopped before "iPXE script loaded": timed out (console: b.log)`) {
 		t.Errorf("report error: %v", err)
 	}
+	// all up, but a fault that could not be applied fails the storm
+	ok := &Report{N: 1, Nodes: []NodeResult{{Name: "a", Up: true}}, Events: []EventResult{{Name: "nginx killed", Error: "nginx is not running"}}}
+	if err := ok.Err(); err == nil || !strings.Contains(err.Error(), "event nginx killed: nginx is not running") {
+		t.Errorf("a failed event: %v", err)
+	}
 }
 
 func TestParseLoss(t *testing.T) {
