@@ -231,9 +231,10 @@ func (Image) Rollback(archArg string) error {
 }
 
 // Publish copies everything built under artifacts/ (kernels, vmlinuz,
-// initramfs, configs, PXELINUX and a generated pxelinux.cfg/default) into
-// DISKLESS_ROOT (default /diskless) as a new generation and switches to it
-// atomically, with SHA256SUMS and manifest.json. PUBLISH_FROM=a.tar.zst,b.tar.zst
+// initramfs, configs, PXELINUX and a generated pxelinux.cfg/default) and
+// the per-node boot files rendered from nodes.toml into DISKLESS_ROOT
+// (default /diskless) as a new generation and switches to it atomically,
+// with SHA256SUMS and manifest.json. PUBLISH_FROM=a.tar.zst,b.tar.zst
 // (or a directory of bundles) publishes CI bundles instead, all in one
 // generation. The live generation's other arches are kept;
 // PUBLISH_DROP=arm64,... removes those. PUBLISH_NOWAIT=1 fails instead of
@@ -286,7 +287,8 @@ func Rollback() error {
 }
 
 // All builds everything a node of that arch boots from (slave kernel,
-// fallback initramfs, netboot image) and publishes it to DISKLESS_ROOT.
+// fallback initramfs, netboot image) and publishes that arch's files to
+// DISKLESS_ROOT (the live generation's other arches are kept).
 // Usage: build:all arch=x86_64
 func (Build) All(ctx context.Context, archArg string) error {
 	o, err := pipelineOptions(archArg)
@@ -300,7 +302,12 @@ func (Build) All(ctx context.Context, archArg string) error {
 	if _, err := pipeline.BuildArch(ctx, o); err != nil {
 		return err
 	}
-	return Publish(ctx)
+	m, err := pipeline.Publish(ctx, o.Settings, log, a)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("published generation %d to %s: %d files (check: cd %s && sha256sum -c SHA256SUMS)\n", m.Generation, o.Settings.Root, len(m.Files), o.Settings.Root)
+	return nil
 }
 
 // pipelineOptions parses a target's arch argument and loads the settings.
@@ -394,8 +401,9 @@ func (Nodes) Add(name, mac, ip, archArg string) error {
 // Render writes the master's files from the inventory into artifacts/master/:
 // dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf (NFS-Ganesha
 // EXPORT blocks), radvd.conf, nginx/diskless.conf, default/tftpd-hpa,
-// ipxe/<mac>.ipxe, pxelinux.cfg/01-<mac> (which
-// publish then serves) and each node's root files under nodes/<ip>/.
+// ipxe/<mac>.ipxe, pxelinux.cfg/01-<mac> (to read: publish renders the
+// per-node files itself from the inventory) and each node's root files
+// under nodes/<ip>/.
 func (Nodes) Render() error {
 	inv, err := inventory()
 	if err != nil {
@@ -406,7 +414,9 @@ func (Nodes) Render() error {
 		return err
 	}
 	out := filepath.Join(cfg.Artifacts, "master")
-	os.RemoveAll(filepath.Join(out, "pxelinux.cfg"))
+	if err := nodes.ClearRendered(out); err != nil {
+		return err
+	}
 	if err := nodes.WriteFiles(out, files); err != nil {
 		return err
 	}
@@ -478,6 +488,11 @@ func (Lab) Up(ctx context.Context) error {
 	}
 	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
 		return err
+	}
+	if ok, m, err := pipeline.PublishNodes(ctx, cfg, log); err != nil {
+		return err
+	} else if ok {
+		fmt.Printf("published generation %d: the per-node boot files of %s\n", m.Generation, cfg.NodesFile)
 	}
 	l, err := lab.Up(ctx, o)
 	if err != nil {

@@ -256,3 +256,15 @@ func WriteFiles(dir string, files Files) error {
 	}
 	return nil
 }
+
+// ClearRendered removes what an earlier render wrote per node under dir
+// (pxelinux.cfg/, ipxe/, nodes/), so a node no longer in the inventory
+// leaves nothing behind for the next render.
+func ClearRendered(dir string) error {
+	for _, sub := range []string{"pxelinux.cfg", "ipxe", "nodes"} {
+		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -41,6 +41,27 @@ func (inv *Inventory) Render() (Files, error) {
 		"nginx/diskless.conf":     inv.Nginx(),
 		"default/tftpd-hpa":       inv.TFTPD(),
 	}
+	boot, err := inv.BootFiles()
+	if err != nil {
+		return nil, err
+	}
+	for p, content := range boot {
+		f[p] = content
+	}
+	for _, nd := range inv.Sorted() {
+		for p, content := range inv.SlaveFiles(nd) {
+			f[path.Join("nodes", nd.IP, p)] = content
+		}
+	}
+	return f, nil
+}
+
+// BootFiles are the per-node boot files publish serves: pxelinux.cfg/01-<mac>
+// (and the hex-IP name when asked) for each PXELINUX node, ipxe/<mac>.ipxe
+// for each node iPXE boots. Publish renders them from the inventory it
+// loaded, so they always match it.
+func (inv *Inventory) BootFiles() (Files, error) {
+	f := Files{}
 	for _, nd := range inv.Sorted() {
 		if nd.Boot == BootPXELinux {
 			cfg, err := inv.PXELinux(nd)
@@ -61,9 +82,6 @@ func (inv *Inventory) Render() (Files, error) {
 			}
 			name, _ := pxe.IPXENodeScriptName(nd.MAC)
 			f[name] = script
-		}
-		for p, content := range inv.SlaveFiles(nd) {
-			f[path.Join("nodes", nd.IP, p)] = content
 		}
 	}
 	return f, nil

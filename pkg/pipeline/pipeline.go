@@ -150,18 +150,6 @@ func NetbootImage(ctx context.Context, o Options) (string, error) {
 	return Netboot(o, initrd)
 }
 
-// ArchFiles are the files of Collect that belong to arch a: its own and,
-// for x86, PXELINUX and its configuration.
-func ArchFiles(files []publish.File, a arch.Arch) []publish.File {
-	var out []publish.File
-	for _, f := range files {
-		if f.Arch == a.Name || (f.Arch == "" && a.SrcArch == "x86") {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 // Version names a bundle: the kernel version and the project's git
 // revision (with -dirty for uncommitted changes), or "nogit".
 func Version(projectDir, kernelVersion string) string {
@@ -189,11 +177,13 @@ func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := publish.Collect(o.Settings.Artifacts, o.Settings.Boot)
+	// this arch's files alone, whatever else lies in artifacts/ (another
+	// arch's build would change pxelinux.cfg/default), and no per-node
+	// files: a bundle is the same for every master
+	files, err := publish.Collect(o.Settings.Artifacts, o.Settings.Boot, o.Arch)
 	if err != nil {
 		return nil, step("collect", err)
 	}
-	files := ArchFiles(all, o.Arch)
 	work, err := os.MkdirTemp("", "diskless-ci-")
 	if err != nil {
 		return nil, err
@@ -226,12 +216,13 @@ func Signer(s *settings.Settings) *publish.Signer {
 
 // checkTrust refuses, before any work, a publish that TRUSTED_KEY would
 // not accept: local artifacts (unsigned), or a tree the master cannot sign
-// with a key that verify then accepts.
-func checkTrust(s *settings.Settings) error {
+// with a key that verify then accepts. artifacts says the publish brings
+// files from artifacts/ (not only what the master renders itself).
+func checkTrust(s *settings.Settings, artifacts bool) error {
 	if len(s.TrustedKeys) == 0 {
 		return nil
 	}
-	if len(s.PublishFrom) == 0 {
+	if artifacts && len(s.PublishFrom) == 0 {
 		return errors.New("TRUSTED_KEY is set: only signed bundles are published (PUBLISH_FROM=<bundles>); artifacts/ holds no signature")
 	}
 	if s.SigningKey == nil {
@@ -246,13 +237,25 @@ func checkTrust(s *settings.Settings) error {
 }
 
 // Publish publishes into s.Root what s says: the bundles of PUBLISH_FROM
-// (several at once, into one generation) or what Artifacts holds. The live
-// generation's other arches are kept unless PUBLISH_DROP names them, and
-// pxelinux.cfg/default is written for every x86 arch of the result with the
-// node settings of s. With TRUSTED_KEY, every bundle's signature must
-// verify; with SIGNING_KEY, the published SHA256SUMS is signed.
-func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger) (*publish.Manifest, error) {
-	if err := checkTrust(s); err != nil {
+// (several at once, into one generation) or what Artifacts holds (of the
+// arches in only, all when none is given: build:all arch=i386 publishes
+// i386's build alone). The live generation's other arches are kept unless
+// PUBLISH_DROP names them, and pxelinux.cfg/default is written for every
+// x86 arch of the result with the node settings of s. The per-node boot
+// files are rendered from s's inventory (none without one), never taken
+// from nodes:render's output or a bundle, so what nodes are served always
+// matches the inventory loaded now. With TRUSTED_KEY, every bundle's
+// signature must verify; with SIGNING_KEY, the published SHA256SUMS is
+// signed.
+func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger, only ...arch.Arch) (*publish.Manifest, error) {
+	if err := checkTrust(s, true); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	nodeFiles, err := NodeFiles(s)
+	if err != nil {
 		return nil, err
 	}
 	var files []publish.File
@@ -268,20 +271,65 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger) (*publ
 			if err != nil {
 				return nil, err
 			}
-			sets = append(sets, set)
+			kept := set[:0]
+			for _, f := range set {
+				if publish.IsNodeFile(f.Name) {
+					log.Warn("a bundle's per-node file is not published: per-node files come from the inventory", "bundle", b, "file", f.Name)
+					continue
+				}
+				kept = append(kept, f)
+			}
+			sets = append(sets, kept)
 		}
 		if files, err = publish.Combine(sets, s.PublishFrom); err != nil {
 			return nil, err
 		}
 	} else {
-		var err error
-		if files, err = publish.Collect(s.Artifacts, s.Boot); err != nil {
+		if files, err = publish.Collect(s.Artifacts, s.Boot, only...); err != nil {
 			return nil, err
 		}
 	}
 	boot := s.Boot
-	return publish.Publish(ctx, files, publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Drop: s.PublishDrop, PXE: &boot,
+	return publish.Publish(ctx, append(files, nodeFiles...), publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Nodes: true, Drop: s.PublishDrop, PXE: &boot,
 		Sign: Signer(s), Trusted: s.TrustedKeys, Log: log})
+}
+
+// NodeFiles are the per-node boot files of s's inventory, ready to
+// publish (none without an inventory).
+func NodeFiles(s *settings.Settings) ([]publish.File, error) {
+	if s.Inventory == nil {
+		return nil, nil
+	}
+	rendered, err := s.Inventory.BootFiles()
+	if err != nil {
+		return nil, err
+	}
+	return publish.NodeFiles(rendered), nil
+}
+
+// PublishNodes makes the live generation serve the per-node boot files of
+// s's inventory, carrying everything else over: what lab:up and lab:storm
+// run before their nodes boot, whatever an earlier render or publish left.
+// It publishes nothing when the live files already match (false), and
+// needs a published generation to start from.
+func PublishNodes(ctx context.Context, s *settings.Settings, log *slog.Logger) (bool, *publish.Manifest, error) {
+	if _, err := publish.Current(s.Root); err != nil {
+		return false, nil, fmt.Errorf("%w: build:all arch=x86_64 (or publish) first", err)
+	}
+	files, err := NodeFiles(s)
+	if err != nil {
+		return false, nil, err
+	}
+	if same, err := publish.NodesCurrent(s.Root, files); err != nil || same {
+		return false, nil, err
+	}
+	if err := checkTrust(s, false); err != nil {
+		return false, nil, err
+	}
+	boot := s.Boot
+	m, err := publish.Publish(ctx, files, publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Nodes: true, PXE: &boot,
+		Sign: Signer(s), Trusted: s.TrustedKeys, Log: log})
+	return err == nil, m, err
 }
 
 // BuildImage builds (or finds in the cache) the node image the settings

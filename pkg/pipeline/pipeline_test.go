@@ -61,14 +61,16 @@ func TestNetbootInitramfsSetting(t *testing.T) {
 	}
 }
 
-// ciArtifacts runs the CI job for name and checks its bundle; it returns
-// the bundle's path, copied into keep (the job's own artifacts directory
-// goes with its test).
-func ciArtifacts(t *testing.T, name, keep string, env map[string]string) string {
+// ciArtifacts runs the CI job for name in the artifacts directory and
+// checks its bundle: only that arch's files; it returns the bundle's path,
+// copied into keep (the job's own artifacts directory goes with its test).
+func ciArtifacts(t *testing.T, name, artifacts, keep string, env map[string]string) string {
 	a := testkernel.NeedTools(t, name)
 	tarBin := testutil.NeedTool(t, "tar", "tar")
 	testutil.NeedTool(t, "zstd", "zstd")
-	res, err := CIArtifacts(context.Background(), Options{Arch: a, Settings: testSettings(t, env),
+	s := testSettings(t, env)
+	s.Artifacts = artifacts
+	res, err := CIArtifacts(context.Background(), Options{Arch: a, Settings: s,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if res != nil {
 		for _, r := range res.Smoke {
@@ -97,6 +99,15 @@ func ciArtifacts(t *testing.T, name, keep string, env map[string]string) string 
 	if _, err := os.Stat(filepath.Join(dir, "vmlinuz_"+a.Name)); err != nil {
 		t.Error("bundle lacks the netboot image")
 	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		for _, other := range arch.Names() {
+			base := strings.SplitN(e.Name(), ".", 2)[0]
+			if other != a.Name && (strings.HasSuffix(base, "_"+other) || strings.HasSuffix(base, "-"+other)) {
+				t.Errorf("the %s bundle carries %s", a.Name, e.Name())
+			}
+		}
+	}
 	// what CI built is what goes to /diskless: PUBLISH_FROM
 	files, err := publish.ReadBundle(res.Bundle, t.TempDir(), nil)
 	if err != nil {
@@ -120,11 +131,13 @@ func ciArtifacts(t *testing.T, name, keep string, env map[string]string) string 
 	return kept
 }
 
-// The CI jobs of x86_64 and arm64, signed with a CI key, then what a master
-// trusting that key does with their bundles: published one after the other
-// (PUBLISH_FROM, as the publish target does) and signed with its own key,
-// both arches are live, PXELINUX too, sha256sum -c passes in the root,
-// signify-openbsd verifies the bundles and the tree, and verify with
+// The CI jobs of x86_64, i386 and arm64 in one checkout (one artifacts
+// directory: i386's job after x86_64's bundles and boots i386 alone),
+// signed with a CI key, then what a master trusting that key does with
+// their bundles: published one after the other (PUBLISH_FROM, as the
+// publish target does) and signed with its own key, every arch is live,
+// PXELINUX too with the CPU's choice of kernel, sha256sum -c passes in the
+// root, signify-openbsd verifies the bundles and the tree, and verify with
 // TRUSTED_KEY accepts it.
 func TestIntegrationCIArtifacts(t *testing.T) {
 	testutil.Slow(t)
@@ -135,11 +148,14 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	masterPub, masterSec, _ := sign.WriteKeyPair(keys, "master")
-	bundles, keep := map[string]string{}, t.TempDir()
-	for _, a := range []string{"x86_64", "arm64"} {
-		t.Run(a, func(t *testing.T) { bundles[a] = ciArtifacts(t, a, keep, map[string]string{"SIGNING_KEY": ciSec}) })
+	bundles, keep, artifacts := map[string]string{}, t.TempDir(), t.TempDir()
+	order := []string{"x86_64", "i386", "arm64"}
+	for _, a := range order {
+		t.Run(a, func(t *testing.T) {
+			bundles[a] = ciArtifacts(t, a, artifacts, keep, map[string]string{"SIGNING_KEY": ciSec})
+		})
 	}
-	if t.Failed() || len(bundles) < 2 {
+	if t.Failed() || len(bundles) < len(order) {
 		return
 	}
 	signifyV := func(dir, pub string) {
@@ -157,7 +173,7 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 	signifyV(unpacked, ciPub)
 	root := t.TempDir()
 	trust := map[string]string{"TRUSTED_KEY": ciPub + "," + masterPub, "SIGNING_KEY": masterSec, "DISKLESS_ROOT": root}
-	for _, a := range []string{"x86_64", "arm64"} {
+	for _, a := range order {
 		trust["PUBLISH_FROM"] = bundles[a]
 		if _, err := Publish(context.Background(), testSettings(t, trust), nil); err != nil {
 			t.Fatalf("publishing the %s bundle: %v", a, err)
@@ -176,10 +192,13 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 	for _, f := range m.Files {
 		live[f.Name] = true
 	}
-	for _, want := range []string{"bzImage_x86_64", "vmlinuz_x86_64", "pxelinux.0", "pxelinux.cfg/default", "Image_arm64", "vmlinuz_arm64", "initramfs_arm64.cpio.zst"} {
+	for _, want := range []string{"bzImage_x86_64", "vmlinuz_x86_64", "bzImage_i386", "pxelinux.0", "ifcpu64.c32", "pxelinux.cfg/default", "Image_arm64", "vmlinuz_arm64", "initramfs_arm64.cpio.zst"} {
 		if !live[want] {
-			t.Errorf("%s is not live after publishing x86_64 then arm64", want)
+			t.Errorf("%s is not live after publishing %s", want, strings.Join(order, ", "))
 		}
+	}
+	if def, _ := os.ReadFile(filepath.Join(root, "pxelinux.cfg", "default")); !strings.Contains(string(def), "DEFAULT auto\n") {
+		t.Errorf("x86_64 and i386 are live, yet the default does not choose by CPU:\n%s", def)
 	}
 	c := exec.Command("sha256sum", "-c", "--quiet", publish.SumsName)
 	c.Dir = root

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/diskless/diskless/pkg/arch"
@@ -18,6 +19,11 @@ var (
 	PXELinux = []struct{ Name, Path, Package string }{
 		{"pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0", "pxelinux"},
 		{"ldlinux.c32", "/usr/lib/syslinux/modules/bios/ldlinux.c32", "syslinux-common"},
+		// pxelinux.cfg/default's CPU choice (pxe.CPULabel) when x86_64
+		// and i386 are both live
+		{"ifcpu64.c32", "/usr/lib/syslinux/modules/bios/ifcpu64.c32", "syslinux-common"},
+		{"libcom32.c32", "/usr/lib/syslinux/modules/bios/libcom32.c32", "syslinux-common"},
+		{"libutil.c32", "/usr/lib/syslinux/modules/bios/libutil.c32", "syslinux-common"},
 	}
 	// IPXE are Debian's iPXE builds a node's firmware loads by TFTP before
 	// everything else comes over HTTP: snponly.efi for x86-64 UEFI (on the
@@ -53,15 +59,25 @@ func kindOfArtifact(a arch.Arch, name string) string {
 
 // Collect lists what the artifacts directory holds for publishing: per
 // built arch its kernel, netboot image, initramfs and config (each with the
-// checksum its build recorded), PXELINUX (pxelinux.0, ldlinux.c32), iPXE
-// (snponly.efi, undionly.kpxe) and the generated boot configurations
-// (BootConfigs) when an x86 arch is there, and the per-node files of
-// nodes:render (pxelinux.cfg/01-<mac>, ipxe/<mac>.ipxe). The master's
-// kernel (artifacts/<arch>/master) is never published.
-func Collect(artifacts string, st pxe.Settings) ([]File, error) {
+// checksum its build recorded), PXELINUX (pxelinux.0, ldlinux.c32 and the
+// COM32 modules of the CPU choice), iPXE (snponly.efi, undionly.kpxe) and
+// the generated boot configurations (BootConfigs) when an x86 arch is
+// there. Only the arches named are taken (all when none is), whatever else
+// lies in artifacts: ci:artifacts arch=i386 bundles i386 alone. The
+// per-node files are not artifacts: the caller renders them from the
+// inventory it loaded (NodeFiles). The master's kernel
+// (artifacts/<arch>/master) is never published.
+func Collect(artifacts string, st pxe.Settings, only ...arch.Arch) ([]File, error) {
 	var files []File
 	var x86 []arch.Arch
+	want := map[string]bool{}
+	for _, a := range only {
+		want[a.Name] = true
+	}
 	for _, a := range arch.All() {
+		if len(want) > 0 && !want[a.Name] {
+			continue
+		}
 		dir := filepath.Join(artifacts, a.Name)
 		n0 := len(files)
 		for _, metaName := range []string{"build_" + a.Name + ".json", "netboot_" + a.Name + ".json", "initramfs_" + a.Name + ".json"} {
@@ -98,7 +114,15 @@ func Collect(artifacts string, st pxe.Settings) ([]File, error) {
 		}
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("nothing to publish in %s: run build:slave (and build:netboot, build:initramfs) first", artifacts)
+		what := ""
+		if len(only) > 0 {
+			var names []string
+			for _, a := range only {
+				names = append(names, a.Name)
+			}
+			what = " for " + strings.Join(names, ", ")
+		}
+		return nil, fmt.Errorf("nothing to publish%s in %s: run build:slave (and build:netboot, build:initramfs) first", what, artifacts)
 	}
 	if len(x86) > 0 {
 		for _, p := range append(PXELinux[:len(PXELinux):len(PXELinux)], IPXE...) {
@@ -113,14 +137,25 @@ func Collect(artifacts string, st pxe.Settings) ([]File, error) {
 		}
 		files = append(files, gen...)
 	}
-	// per-node files rendered by nodes:render
-	for _, d := range []struct{ dir, kind string }{{"pxelinux.cfg", "pxelinux-config"}, {pxe.IPXENodeDir, "ipxe-script"}} {
-		perNode, _ := filepath.Glob(filepath.Join(artifacts, "master", d.dir, "*"))
-		for _, p := range perNode {
-			if base := filepath.Base(p); base != "default" && !strings.HasPrefix(base, ".") {
-				files = append(files, File{Name: d.dir + "/" + base, Source: p, Kind: d.kind})
-			}
-		}
-	}
 	return files, nil
+}
+
+// NodeFiles makes publishable files of the per-node boot files an
+// inventory renders (pxelinux.cfg/01-<mac>, ipxe/<mac>.ipxe: names and
+// contents), kind by directory.
+func NodeFiles(rendered map[string]string) []File {
+	var names []string
+	for n := range rendered {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []File
+	for _, n := range names {
+		kind := "pxelinux-config"
+		if strings.HasPrefix(n, pxe.IPXENodeDir+"/") {
+			kind = "ipxe-script"
+		}
+		out = append(out, File{Name: n, Data: []byte(rendered[n]), Kind: kind})
+	}
+	return out
 }

@@ -62,17 +62,25 @@ func Combine(sets [][]File, from []string) ([]File, error) {
 	return out, nil
 }
 
+// IsNodeFile says whether a name is a per-node boot file (the inventory's:
+// pxelinux.cfg/<mac or hex IP>, ipxe/<mac>.ipxe), as opposed to the
+// generated pxelinux.cfg/default.
+func IsNodeFile(name string) bool {
+	return group(File{Name: name}) == "nodes"
+}
+
 // keepLive adds to files what the live generation of root has of other
 // arches: a live file is kept when the new set has nothing of its group
 // (its arch, the x86 loaders, the per-node files) and its arch is not in
-// drop. The x86 loaders are kept only while an x86 arch is in the result.
-// A name in both drop and files is an error.
-func keepLive(root string, files []File, drop []string) ([]File, error) {
+// drop. The x86 loaders are kept only while an x86 arch is in the result;
+// the per-node files never when nodes says the set has them all. A name in
+// both drop and files is an error.
+func keepLive(root string, files []File, drop []string, nodes bool) ([]File, error) {
 	dropped := map[string]bool{}
 	for _, d := range drop {
 		dropped[d] = true
 	}
-	groups := map[string]bool{}
+	groups := map[string]bool{"nodes": nodes}
 	for _, f := range files {
 		groups[group(f)] = true
 		if dropped[f.Arch] {
@@ -208,4 +216,46 @@ func readSums(path string) (map[string]string, error) {
 		out[l.Name] = l.SHA256
 	}
 	return out, nil
+}
+
+// NodesCurrent says whether the live generation of root serves exactly
+// these per-node files (names and contents, as Publish would pin them
+// there): when it does, a publish of them would change nothing. false
+// when nothing is published.
+func NodesCurrent(root string, files []File) (bool, error) {
+	live, err := ReadManifest(root)
+	if err != nil {
+		return false, nil
+	}
+	want := map[string][]byte{}
+	for _, f := range files {
+		if !IsNodeFile(f.Name) {
+			return false, fmt.Errorf("%s is not a per-node file", f.Name)
+		}
+		want[f.Name] = f.Data
+	}
+	tops := map[string]bool{}
+	for _, t := range TopLevel(live.Files) {
+		tops[t] = true
+	}
+	dir := filepath.Join(root, GenerationDir(live.Generation))
+	n := 0
+	for _, lf := range live.Files {
+		if !IsNodeFile(lf.Name) {
+			continue
+		}
+		n++
+		data, ok := want[lf.Name]
+		if !ok {
+			return false, nil
+		}
+		got, err := os.ReadFile(filepath.Join(dir, lf.Name))
+		if err != nil {
+			return false, err
+		}
+		if pinned := pxe.Pin(string(data), GenerationDir(live.Generation), func(top string) bool { return tops[top] }); pinned != string(got) {
+			return false, nil
+		}
+	}
+	return n == len(want), nil
 }

@@ -32,7 +32,9 @@ func archBundle(t *testing.T, name, tag string) string {
 		files = append(files, File{Name: f.name, Source: p, Arch: a.Name, Kind: f.kind})
 	}
 	if a.SrcArch == "x86" {
-		files = append(files, File{Name: "pxelinux.0", Data: []byte("PXELINUX 6.04"), Kind: "bootloader"}, File{Name: "ldlinux.c32", Data: []byte("ldlinux"), Kind: "bootloader"})
+		for _, p := range PXELinux {
+			files = append(files, File{Name: p.Name, Data: []byte("syslinux 6.04 " + p.Name), Kind: "bootloader"})
+		}
 		gen, err := BootConfigs(files, boot)
 		if err != nil {
 			t.Fatal(err)
@@ -114,10 +116,12 @@ func TestFourBundlesOneGeneration(t *testing.T) {
 	}
 	sha256sumC(t, root)
 	def, _ := os.ReadFile(filepath.Join(root, "pxelinux.cfg", "default"))
-	if !strings.Contains(string(def), "DEFAULT slave_x86_64") || !strings.Contains(string(def), "LABEL slave_i386") || !strings.Contains(string(def), "INITRD "+GenerationDir(1)+"/initramfs_i386.cpio.zst") {
+	// both x86 arches: the CPU picks its kernel (ifcpu64.c32)
+	if !strings.Contains(string(def), "DEFAULT auto\n") || !strings.Contains(string(def), "LABEL auto\n  COM32 ifcpu64.c32\n  APPEND slave_x86_64 -- slave_i386\n") ||
+		!strings.Contains(string(def), "LABEL slave_i386") || !strings.Contains(string(def), "INITRD "+GenerationDir(1)+"/initramfs_i386.cpio.zst") {
 		t.Errorf("default config:\n%s", def)
 	}
-	for _, name := range []string{"pxelinux.0", "ldlinux.c32", "Image_arm64", "vmlinuz_riscv64", "bzImage_i386", "boot.ipxe", "boot-x86_64.ipxe", "boot-i386.ipxe"} {
+	for _, name := range []string{"pxelinux.0", "ldlinux.c32", "ifcpu64.c32", "libcom32.c32", "libutil.c32", "Image_arm64", "vmlinuz_riscv64", "bzImage_i386", "boot.ipxe", "boot-x86_64.ipxe", "boot-i386.ipxe"} {
 		if _, err := os.Stat(filepath.Join(root, name)); err != nil {
 			t.Errorf("%s not published: %v", name, err)
 		}
@@ -148,6 +152,18 @@ func TestPublishingOneArchKeepsTheOthers(t *testing.T) {
 		t.Fatalf("after x86_64 then arm64: %s live", got)
 	}
 	sha256sumC(t, root)
+	defaultLabel := func() string {
+		t.Helper()
+		def, err := os.ReadFile(filepath.Join(root, "pxelinux.cfg", "default"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _, _ := strings.Cut(string(def[strings.Index(string(def), "DEFAULT "):]), "\n")
+		return l
+	}
+	if l := defaultLabel(); l != "DEFAULT slave_x86_64" {
+		t.Errorf("x86_64 alone: %s", l)
+	}
 	for _, name := range []string{"pxelinux.0", "pxelinux.cfg/default", "bzImage_x86_64", "vmlinuz_arm64"} {
 		if _, err := os.Stat(filepath.Join(root, name)); err != nil {
 			t.Errorf("%s not live: %v", name, err)
@@ -172,8 +188,21 @@ func TestPublishingOneArchKeepsTheOthers(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(root, "vmlinuz_arm64")); err == nil {
 		t.Error("vmlinuz_arm64 still linked after the drop")
 	}
+	// i386 after x86_64: the default picks by CPU; i386 alone: its label
+	if _, err := publishMerged(t, root, readBundles(t, archBundle(t, "i386", "v1"))); err != nil {
+		t.Fatal(err)
+	}
+	if l := defaultLabel(); l != "DEFAULT auto" {
+		t.Errorf("x86_64 and i386: %s", l)
+	}
+	if _, err := publishMerged(t, root, readBundles(t, archBundle(t, "i386", "v1")), "x86_64"); err != nil {
+		t.Fatal(err)
+	}
+	if l := defaultLabel(); l != "DEFAULT slave_i386" {
+		t.Errorf("i386 alone: %s", l)
+	}
 	// the x86 loaders go when the last x86 arch is dropped
-	if _, err := publishMerged(t, root, readBundles(t, archBundle(t, "riscv64", "v1")), "x86_64"); err != nil {
+	if _, err := publishMerged(t, root, readBundles(t, archBundle(t, "riscv64", "v1")), "i386"); err != nil {
 		t.Fatal(err)
 	}
 	if got := liveArches(t, root); got != "riscv64" {

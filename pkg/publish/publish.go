@@ -94,6 +94,13 @@ type Options struct {
 	Merge bool
 	// Drop names arches whose live files a Merge leaves out.
 	Drop []string
+	// Nodes says the per-node boot files in the set (pxelinux.cfg/01-<mac>,
+	// ipxe/<mac>.ipxe) are all the new generation has: rendered from the
+	// inventory loaded now, they replace the live ones even when there are
+	// none, so a node removed from the inventory loses its files and a
+	// changed MAC is served under the new name only. Without it a Merge
+	// keeps the live per-node files when the set has none.
+	Nodes bool
 	// PXE, when set, makes pxelinux.cfg/default anew for every x86 arch of
 	// the final set with this command line.
 	PXE *pxe.Settings
@@ -170,8 +177,9 @@ func Lock(root string, noWait bool, log *slog.Logger) (func(), error) {
 // manifest. The live tree is untouched on any error.
 func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 	log := o.log()
-	if len(files) == 0 {
-		return nil, errors.New("nothing to publish: build something first (build:slave, build:netboot, build:initramfs)")
+	nothing := errors.New("nothing to publish: build something first (build:slave, build:netboot, build:initramfs)")
+	if len(files) == 0 && !(o.Merge && o.Nodes) {
+		return nil, nothing
 	}
 	if err := EnsureRoot(o.Root); err != nil {
 		return nil, err
@@ -194,11 +202,14 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 	}
 	if o.Merge {
 		// under the lock: the live generation cannot be pruned meanwhile
-		if files, err = keepLive(o.Root, files, o.Drop); err != nil {
+		if files, err = keepLive(o.Root, files, o.Drop, o.Nodes); err != nil {
 			return nil, err
 		}
 	} else if len(o.Drop) > 0 {
 		return nil, errors.New("PUBLISH_DROP is for a publish that keeps the other arches (merge)")
+	}
+	if len(files) == 0 {
+		return nil, nothing
 	}
 	if o.PXE != nil {
 		if files, err = withDefaultConfig(files, *o.PXE); err != nil {

@@ -137,10 +137,23 @@ func describe(v string) string {
 	return "=" + v
 }
 
-// Label is one PXELINUX boot entry.
+// Label is one PXELINUX boot entry: a kernel (KERNEL, INITRD, APPEND) or,
+// with Module set, a COM32 module and its arguments (COM32, APPEND).
 type Label struct {
 	Name, Kernel, Initrd, Append string
+	Module                       string
 }
+
+// CPULabel is the label that boots the x86_64 kernel on a 64-bit CPU and
+// the i386 kernel on a 32-bit one: PXELINUX's ifcpu64.c32 (Debian's
+// syslinux-common, with libcom32.c32) jumps to the label named first when
+// the CPU has long mode, else to the one after "--". Its module and
+// libraries must be published beside ldlinux.c32 (CPULabelModules).
+const CPULabel = "auto"
+
+// CPULabelModules are the COM32 files CPULabel needs, in PXELINUX's
+// directory.
+var CPULabelModules = []string{"ifcpu64.c32", "libcom32.c32", "libutil.c32"}
 
 // Config renders a pxelinux.cfg file in the LABEL form: DEFAULT <first
 // label>, then each LABEL with its own KERNEL/INITRD/APPEND. The HOWTO's
@@ -161,10 +174,14 @@ func Config(comment string, labels []Label) (string, error) {
 			return "", fmt.Errorf("bad or duplicate label %q", l.Name)
 		}
 		seen[l.Name] = true
-		for _, v := range []string{l.Kernel, l.Initrd, l.Append} {
+		for _, v := range []string{l.Kernel, l.Initrd, l.Append, l.Module} {
 			if strings.ContainsAny(v, "\n\r") {
 				return "", fmt.Errorf("label %s: a value contains a line break", l.Name)
 			}
+		}
+		if l.Module != "" {
+			fmt.Fprintf(&b, "\nLABEL %s\n  COM32 %s\n  APPEND %s\n", l.Name, l.Module, l.Append)
+			continue
 		}
 		fmt.Fprintf(&b, "\nLABEL %s\n  KERNEL %s\n", l.Name, l.Kernel)
 		if l.Initrd != "" {
@@ -197,16 +214,24 @@ func HexIPFileName(ip string) (string, error) {
 
 // SlaveLabels returns one label per built x86 arch (PXELINUX is BIOS x86):
 // kernel bzImage_<arch>, the initramfs when given, the slave command line.
-// x86_64 comes first (the default) when built.
+// x86_64 comes first (the default) when built; with both x86_64 and i386,
+// the first (default) label is CPULabel, which picks between them by the
+// CPU, so a 32-bit node never loads a kernel it cannot run.
 func SlaveLabels(s Settings, archs []arch.Arch, initramfs map[string]string) []Label {
 	var out []Label
 	sorted := append([]arch.Arch(nil), archs...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name == "x86_64" && sorted[j].Name != "x86_64" })
+	has := map[string]bool{}
 	for _, a := range sorted {
-		if a.SrcArch != "x86" {
+		if a.SrcArch != "x86" || has[a.Name] {
 			continue
 		}
+		has[a.Name] = true
 		out = append(out, Label{Name: "slave_" + a.Name, Kernel: a.ArtifactName(), Initrd: initramfs[a.Name], Append: s.Cmdline(a)})
+	}
+	if has["x86_64"] && has["i386"] {
+		auto := Label{Name: CPULabel, Module: CPULabelModules[0], Append: "slave_x86_64 -- slave_i386"}
+		out = append([]Label{auto}, out...)
 	}
 	return out
 }

@@ -303,8 +303,10 @@ func (s *smoke) pxeLabel(st pxe.Settings) (string, error) {
 // pxelinuxDefault boots the published tree exactly as published: PXELINUX
 // reads the generated pxelinux.cfg/default. Its nfsroot names the real
 // master's export, which the test network does not have, so success is the
-// published command line reaching the kernel, DHCP completing, and the
-// node asking 10.0.2.2 (its DHCP server) for /diskless/10.0.2.15.
+// published command line of this arch's label (with both x86 arches, the
+// CPU's choice: a 32-bit QEMU must get the i386 kernel) reaching the
+// kernel, DHCP completing, and the node asking 10.0.2.2 (its DHCP server)
+// for /diskless/10.0.2.15.
 func (s *smoke) pxelinuxDefault(log string) error {
 	if s.o.Arch.SrcArch != "x86" {
 		return errors.New("PXELINUX is x86 only")
@@ -313,11 +315,10 @@ func (s *smoke) pxelinuxDefault(log string) error {
 	if err != nil {
 		return fmt.Errorf("no published pxelinux.cfg/default: %w", err)
 	}
-	appendLine := ""
-	for _, l := range strings.Split(string(cfg), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(l), "APPEND ") && appendLine == "" {
-			appendLine = strings.TrimPrefix(strings.TrimSpace(l), "APPEND ")
-		}
+	label := "slave_" + s.o.Arch.Name
+	appendLine, kernel := labelLine(string(cfg), label, "APPEND"), labelLine(string(cfg), label, "KERNEL")
+	if appendLine == "" || kernel == "" {
+		return fmt.Errorf("the published pxelinux.cfg/default has no label %s with KERNEL and APPEND:\n%s", label, cfg)
 	}
 	m := &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: s.o.Root, BootFile: "pxelinux.0", LogPath: log}
 	sess, err := s.start(m)
@@ -329,8 +330,9 @@ func (s *smoke) pxelinuxDefault(log string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(lineOf(res.Console, "Kernel command line:"), appendLine) { // a complete line
-		return fmt.Errorf("the kernel did not get the published APPEND line %q:\n%s", appendLine, lineOf(res.Console, "Kernel command line:"))
+	cmdline := lineOf(res.Console, "Kernel command line:") // a complete line
+	if !strings.Contains(cmdline, appendLine) || !strings.Contains(cmdline, "BOOT_IMAGE="+kernel+" ") {
+		return fmt.Errorf("the kernel did not get label %s (KERNEL %s, APPEND %q) of the published default:\n%s", label, kernel, appendLine, cmdline)
 	}
 	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
 		return err
@@ -347,6 +349,27 @@ func (s *smoke) pxelinuxDefault(log string) error {
 		return fmt.Errorf("the initramfs did not look for /diskless/10.0.2.15 on 10.0.2.2: %s", lineOf(res.Console, "diskless-fallback: mount failed"))
 	}
 	return nil
+}
+
+// labelLine is the value of a keyword (KERNEL, APPEND) in a PXELINUX
+// configuration's label, or "".
+func labelLine(cfg, label, keyword string) string {
+	in := false
+	for _, l := range strings.Split(cfg, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "LABEL":
+			in = len(f) > 1 && f[1] == label
+		case keyword:
+			if in {
+				return strings.TrimSpace(strings.TrimSpace(l)[len(f[0]):])
+			}
+		}
+	}
+	return ""
 }
 
 func lineOf(console, s string) string {

@@ -70,6 +70,49 @@ func runSmoke(t *testing.T, name string) {
 	t.Logf("%s smoke suite: %s", a.Name, time.Since(start).Round(100*time.Millisecond))
 }
 
+// With x86_64 and i386 in one generation, the published
+// pxelinux.cfg/default boots each CPU the kernel it can run: a 64-bit QEMU
+// gets bzImage_x86_64, a 32-bit one (qemu-system-i386) bzImage_i386.
+func TestIntegrationPXELinuxDefaultBothX86(t *testing.T) {
+	ctx := context.Background()
+	s, err := settings.Load(testkernel.Lookup, "../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Artifacts = t.TempDir()
+	var archs []arch.Arch
+	for _, name := range []string{"x86_64", "i386"} {
+		a := testkernel.NeedTools(t, name)
+		if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testkernel.Quiet()}); err != nil {
+			t.Fatal(err)
+		}
+		archs = append(archs, a)
+	}
+	for _, p := range publish.PXELinux {
+		testutil.NeedFile(t, p.Path, p.Package)
+	}
+	files, err := publish.Collect(s.Artifacts, s.Boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if _, err := publish.Publish(ctx, files, publish.Options{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range archs {
+		results, err := qemu.Smoke(ctx, qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"pxelinux-default"}})
+		for _, r := range results {
+			t.Logf("%s %s", a.QEMU, r.Line())
+		}
+		if err != nil || len(results) != 1 {
+			t.Errorf("%s: %v", a.QEMU, err)
+			for _, r := range results {
+				t.Log(r.Err)
+			}
+		}
+	}
+}
+
 func TestIntegrationSmokeX86_64(t *testing.T)  { runSmoke(t, "x86_64") }
 func TestIntegrationSmokeArm64(t *testing.T)   { runSmoke(t, "arm64") }
 func TestIntegrationSmokeRiscv64(t *testing.T) { runSmoke(t, "riscv64") }

@@ -87,6 +87,16 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 		return nil, "", err
 	}
 	log.Info("storm nodes provisioned", "nodes", len(nds), "root", s.Root)
+	// the nodes boot what this inventory says, whatever an earlier render
+	// or publish left: its per-node files, published (and published again
+	// by the publish fault) from it
+	grown := *s
+	grown.Inventory = inv
+	if ok, m, err := pipeline.PublishNodes(ctx, &grown, log); err != nil {
+		return nil, "", err
+	} else if ok {
+		log.Info("published the storm inventory's per-node files", "generation", m.Generation)
+	}
 	var bare []string
 	for _, nd := range nds {
 		if inv.ImageOf(nd) != "" {
@@ -120,7 +130,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 			events = append(events, Event{Name: Faults[f], After: "first file loaded", Do: out(lab.HTTP, 20*time.Second)})
 		case "publish":
 			events = append(events, Event{Name: Faults[f], After: "first file loaded", Do: func(ctx context.Context) error {
-				_, err := pipeline.Publish(ctx, s, log)
+				_, err := pipeline.Publish(ctx, &grown, log)
 				return err
 			}})
 		}

@@ -100,6 +100,7 @@ func newFixture(t testing.TB, n int, image string) *fixture {
 	if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: f.s, Log: testkernel.Quiet()}); err != nil {
 		t.Fatal(err)
 	}
+	f.staleRender(t)
 	if err := f.publish(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,17 +135,31 @@ func newFixture(t testing.TB, n int, image string) *fixture {
 	return f
 }
 
-// publish renders the grown inventory's per-node files and publishes.
+// publish publishes the artifacts with the grown inventory's per-node
+// files (rendered by publish from it, whatever lies in artifacts/master).
 func (f *fixture) publish() error {
-	files, err := f.inv.Render()
+	grown := *f.s
+	grown.Inventory = f.inv
+	_, err := pipeline.Publish(context.Background(), &grown, testkernel.Quiet())
+	return err
+}
+
+// staleRender leaves in artifacts/master what nodes:render wrote for
+// another inventory: slave21 with another root. Publishing must not serve
+// it (before, slave21 asked for that root and was refused).
+func (f *fixture) staleRender(t testing.TB) {
+	t.Helper()
+	other, err := nodes.Parse([]byte(fmt.Sprintf(stormInv, filepath.Join(f.tmp, "another-root"), filepath.Join(f.tmp, "home"))), "other.toml")
 	if err != nil {
-		return err
+		t.Fatal(err)
+	}
+	files, err := other.Render()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := nodes.WriteFiles(filepath.Join(f.s.Artifacts, "master"), files); err != nil {
-		return err
+		t.Fatal(err)
 	}
-	_, err = pipeline.Publish(context.Background(), f.s, testkernel.Quiet())
-	return err
 }
 
 func (f *fixture) pick(boot string, n int) []nodes.Node {
