@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
 
+	"github.com/diskless/diskless/internal/gotest"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/image"
@@ -37,7 +39,6 @@ import (
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
-	"github.com/diskless/diskless/pkg/qemu"
 	"github.com/diskless/diskless/pkg/settings"
 	"github.com/diskless/diskless/pkg/sign"
 	"github.com/diskless/diskless/pkg/storm"
@@ -90,13 +91,7 @@ func kernel(ctx context.Context, archArg string, role kbuild.Role) error {
 	if err != nil {
 		return err
 	}
-	a, s := o.Arch, o.Settings
-	opts := s.Kernel(a, role)
-	if err := deps.Ensure(ctx, log, deps.KernelBuild(a, opts.KernelSrc == "", !opts.NoCcache)); err != nil {
-		return err
-	}
-	opts.Log, opts.Terminal = o.Log, o.Terminal
-	res, err := kbuild.Build(ctx, opts)
+	res, ko, err := pipeline.Kernel(ctx, o, role)
 	if err != nil {
 		return err
 	}
@@ -104,7 +99,7 @@ func kernel(ctx context.Context, archArg string, role kbuild.Role) error {
 	for _, art := range res.Artifacts {
 		names = append(names, fmt.Sprintf("%s (%d bytes)", art.Name, art.Size))
 	}
-	fmt.Printf("%s %s kernel %s: %s in %s\n", a.Name, role, res.KernelVersion, strings.Join(names, ", "), opts.OutDir)
+	fmt.Printf("%s %s kernel %s: %s in %s\n", o.Arch.Name, role, res.KernelVersion, strings.Join(names, ", "), ko.OutDir)
 	return nil
 }
 
@@ -295,14 +290,7 @@ func (Build) All(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	a := o.Arch
-	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Publish(a)...)); err != nil {
-		return err
-	}
-	if _, err := pipeline.BuildArch(ctx, o); err != nil {
-		return err
-	}
-	m, err := pipeline.Publish(ctx, o.Settings, log, a)
+	m, err := pipeline.All(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -337,22 +325,9 @@ func (Test) Smoke(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	a, s := o.Arch, o.Settings
-	if err := deps.Ensure(ctx, log, deps.Boot(a)); err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp("", "diskless-smoke-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	results, err := qemu.Smoke(ctx, qemu.SmokeOptions{Arch: a, Root: s.Root, LogDir: filepath.Join(s.Artifacts, a.Name, "smoke"), Work: work, Only: s.SmokePaths, Accel: s.QEMUAccel})
-	fmt.Printf("accelerator: %s\n", qemu.AccelNote())
-	for _, r := range results {
-		fmt.Println(r.Line())
-		if r.Err != nil {
-			fmt.Printf("    %v\n", strings.ReplaceAll(r.Err.Error(), "\n", "\n    "))
-		}
+	r, err := pipeline.Smoke(ctx, o)
+	if r != nil {
+		fmt.Print(r.Summary())
 	}
 	return err
 }
@@ -370,29 +345,22 @@ func Bench() error {
 // Nodes targets manage the node inventory (NODES_FILE, default nodes.toml).
 type Nodes mg.Namespace
 
-// Add appends a node to the inventory (creating it, with the node's /24
-// and the master at .1, when missing; check those). BOOT=pxelinux|etherboot|uefi
-// and KERNEL_ARGS=... are optional. Usage:
-// nodes:add name=slave21 mac=00:02:A5:04:3B:66 ip=192.168.1.21 arch=x86_64
+// Add appends a node to the inventory. When there is none it is created
+// with the master NFS_SERVER (else the .1 of the node's /24), the node's
+// /24 and the root DISKLESS_ROOT (else /diskless): check those.
+// BOOT=pxelinux|etherboot|ipxe|uefi|http and KERNEL_ARGS=... are optional.
+// Usage: nodes:add name=slave21 mac=00:02:A5:04:3B:66 ip=192.168.1.21 arch=x86_64
 func (Nodes) Add(name, mac, ip, archArg string) error {
-	nd, err := nodes.ParseAddArgs([]string{name, mac, ip, archArg})
-	if err != nil {
-		return err
-	}
 	s, err := load()
 	if err != nil {
 		return err
 	}
-	nd.Boot, nd.KernelArgs = s.NodeBoot, s.Boot.Extra
-	network, err := nodes.NewNetwork(nd)
+	nd, created, err := pipeline.AddNode(s, []string{name, mac, ip, archArg})
 	if err != nil {
 		return err
 	}
-	if err := nodes.AddNode(s.NodesFile, nd, network); err != nil {
-		return err
-	}
-	if s.Inventory == nil {
-		fmt.Printf("created %s with master %s, subnet %s: check them\n", s.NodesFile, network.Master, network.Subnet)
+	if created != nil {
+		fmt.Printf("created %s with master %s, subnet %s, root %s: check them\n", s.NodesFile, created.Master, created.Subnet, created.Root)
 	}
 	fmt.Printf("added %s (%s, %s) to %s\n", nd.Name, nd.IP, nd.MAC, s.NodesFile)
 	return nil
@@ -409,18 +377,12 @@ func (Nodes) Render() error {
 	if err != nil {
 		return err
 	}
-	files, err := inv.Render()
+	out := filepath.Join(cfg.Artifacts, "master")
+	n, err := inv.RenderInto(out)
 	if err != nil {
 		return err
 	}
-	out := filepath.Join(cfg.Artifacts, "master")
-	if err := nodes.ClearRendered(out); err != nil {
-		return err
-	}
-	if err := nodes.WriteFiles(out, files); err != nil {
-		return err
-	}
-	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf, radvd.conf, nginx/, default/tftpd-hpa, pxelinux.cfg/, ipxe/, nodes/)\n", len(inv.Nodes), len(files), out)
+	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf, radvd.conf, nginx/, default/tftpd-hpa, pxelinux.cfg/, ipxe/, nodes/)\n", len(inv.Nodes), n, out)
 	return nil
 }
 
@@ -439,13 +401,7 @@ func (Nodes) Provision() error {
 	if err != nil {
 		return err
 	}
-	for _, k := range r.Kept {
-		fmt.Printf("kept (changed by an admin): %s\n", k)
-	}
-	for _, n := range r.Notes {
-		fmt.Printf("note: %s\n", n)
-	}
-	fmt.Printf("%d nodes provisioned in %s: %d created, %d updated, %d kept\n", len(inv.Nodes), cfg.Root, len(r.Created), len(r.Updated), len(r.Kept))
+	fmt.Print(r.Summary(len(inv.Nodes), cfg.Root))
 	return nil
 }
 
@@ -465,15 +421,10 @@ func inventory() (*nodes.Inventory, error) {
 type Lab mg.Namespace
 
 func labOptions() (lab.Options, error) {
-	s, err := load()
-	if err != nil {
+	if _, err := inventory(); err != nil {
 		return lab.Options{}, err
 	}
-	inv, err := inventory()
-	if err != nil {
-		return lab.Options{}, err
-	}
-	return lab.Options{Dir: filepath.Join(s.Artifacts, "lab"), Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log, Detach: true}, nil
+	return pipeline.LabOptions(cfg, log), nil
 }
 
 // Up starts the lab master: namespace diskless-lab with bridge br0 on the
@@ -482,23 +433,18 @@ func labOptions() (lab.Options, error) {
 // its rendered configuration and log in artifacts/lab/, serving
 // DISKLESS_ROOT. Returns once each answers; they run until lab:down.
 func (Lab) Up(ctx context.Context) error {
-	o, err := labOptions()
+	s, err := load()
 	if err != nil {
 		return err
 	}
-	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
-		return err
+	l, m, err := pipeline.LabUp(ctx, s, log)
+	if m != nil {
+		fmt.Printf("published generation %d: the per-node boot files of %s\n", m.Generation, s.NodesFile)
 	}
-	if ok, m, err := pipeline.PublishNodes(ctx, cfg, log); err != nil {
-		return err
-	} else if ok {
-		fmt.Printf("published generation %d: the per-node boot files of %s\n", m.Generation, cfg.NodesFile)
-	}
-	l, err := lab.Up(ctx, o)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("lab up in %.1f s: namespace %s, master %s on %s, %s, tftpd-hpa, NFS-Ganesha, radvd, nginx; logs in %s\n", l.State.Ready, lab.NetNS, l.State.Master, lab.Bridge, l.State.DHCP, o.Dir)
+	fmt.Printf("lab up in %.1f s: namespace %s, master %s on %s, %s, tftpd-hpa, NFS-Ganesha, radvd, nginx; logs in %s\n", l.State.Ready, lab.NetNS, l.State.Master, lab.Bridge, l.State.DHCP, filepath.Join(s.Artifacts, "lab"))
 	return nil
 }
 
@@ -510,39 +456,16 @@ func (Lab) Boot(ctx context.Context, nodeArg string) error {
 	if err != nil {
 		return err
 	}
-	l, err := lab.Attach(o)
-	if err != nil {
-		return err
-	}
-	name := strings.TrimPrefix(nodeArg, "node=")
-	nd, ok := o.Inventory.Node(name)
-	if !ok {
-		return fmt.Errorf("node %q is not in %s", name, cfg.NodesFile)
-	}
-	m, remove, err := l.Machine(nd, nd.MAC, "")
-	if err != nil {
-		return err
-	}
-	defer remove()
-	return lab.Console(ctx, m)
+	return lab.Console(ctx, o, strings.TrimPrefix(nodeArg, "node="))
 }
 
 // Down stops every daemon and node of the lab and removes its namespace.
 func (Lab) Down() error {
-	// no inventory needed: a lab outlives a deleted or broken nodes.toml
 	s, err := load()
 	if err != nil {
 		return err
 	}
-	o := lab.Options{Dir: filepath.Join(s.Artifacts, "lab"), Root: s.Root, Log: log}
-	l, err := lab.Attach(o)
-	if err != nil {
-		if !lab.Running() {
-			return err
-		}
-		l = lab.Detached(o)
-	}
-	if err := l.Down(); err != nil {
+	if err := lab.DownAny(pipeline.LabOptions(s, log)); err != nil {
 		return err
 	}
 	fmt.Println("lab down")
@@ -562,49 +485,11 @@ func (Lab) Storm(ctx context.Context, args string) error {
 	if err != nil {
 		return err
 	}
-	o := storm.CommandOptions{Settings: s, Log: log}
-	for _, w := range strings.Fields(args) {
-		k, v, ok := strings.Cut(w, "=")
-		if !ok {
-			return fmt.Errorf("lab:storm %q: want key=value words: n=8 loss=5%% delay=50ms fault=nfs,http timeout=10m", w)
-		}
-		switch k {
-		case "n":
-			if _, err := fmt.Sscan(v, &o.N); err != nil {
-				return fmt.Errorf("n=%s: want a number of nodes", v)
-			}
-		case "loss":
-			if o.Link.Loss, err = storm.ParseLoss(v); err != nil {
-				return err
-			}
-		case "delay":
-			if o.Link.Delay, err = time.ParseDuration(v); err != nil {
-				return fmt.Errorf("delay=%s: want a duration like 50ms", v)
-			}
-		case "timeout":
-			if o.Timeout, err = time.ParseDuration(v); err != nil {
-				return fmt.Errorf("timeout=%s: want a duration like 10m", v)
-			}
-		case "fault":
-			o.Faults = strings.Split(v, ",")
-		default:
-			return fmt.Errorf("lab:storm: unknown %s=: want n, loss, delay, fault or timeout", k)
-		}
-	}
-	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
-		return err
-	}
+	var term io.Writer
 	if t := terminal(); t != nil {
-		o.Progress = func(line string) { fmt.Fprintln(t, line) }
-	} else {
-		o.Progress = func(line string) { log.Info("storm: " + strings.Join(strings.Fields(line), " ")) }
+		term = t
 	}
-	r, path, err := storm.Command(ctx, o)
-	if r != nil {
-		fmt.Print(r.Summary())
-		fmt.Println("report:", path)
-	}
-	return err
+	return storm.Target(ctx, s, args, log, os.Stdout, term)
 }
 
 // Keygen makes an Ed25519 key pair in OpenBSD signify's format in the
@@ -633,15 +518,9 @@ func (CI) Artifacts(ctx context.Context, archArg string) error {
 	if err != nil {
 		return err
 	}
-	a := o.Arch
-	if err := deps.Ensure(ctx, log, append(deps.KernelBuild(a, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Boot(a)...)); err != nil {
-		return fmt.Errorf("deps: %w", err)
-	}
 	res, err := pipeline.CIArtifacts(ctx, o)
-	if res != nil {
-		for _, r := range res.Smoke {
-			fmt.Println(r.Line())
-		}
+	if res != nil && res.Smoke != nil {
+		fmt.Print(res.Smoke.Summary())
 	}
 	if err != nil {
 		return err
@@ -656,33 +535,32 @@ func (Test) Unit() error {
 	return sh.RunV("go", "test", "-short", "-race", "-count=1", "./...")
 }
 
-// Integration runs the slow tests: real kernel builds (x86_64 and arm64
-// slaves, config checks for the others and the master), QEMU boots, and the
-// fresh-machine tests (empty Go module and build caches, a new kernel
-// source cache, an empty ccache).
+// Integration runs every test that -short skips (go test ./... without
+// -short, no name filter: the unit tests again, then the real kernel
+// builds, QEMU boots, the lab, the storms and the fresh-machine tests),
+// one package at a time, and ends with the ten slowest tests, the time
+// per package and every skipped test (under CI nothing may skip).
 func (Test) Integration(ctx context.Context) error {
 	mg.CtxDeps(ctx, Deps)
 	// -p 1: kernel builds and QEMU guests of different packages would
 	// compete for the 2 CPUs and make boot timeouts flaky.
-	return sh.RunV("go", "test", "-p", "1", "-count=1", "-timeout", "80m", "-run", "Integration", "./...")
+	sum, err := gotest.Run(ctx, os.Stdout, []string{"-p", "1", "-count=1", "-timeout", "80m", "./..."})
+	if sum != nil {
+		sum.Render(os.Stdout)
+	}
+	return err
 }
 
 // All is the README's test command (`test`): deps, unit tests, then the
 // integration and boot tests; it says how long each stage took.
 func (Test) All(ctx context.Context) error {
-	for _, st := range []struct {
-		name string
-		run  func() error
-	}{
-		{"deps", func() error { return Deps(ctx) }},
-		{"unit tests", Test{}.Unit},
-		{"integration tests", func() error { return Test{}.Integration(ctx) }},
-	} {
+	stages := []func() error{func() error { return Deps(ctx) }, Test{}.Unit, func() error { return Test{}.Integration(ctx) }}
+	for i, name := range []string{"deps", "unit tests", "integration tests"} {
 		start := time.Now()
-		err := st.run()
-		fmt.Printf("test: %s took %s\n", st.name, time.Since(start).Round(time.Second))
+		err := stages[i]()
+		fmt.Printf("test: %s took %s\n", name, time.Since(start).Round(time.Second))
 		if err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil

@@ -1,8 +1,9 @@
 // Package debpkg unpacks a Debian package's files into the project cache
-// without installing it (apt-get download + dpkg-deb -x): tests use it for
-// programs whose packages would start a service or write into /etc
-// (isc-dhcp-server's dhcpd) and for files of packages that are not
-// installed (Debian's cloud kernel).
+// without installing it (apt-get download + dpkg-deb -x): the lab runs the
+// master's daemons from it (isc-dhcp-server's dhcpd, tftpd-hpa, nginx,
+// radvd: installed, their packages would start system services and write
+// into /etc), and tests take files of packages that are not installed
+// from it (Debian's cloud kernel, busybox-static).
 package debpkg
 
 import (

@@ -30,12 +30,14 @@ func Owner(path string) (string, error) {
 	return "", err
 }
 
-// CheckPrograms checks each program: found on PATH (skipped locally when
-// missing, failed in CI), owned by its declared package, which is one of
-// stage's packages.
+// CheckPrograms checks each program: owned by its declared package, which
+// is one of stage's packages (an integration test: the programs must be
+// installed, as CI installs them; missing ones fail in CI and are noted
+// locally).
 func CheckPrograms(t *testing.T, stage string, programs []deps.Program, packages []string) {
 	t.Helper()
-	testutil.NeedTool(t, "dpkg", "dpkg")
+	testutil.Integration(t, "the installed programs of every stage")
+	testutil.NeedBaseTool(t, "dpkg", "dpkg")
 	for _, p := range programs {
 		if !slices.Contains(packages, p.Package) {
 			t.Errorf("%s: runs %s (package %s), which its packages do not install: %v", stage, p.Name, p.Package, packages)

@@ -2,10 +2,10 @@ package deps
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
 
@@ -38,9 +38,8 @@ func TestUnique(t *testing.T) {
 }
 
 func TestMissingAgainstDpkg(t *testing.T) {
-	if _, err := exec.LookPath("dpkg-query"); err != nil {
-		t.Skip("dpkg-query not found (package dpkg): not a Debian machine")
-	}
+	// dpkg is Essential: every Debian machine, and so the unit suite, has it
+	testutil.NeedBaseTool(t, "dpkg-query", "dpkg")
 	missing, err := Missing(context.Background(), []string{"dpkg", "no-such-package-diskless-test"})
 	if err != nil {
 		t.Fatal(err)

@@ -444,7 +444,11 @@ func rootVerdict(isDir, exists func(string) bool) error {
 		missing = append(missing, "an init ("+strings.Join(initPaths[:2], " or ")+")")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("not a root filesystem: no %s", strings.Join(missing, ", no "))
+		list := missing[0]
+		if n := len(missing); n > 1 {
+			list = strings.Join(missing[:n-1], ", ") + " and " + missing[n-1]
+		}
+		return fmt.Errorf("not a root filesystem: it has no %s", list)
 	}
 	return nil
 }

@@ -2,12 +2,15 @@ package image
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
 
@@ -75,7 +78,7 @@ func fakeRoot(t *testing.T, dir, marker string) {
 
 func TestBuildFromDirectoryPublishRollback(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("building an image needs root")
+		testutil.SkipOrFail(t, "building an image needs root (Build refuses otherwise: it keeps owners and device nodes)")
 	}
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "src")
@@ -164,7 +167,7 @@ func TestBuildFromDirectoryPublishRollback(t *testing.T) {
 func TestNotARootFilesystem(t *testing.T) {
 	tmp := t.TempDir()
 	x86, _ := arch.Lookup("x86_64")
-	// a tarball of something else
+	// a tarball of something else (tar and gzip: Debian's Essential set)
 	junk := filepath.Join(tmp, "junk")
 	os.MkdirAll(filepath.Join(junk, "docs"), 0o755)
 	os.WriteFile(filepath.Join(junk, "docs/readme"), []byte("hi"), 0o644)
@@ -172,13 +175,29 @@ func TestNotARootFilesystem(t *testing.T) {
 	if out, err := exec.Command("tar", "-czf", tarball, "-C", junk, ".").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	o := Options{Name: "junk", Arch: x86, CacheDir: filepath.Join(tmp, "cache"), From: tarball}
-	_, err := Build(context.Background(), o)
-	if os.Geteuid() == 0 && (err == nil || !strings.Contains(err.Error(), "IMAGE_FROM="+tarball+": not a root filesystem: no etc/, no usr/, no an init")) {
+	const notRoot = ": not a root filesystem: it has no etc/, usr/ and an init (sbin/init or usr/sbin/init)"
+	// the tarball's listing is checked before anything is extracted, by
+	// any user (Build reaches that step only as root)
+	work := filepath.Join(tmp, "work")
+	err := unpack(context.Background(), tarball, work, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "IMAGE_FROM="+tarball+notRoot) {
 		t.Errorf("junk tarball: %v", err)
 	}
+	if _, err := os.Stat(work); err == nil {
+		t.Error("a rejected tarball was extracted")
+	}
+	// and Build says so as root; as another user it refuses first
+	o := Options{Name: "junk", Arch: x86, CacheDir: filepath.Join(tmp, "cache"), From: tarball}
+	_, err = Build(context.Background(), o)
+	want := "IMAGE_FROM=" + tarball + notRoot
+	if os.Geteuid() != 0 {
+		want = "building a node image needs root"
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Build from a junk tarball: %v, want %q", err, want)
+	}
 	o.From = junk
-	if _, _, err := Prepare(o); err == nil || !strings.Contains(err.Error(), "not a root filesystem") {
+	if _, _, err := Prepare(o); err == nil || !strings.Contains(err.Error(), "IMAGE_FROM="+junk+notRoot) {
 		t.Errorf("junk directory: %v", err)
 	}
 	o.From = filepath.Join(tmp, "x.zip")

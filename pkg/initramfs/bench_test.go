@@ -3,6 +3,7 @@ package initramfs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,14 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
 
 func benchArch(b *testing.B) arch.Arch {
 	a, _ := arch.Lookup("x86_64")
-	if _, err := exec.LookPath("go"); err != nil {
-		b.Skip("go not found")
-	}
+	testutil.NeedBaseTool(b, "go", "golang-go")
 	return a
 }
 
@@ -53,7 +53,13 @@ func BenchmarkNoChange(b *testing.B) {
 // BenchmarkCompress: size and time per compressor on the real cpio.
 func BenchmarkCompress(b *testing.B) {
 	a := benchArch(b)
-	res, err := Build(context.Background(), Options{Arch: a, ProjectDir: "../..", OutDir: b.TempDir(), CacheDir: os.Getenv("HOME") + "/.cache/diskless", Compress: None})
+	// the project's cache (XDG_CACHE_HOME/diskless): the Go build is not
+	// what this measures
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = b.TempDir()
+	}
+	res, err := Build(context.Background(), Options{Arch: a, ProjectDir: "../..", OutDir: b.TempDir(), CacheDir: filepath.Join(cache, "diskless"), Compress: None})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +89,7 @@ func BenchmarkURootCLI(b *testing.B) {
 	inst := exec.Command("go", "install", "github.com/u-root/u-root@v0.16.0")
 	inst.Env = append(os.Environ(), "GOBIN="+gobin)
 	if out, err := inst.CombinedOutput(); err != nil {
-		b.Skipf("go install u-root: %v\n%s", err, out)
+		testutil.SkipOrFail(b, fmt.Sprintf("go install u-root@v0.16.0 (needs the network or a module cache that has it): %v\n%s", err, out))
 	}
 	cmds, err := ReadCommands("../../initramfs/commands.txt", "github.com/diskless/diskless")
 	if err != nil {

@@ -36,8 +36,8 @@ func coldGoCaches(t *testing.T) {
 // check and the whole initramfs build must pass the first time, and leave
 // go.mod and go.sum as they were.
 func TestIntegrationColdModuleCache(t *testing.T) {
-	testutil.Slow(t)
-	testutil.NeedTool(t, "go", "golang-go")
+	testutil.Integration(t, "the network (empty Go caches: every module is downloaded, then the whole initramfs built)")
+	testutil.NeedBaseTool(t, "go", "golang-go")
 	coldGoCaches(t)
 	before := readModFiles(t)
 	cmds, err := ReadCommands("../../initramfs/commands.txt", "github.com/diskless/diskless")
@@ -79,7 +79,7 @@ func readModFiles(t *testing.T) []byte {
 // A package that is not in the module is named with its line, from go
 // list's JSON answer alone.
 func TestCheckPackagesNamesUnknownCommand(t *testing.T) {
-	testutil.NeedTool(t, "go", "golang-go")
+	testutil.NeedBaseTool(t, "go", "golang-go")
 	list := filepath.Join(t.TempDir(), "commands.txt")
 	os.WriteFile(list, []byte("ls\n# comment\nexample.com/not/a/module/cmd\n"), 0o644)
 	cmds, err := ReadCommands(list, "github.com/diskless/diskless")

@@ -85,13 +85,14 @@ func TestNormalizeIsDeterministicAndSorted(t *testing.T) {
 // The archive reads back with the Debian tools: cpio -itv lists the device
 // node as 5, 1; bsdtar lists every file.
 func TestArchiveReadsBackWithDebianTools(t *testing.T) {
+	cpioBin := testutil.NeedTool(t, "cpio", "cpio")
+	bsdtar := testutil.NeedTool(t, "bsdtar", "libarchive-tools")
 	norm, err := Normalize(bytes.NewReader(sample(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(t.TempDir(), "x.cpio")
 	os.WriteFile(p, norm, 0o644)
-	cpioBin := testutil.NeedTool(t, "cpio", "cpio")
 	f, _ := os.Open(p)
 	defer f.Close()
 	c := exec.Command(cpioBin, "-itv")
@@ -103,7 +104,6 @@ func TestArchiveReadsBackWithDebianTools(t *testing.T) {
 	if !regexpLine(string(out), "crw-------", "5,", "1", "dev/console") || !regexpLine(string(out), "crw-rw-rw-", "1,", "3", "dev/null") {
 		t.Errorf("cpio -itv does not show the device nodes:\n%s", out)
 	}
-	bsdtar := testutil.NeedTool(t, "bsdtar", "libarchive-tools")
 	out, err = exec.Command(bsdtar, "-tf", p).CombinedOutput()
 	if err != nil {
 		t.Fatalf("bsdtar: %v\n%s", err, out)
@@ -216,7 +216,7 @@ func TestReadCommands(t *testing.T) {
 
 // Bad input fails before any Go build and leaves nothing in OutDir.
 func TestBuildRejectsBadInput(t *testing.T) {
-	testutil.NeedTool(t, "go", "golang")
+	testutil.NeedBaseTool(t, "go", "golang-go")
 	x, _ := arch.Lookup("x86_64")
 	out := t.TempDir()
 	list := filepath.Join(t.TempDir(), "commands.txt")
@@ -256,8 +256,8 @@ func TestBaseArchiveCarriesSettings(t *testing.T) {
 // Two cold builds (separate caches) give byte-identical images; a third
 // with nothing changed skips the Go build.
 func TestIntegrationReproducible(t *testing.T) {
-	testutil.Slow(t)
-	testutil.NeedTool(t, "go", "golang")
+	testutil.Integration(t, "two cold Go builds of the whole initramfs (minutes)")
+	testutil.NeedBaseTool(t, "go", "golang-go")
 	x, _ := arch.Lookup("x86_64")
 	var sums []string
 	for i := 0; i < 2; i++ {

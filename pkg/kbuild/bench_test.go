@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
 
@@ -19,9 +20,7 @@ func benchOptions(b *testing.B, name string) Options {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := exec.LookPath("make"); err != nil {
-		b.Skip("make not found (Debian package make)")
-	}
+	testutil.NeedTool(b, "make", "make")
 	o := testOptions("../..", a, Slave)
 	o.OutDir, o.Log = b.TempDir(), discard()
 	return o

@@ -78,6 +78,19 @@ type Options struct {
 	// CC="distcc <gcc>", or ccache with CCACHE_PREFIX=distcc; -j is the
 	// hosts' total slots unless Jobs is set.
 	DistccHosts string
+	// Path is the PATH make runs with; make, the compiler and ccache are
+	// looked up in it too, so the compiler whose version is in the cache
+	// key is the one make runs. Empty: DefaultPath.
+	Path string
+	// Home is HOME for make (ccache's and distcc's default state lives
+	// under it); empty: not set (ccache then asks the password database).
+	Home string
+	// CcacheDir is ccache's CCACHE_DIR; empty: ccache's default
+	// ($XDGCacheHome/ccache, else under Home).
+	CcacheDir string
+	// XDGCacheHome is XDG_CACHE_HOME for make, where ccache keeps its
+	// cache by default; empty: not set.
+	XDGCacheHome string
 	// Targets overrides the make targets (partial builds, tests).
 	Targets []string
 	// Checks run on the final .config before compiling (e.g. the NFS
@@ -211,6 +224,7 @@ type Plan struct {
 	cc       string // compiler command (without ccache)
 	ccVer    string
 	ccache   string // ccache path, or ""
+	make     string // make's path in the build PATH
 	src      *Source
 	buildDir string
 	key      string
@@ -297,11 +311,40 @@ func Prepare(ctx context.Context, o Options) (*Plan, error) {
 	return p, nil
 }
 
+// DefaultPath is the PATH of a build whose Options.Path is empty.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func (o *Options) path() string {
+	if o.Path != "" {
+		return o.Path
+	}
+	return DefaultPath
+}
+
+// lookPath finds an executable name in the directories of the PATH list
+// pathList, as make's shell will (not in the PATH of this process).
+func lookPath(name, pathList string) (string, error) {
+	for _, dir := range filepath.SplitList(pathList) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue // a relative entry depends on make's working directory
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH=%s", name, pathList)
+}
+
 func (p *Plan) checkTools() error {
 	o := &p.opts
 	for _, t := range deps.KernelPrograms(o.Arch, KernelCompressor(p.req), false) {
-		if _, err := deps.LookTool(t.Name, t.Package); err != nil {
-			return fmt.Errorf("kernel build for %s: %w", o.Arch.Name, err)
+		path, err := lookPath(t.Name, o.path())
+		if err != nil {
+			return fmt.Errorf("kernel build for %s: %w: install the Debian package %s (%s)", o.Arch.Name, err, t.Package, deps.InstallLine([]string{t.Package}))
+		}
+		if t.Name == "make" {
+			p.make = path
 		}
 	}
 	cc, _ := o.Arch.Compiler()
@@ -310,14 +353,20 @@ func (p *Plan) checkTools() error {
 			return fmt.Errorf("kernel build needs %s: install the Debian package %s (%s)", h[0], h[1], deps.InstallLine([]string{h[1]}))
 		}
 	}
-	out, err := exec.Command(cc, "--version").Output()
+	ccPath, err := lookPath(cc, o.path())
 	if err != nil {
-		return fmt.Errorf("%s --version: %w", cc, err)
+		return fmt.Errorf("kernel build for %s: %w", o.Arch.Name, err)
+	}
+	ver := exec.Command(ccPath, "--version")
+	ver.Env = []string{"PATH=" + o.path(), "LC_ALL=C"} // as make runs it: the line is in the key
+	out, err := ver.Output()
+	if err != nil {
+		return fmt.Errorf("%s --version: %w", ccPath, err)
 	}
 	p.cc = cc
 	p.ccVer, _, _ = strings.Cut(string(out), "\n")
 	if !o.NoCcache {
-		if path, err := exec.LookPath("ccache"); err == nil {
+		if path, err := lookPath("ccache", o.path()); err == nil {
 			p.ccache = path
 		}
 	}
@@ -341,6 +390,15 @@ func KernelCompressor(req *kconfig.Config) string {
 
 // computeKey hashes every input that decides the output: a match with the
 // last successful build's key means make has nothing to do.
+//
+// make's environment is built by env, not inherited, so no variable of
+// the caller's shell (KCFLAGS, ARCH, CROSS_COMPILE, CC, KBUILD_*, ...)
+// reaches it; what env sets that changes the output is a documented
+// setting in the key (SOURCE_DATE_EPOCH, via epoch) or a constant.
+// Path, Home, CcacheDir and XDGCacheHome are not in the key: they decide
+// where tools and caches are found, not what is built; the compiler found
+// in Path is in the key by name and version (ccache returns what that
+// compiler would produce, distcc runs the same version on its hosts).
 func (p *Plan) computeKey() string {
 	h := sha256.New()
 	o := &p.opts
@@ -525,10 +583,17 @@ func (p *Plan) epoch() int64 {
 	return p.src.Epoch
 }
 
-// env is the reproducible build environment.
+// env is the reproducible build environment: built from the options, never
+// inherited from this process (see computeKey).
 func (p *Plan) env() []string {
+	o := &p.opts
 	epoch := p.epoch()
-	env := os.Environ()
+	env := []string{"PATH=" + o.path()}
+	for _, v := range []struct{ name, val string }{{"HOME", o.Home}, {"CCACHE_DIR", o.CcacheDir}, {"XDG_CACHE_HOME", o.XDGCacheHome}} {
+		if v.val != "" {
+			env = append(env, v.name+"="+v.val)
+		}
+	}
 	if p.opts.DistccHosts != "" {
 		env = append(env, "DISTCC_HOSTS="+p.opts.DistccHosts, "DISTCC_LOG="+p.distccLog(), "DISTCC_VERBOSE=1")
 		if p.ccache != "" {
@@ -541,6 +606,14 @@ func (p *Plan) env() []string {
 		"KBUILD_BUILD_TIMESTAMP="+time.Unix(epoch, 0).UTC().Format(time.UnixDate),
 		"KBUILD_BUILD_USER=diskless", "KBUILD_BUILD_HOST=diskless", "KBUILD_BUILD_VERSION=1",
 	)
+}
+
+// makePath is make as found in the build PATH.
+func (p *Plan) makePath() string {
+	if p.make != "" {
+		return p.make
+	}
+	return "make"
 }
 
 func (p *Plan) makeArgs(targets ...string) []string {
@@ -571,7 +644,7 @@ func (p *Plan) configure(ctx context.Context) error {
 	}
 	defer lf.Close()
 	run := func(target string) error {
-		cmd := exec.CommandContext(ctx, "make", p.makeArgs(target)...)
+		cmd := exec.CommandContext(ctx, p.makePath(), p.makeArgs(target)...)
 		cmd.Env = p.env()
 		cmd.Stdout, cmd.Stderr = lf, lf
 		if err := cmd.Run(); err != nil {
@@ -645,7 +718,7 @@ func (p *Plan) compile(ctx context.Context, expect int) (int, error) {
 	args := append(p.makeArgs(targets...), fmt.Sprintf("-j%d", o.Jobs))
 	o.Log.Info("compiling kernel", "arch", o.Arch.Name, "role", o.Role, "targets", strings.Join(targets, " "), "jobs", o.Jobs, "ccache", p.ccache != "", "log", logf)
 	pr := newProgress(o.Log, o.Terminal, fmt.Sprintf("kernel %s %s", o.Arch.Name, o.Role), expect, lf)
-	cmd := exec.CommandContext(ctx, "make", args...)
+	cmd := exec.CommandContext(ctx, p.makePath(), args...)
 	cmd.Env = p.env()
 	cmd.Stdout, cmd.Stderr = pr, pr
 	err = cmd.Run()

@@ -65,6 +65,7 @@ func testOptions(dir string, a arch.Arch, role Role, extra ...string) Options {
 		o.Extra = append(o.Extra, filepath.Join(dir, e))
 	}
 	o.KernelSrc = os.Getenv("KERNEL_SRC")
+	o.Path, o.Home, o.CcacheDir, o.XDGCacheHome = os.Getenv("PATH"), os.Getenv("HOME"), os.Getenv("CCACHE_DIR"), os.Getenv("XDG_CACHE_HOME")
 	if role == Slave {
 		st := pxe.Settings{}.WithDefaults()
 		o.Cmdline = st.Cmdline(a)
@@ -223,7 +224,7 @@ func fakeTree(t *testing.T, path string, mtime time.Time) {
 }
 
 func TestResolveSourceTarballExtractsOnce(t *testing.T) {
-	testutil.NeedTool(t, "tar", "tar")
+	testutil.NeedBaseTool(t, "tar", "tar")
 	cache := t.TempDir()
 	tarball := filepath.Join(t.TempDir(), "linux-source-6.1.tar.gz")
 	rel := time.Date(2026, 11, 16, 10, 17, 40, 0, time.UTC)
@@ -453,5 +454,84 @@ func TestCheckZboot(t *testing.T) {
 	os.WriteFile(p, []byte("MZ not zboot at all, just some bytes to fill 64 of them......."), 0o644)
 	if err := CheckZboot(p, a); err == nil || !strings.Contains(err.Error(), "zimg") {
 		t.Errorf("not zboot: %v", err)
+	}
+}
+
+// make's environment is built from the options, not inherited: a stray
+// KCFLAGS, ARCH, CROSS_COMPILE, CC, KBUILD_* or MAKEFLAGS in the caller's
+// environment would change the build without changing the key. PATH, HOME
+// and the cache locations come from the options and are not in the key.
+func TestMakeEnvironmentIsBuiltNotInherited(t *testing.T) {
+	for k, v := range map[string]string{"KCFLAGS": "-O0", "ARCH": "arm", "CROSS_COMPILE": "nonexistent-", "CC": "clang", "LD": "ld.lld",
+		"KBUILD_OUTPUT": "/tmp/elsewhere", "KBUILD_BUILD_USER": "admin", "MAKEFLAGS": "-k", "LLVM": "1", "CCACHE_PREFIX": "icecc"} {
+		t.Setenv(k, v)
+	}
+	x := mustArch(t, "x86_64")
+	plan := func(o Options) *Plan {
+		return &Plan{opts: o, src: &Source{Identity: "id", Dir: "/src", Epoch: 1600000000}, req: &kconfig.Config{}, cc: "gcc", ccVer: "gcc 12", ccache: "/usr/bin/ccache"}
+	}
+	o := NewOptions(t.TempDir(), t.TempDir(), x, Slave)
+	o.Path, o.Home, o.CcacheDir, o.XDGCacheHome = "/opt/cross/bin:/usr/bin", "/home/builder", "/var/cache/ccache", "/home/builder/.xdg"
+	o.DistccHosts = "localhost/2 node21/4"
+	p := plan(o)
+	allowed := map[string]bool{"PATH": true, "HOME": true, "CCACHE_DIR": true, "XDG_CACHE_HOME": true, "LC_ALL": true, "TZ": true, "SOURCE_DATE_EPOCH": true,
+		"KBUILD_BUILD_TIMESTAMP": true, "KBUILD_BUILD_USER": true, "KBUILD_BUILD_HOST": true, "KBUILD_BUILD_VERSION": true,
+		"DISTCC_HOSTS": true, "DISTCC_LOG": true, "DISTCC_VERBOSE": true, "CCACHE_PREFIX": true}
+	got := map[string]string{}
+	for _, e := range p.env() {
+		k, v, _ := strings.Cut(e, "=")
+		if _, dup := got[k]; dup {
+			t.Errorf("%s given twice", k)
+		}
+		got[k] = v
+		if !allowed[k] {
+			t.Errorf("make gets %s from outside the settings", e)
+		}
+	}
+	for k, want := range map[string]string{"PATH": o.Path, "HOME": o.Home, "CCACHE_DIR": o.CcacheDir, "XDG_CACHE_HOME": o.XDGCacheHome,
+		"KBUILD_BUILD_USER": "diskless", "CCACHE_PREFIX": "distcc", "DISTCC_HOSTS": o.DistccHosts, "SOURCE_DATE_EPOCH": "1600000000"} {
+		if got[k] != want {
+			t.Errorf("%s=%q, want %q", k, got[k], want)
+		}
+	}
+	for _, k := range []string{"KCFLAGS", "ARCH", "CROSS_COMPILE", "CC", "LD", "KBUILD_OUTPUT", "MAKEFLAGS", "LLVM"} {
+		if v, ok := got[k]; ok {
+			t.Errorf("the process's %s=%s reaches make", k, v)
+		}
+	}
+	// zero options: the default PATH, no HOME or cache variables
+	bare := plan(NewOptions(t.TempDir(), t.TempDir(), x, Slave)).env()
+	if bare[0] != "PATH="+DefaultPath {
+		t.Errorf("default PATH: %s", bare[0])
+	}
+	for _, e := range bare {
+		if k, _, _ := strings.Cut(e, "="); k == "HOME" || k == "CCACHE_DIR" || k == "XDG_CACHE_HOME" || strings.HasPrefix(k, "DISTCC") {
+			t.Errorf("zero options give %s", e)
+		}
+	}
+	// where tools and caches are found is not what is built: same key
+	if a, b := plan(NewOptions(t.TempDir(), t.TempDir(), x, Slave)).computeKey(), p.computeKey(); a != b {
+		t.Error("PATH, HOME or the cache locations change the cache key")
+	}
+}
+
+// Tools are looked up in the build's PATH (the one make gets), not this
+// process's: the compiler whose version is in the key is the one make runs.
+func TestToolsAreFoundInTheBuildPath(t *testing.T) {
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "x86_64-test-gcc"), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "notexec"), []byte(""), 0o644)
+	os.Mkdir(filepath.Join(bin, "adir"), 0o755)
+	t.Setenv("PATH", "/nonexistent")
+	if p, err := lookPath("x86_64-test-gcc", "relative:"+bin); err != nil || p != filepath.Join(bin, "x86_64-test-gcc") {
+		t.Errorf("lookPath: %s %v", p, err)
+	}
+	for _, n := range []string{"notexec", "adir", "sh"} {
+		if p, err := lookPath(n, "relative::"+bin); err == nil || !strings.Contains(err.Error(), n+" not found in PATH=relative::"+bin) {
+			t.Errorf("%s: %s %v", n, p, err)
+		}
+	}
+	if p, err := lookPath("sh", DefaultPath); err != nil || !strings.HasSuffix(p, "/sh") {
+		t.Errorf("sh in the default PATH: %s %v", p, err)
 	}
 }

@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
@@ -24,8 +25,8 @@ func BenchmarkFetchTFTPvsHTTP(b *testing.B) {
 	l := f.up(b, "dhcpd")
 	logs := testutil.LogDir(b)
 	var bytes int64
-	for _, n := range []string{"bzImage_x86_64", f.inv.Initrd["x86_64"]} {
-		st, err := os.Stat(filepath.Join(f.root, n))
+	for _, n := range []string{"bzImage_x86_64", f.Inv.Initrd["x86_64"]} {
+		st, err := os.Stat(filepath.Join(f.Root, n))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -40,33 +41,33 @@ func BenchmarkFetchTFTPvsHTTP(b *testing.B) {
 		b.Run(c.path, func(b *testing.B) {
 			var fetch, kernel float64
 			for i := 0; i < b.N; i++ {
-				nd := f.node(c.node)
+				nd := f.Node(c.node)
 				m, remove, err := l.Machine(nd, nd.MAC, filepath.Join(logs, c.path+".log"))
 				if err != nil {
 					b.Fatal(err)
 				}
-				m.Accel = f.s.QEMUAccel
+				m.Accel = f.S.QEMUAccel
 				sess, err := qemu.Start(context.Background(), m)
 				if err != nil {
 					remove()
 					b.Fatal(err)
 				}
-				_, err = sess.Expect([]string{"Linux version"}, nil, 5*time.Minute)
+				_, err = sess.Expect(boot.Markers(boot.Kernel), nil, 5*time.Minute)
 				sess.Stop()
 				remove()
 				if err != nil {
 					b.Fatalf("%s: %v", c.node, err)
 				}
 				at := map[string]float64{}
-				for _, st := range Stages(sess.Timeline()) {
+				for _, st := range boot.Stages(sess.Timeline()) {
 					at[st.Name] = st.At
 				}
-				first, got, started := at["first file loaded"], at["kernel and initramfs fetched"], at["kernel started"]
+				first, got, started := at[boot.FirstFile], at[boot.Fetched], at[boot.Kernel]
 				if first == 0 || got == 0 || started == 0 {
 					b.Fatalf("%s: stages missing from the console: %v", c.node, at)
 				}
 				from := first
-				if script, ok := at["iPXE script loaded"]; ok {
+				if script, ok := at[boot.Script]; ok {
 					from = script
 				}
 				fetch += got - from

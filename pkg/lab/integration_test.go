@@ -1,10 +1,10 @@
-package lab
+package lab_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,28 +12,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diskless/diskless/internal/testkernel"
+	"github.com/diskless/diskless/internal/labtest"
+	"github.com/diskless/diskless/internal/netns"
+	"github.com/diskless/diskless/internal/testenv"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/internal/textutil"
-	"github.com/diskless/diskless/pkg/arch"
-	"github.com/diskless/diskless/pkg/ganesha"
+	"github.com/diskless/diskless/pkg/boot"
+	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodeos"
 	"github.com/diskless/diskless/pkg/nodes"
-	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/qemu"
-	"github.com/diskless/diskless/pkg/qemu/testroot"
-	"github.com/diskless/diskless/pkg/settings"
 )
 
 // The HOWTO's network: master 192.168.1.1, slave21 by PXELINUX, and a
 // second node by etherboot (iPXE loads vmlinuz_x86_64), both running the
-// Debian image; in the lab's namespace only.
+// Debian image; UEFI and iPXE nodes with the boot tests' static init; in
+// the lab's namespace only.
 const labInv = `[network]
 master = "192.168.1.1"
 subnet = "192.168.1.0/24"
-root = "%s"
+root = "{root}"
 nfs_opts = "vers=3,tcp"
-home = "%s"
+home = "{home}"
 shared_ro = []
 authorized_keys = "admin.pub"
 
@@ -82,130 +82,62 @@ boot = "ipxe"
 `
 
 type labFixture struct {
-	s    *settings.Settings
-	inv  *nodes.Inventory
-	root string
-	key  string
-	tmp  string
+	*labtest.Fixture
 }
 
 func newFixture(t testing.TB) *labFixture {
 	t.Helper()
 	testutil.Slow(t)
-	if os.Geteuid() != 0 {
-		testutil.SkipOrFail(t, "the lab needs root")
-	}
-	if err := ganesha.Available(); err != nil {
-		testutil.SkipOrFail(t, err.Error())
-	}
-	testutil.NeedTool(t, "debootstrap", "debootstrap")
 	testutil.NeedTool(t, "ssh", "openssh-client")
 	testutil.NeedTool(t, "dnsmasq", "dnsmasq-base")
 	testutil.NeedTool(t, "curl", "curl")
 	testutil.NeedTool(t, "apt-get", "apt")
-	testutil.NeedFile(t, "/usr/lib/PXELINUX/pxelinux.0", "pxelinux")
-	a := testkernel.NeedTools(t, "x86_64")
-	arm := testkernel.NeedTools(t, "arm64")
-	testutil.NeedFile(t, AAVMF, "qemu-efi-aarch64")
+	testutil.NeedFile(t, qemu.AAVMFCode, "qemu-efi-aarch64")
 	testutil.NeedFile(t, qemu.OVMFCode, "ovmf")
-	testutil.NeedFile(t, "/usr/lib/ipxe/snponly.efi", "ipxe")
-	f := &labFixture{tmp: t.TempDir()}
-	// the daemons that drop root (nginx's workers) must reach the root
-	os.Chmod(f.tmp, 0o755)
-	os.Chmod(filepath.Dir(f.tmp), 0o755)
-	f.root = filepath.Join(f.tmp, "diskless")
-	home := filepath.Join(f.tmp, "home")
-	os.MkdirAll(f.root, 0o755)
-	os.MkdirAll(home, 0o1777)
-	f.key = filepath.Join(f.tmp, "admin")
-	if err := nodeos.Keygen(f.key); err != nil {
-		t.Fatal(err)
-	}
-	invPath := filepath.Join(f.tmp, "nodes.toml")
-	os.WriteFile(invPath, []byte(fmt.Sprintf(labInv, f.root, home)), 0o644)
-	lookup := func(k string) (string, bool) {
-		if k == "NODES_FILE" {
-			return invPath, true
-		}
-		return testkernel.Lookup(k)
-	}
-	var err error
-	if f.s, err = settings.Load(lookup, "../.."); err != nil {
-		t.Fatal(err)
-	}
-	f.inv = f.s.Inventory
-	f.s.Artifacts = filepath.Join(f.tmp, "artifacts")
-	ctx := context.Background()
-	// the arm64 EFI image carries the lab's command line built in (UEFI
-	// PXE passes none): an incremental rebuild of the cached kernel
-	for _, x := range []arch.Arch{a, arm} {
-		if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: x, Settings: f.s, Log: testkernel.Quiet()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	files, err := f.inv.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nodes.WriteFiles(filepath.Join(f.s.Artifacts, "master"), files); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pipeline.Publish(ctx, f.s, testkernel.Quiet()); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := pipeline.PublishImage(ctx, f.s, a, testkernel.Quiet()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.inv.Provision(f.root); err != nil {
-		t.Fatal(err)
-	}
-	// the arm64 node and the x86-64 ones booting by iPXE run no image: the
-	// HOWTO's skeleton with the boot tests' static init
-	for ip, goarch := range map[string]string{"192.168.1.23": "arm64", "192.168.1.24": "amd64", "192.168.1.25": "amd64", "192.168.1.26": "amd64"} {
-		if err := testroot.Build(ctx, filepath.Join(f.root, ip), goarch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return f
+	return &labFixture{labtest.New(t, labtest.Options{Inventory: labInv, Arches: []string{"x86_64", "arm64"}, Image: true})}
 }
 
-// bootToRoot boots a node without an image until its static init runs
-// from its NFS root, and returns the console.
-func (f *labFixture) bootToRoot(t *testing.T, l *Lab, name, logs string) (string, bool) {
-	nd := f.node(name)
+// bootToRoot boots a node until up: its static init runs from its NFS
+// root (boot.TestInit), or the initramfs mounted its root (boot.Root, for
+// a node running an image when its OS is not what the test looks at);
+// it returns the console.
+func (f *labFixture) bootToRoot(t *testing.T, l *lab.Lab, name, logs, up string) (string, bool) {
+	nd := f.Node(name)
 	m, remove, err := l.Machine(nd, nd.MAC, filepath.Join(logs, name+".log"))
 	if err != nil {
 		t.Error(err)
 		return "", false
 	}
 	defer remove()
-	m.Accel = f.s.QEMUAccel
+	m.Accel = f.S.QEMUAccel
 	sess, err := qemu.Start(context.Background(), m)
 	if err != nil {
 		t.Error(err)
 		return "", false
 	}
 	defer sess.Stop()
-	if _, err := sess.Expect([]string{testroot.Marker}, nil, 5*time.Minute); err != nil {
+	if _, err := sess.Expect(boot.Markers(up), nil, 5*time.Minute); err != nil {
 		t.Errorf("%s (%s, boot = %s): %v", name, nd.Arch, nd.Boot, err)
 		return sess.Console(), false
 	}
-	want := "diskless-testinit: root=192.168.1.1:" + filepath.Join(f.root, nd.IP) + " / nfs"
-	if !strings.Contains(sess.Console(), want) {
-		t.Errorf("%s: no %q on the console", name, want)
+	if up == boot.TestInit {
+		want := "diskless-testinit: root=192.168.1.1:" + filepath.Join(f.Root, nd.IP) + " / nfs"
+		if !strings.Contains(sess.Console(), want) {
+			t.Errorf("%s: no %q on the console", name, want)
+		}
 	}
-	for _, st := range Stages(sess.Timeline()) {
+	for _, st := range boot.Stages(sess.Timeline()) {
 		t.Logf("  %s: %-40s %6.1f s", name, st.Name, st.At)
 	}
 	return sess.Console(), true
 }
 
-func (f *labFixture) up(t testing.TB, dhcp string) *Lab {
+func (f *labFixture) up(t testing.TB, dhcp string) *lab.Lab {
 	t.Helper()
-	if Running() {
-		t.Fatalf("a lab is already up (namespace %s): not touching it", NetNS)
+	if lab.Running() {
+		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
 	}
-	l, err := Up(context.Background(), Options{Dir: filepath.Join(f.tmp, "lab-"+dhcp), Root: f.root, Inventory: f.inv, DHCP: dhcp, CacheDir: f.s.CacheDir, Log: testkernel.Quiet()})
+	l, err := lab.Up(context.Background(), lab.Options{Dir: filepath.Join(f.Tmp, "lab-"+dhcp), Root: f.Root, Inventory: f.Inv, DHCP: dhcp, CacheDir: f.S.CacheDir, Log: testenv.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,52 +145,44 @@ func (f *labFixture) up(t testing.TB, dhcp string) *Lab {
 		if err := l.Down(); err != nil {
 			t.Error(err)
 		}
-		if Running() {
-			t.Errorf("namespace %s still there after Down", NetNS)
+		if lab.Running() {
+			t.Errorf("namespace %s still there after Down", lab.NetNS)
 		}
 	})
 	t.Logf("lab up with %s in %.1f s", dhcp, l.State.Ready)
-	if _, err := Up(context.Background(), Options{Dir: t.TempDir(), Root: f.root, Inventory: f.inv, DHCP: dhcp}); err == nil || !strings.Contains(err.Error(), "already up") {
+	if _, err := lab.Up(context.Background(), lab.Options{Dir: t.TempDir(), Root: f.Root, Inventory: f.Inv, DHCP: dhcp}); err == nil || !strings.Contains(err.Error(), "already up") {
 		t.Errorf("a second Up: %v", err)
 	}
-	if !Running() {
+	if !lab.Running() {
 		t.Fatal("a refused second Up took the lab down")
 	}
 	return l
 }
 
-func (f *labFixture) node(name string) nodes.Node {
-	nd, ok := f.inv.Node(name)
-	if !ok {
-		panic(name)
-	}
-	return nd
-}
-
 // boot boots a node of the inventory on the lab's bridge to multi-user and
-// SSH from the master's namespace.
-func (f *labFixture) boot(t *testing.T, l *Lab, name string, logDir string) *nodeos.Node {
-	t.Helper()
-	nd := f.node(name)
+// SSH from the master's namespace. It may run in a goroutine: it never
+// calls t.Fatal.
+func (f *labFixture) boot(t *testing.T, l *lab.Lab, name string, logDir string) (*nodeos.Node, error) {
+	nd := f.Node(name)
 	m, remove, err := l.Machine(nd, nd.MAC, filepath.Join(logDir, name+".log"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(remove)
-	m.Accel = f.s.QEMUAccel
-	acc := nodeos.Access{Name: name, Host: nd.IP, Port: 22, Key: f.key, Command: func(n string, args ...string) *exec.Cmd {
-		return exec.Command("nsenter", append([]string{"--net=" + NetNSPath(), "--", n}, args...)...)
+	m.Accel = f.S.QEMUAccel
+	acc := nodeos.Access{Name: name, Host: nd.IP, Port: 22, Key: f.Key, Command: func(n string, args ...string) *exec.Cmd {
+		return exec.Command("nsenter", append([]string{"--net=" + lab.NetNSPath(), "--", n}, args...)...)
 	}}
 	n, err := nodeos.BootMachine(context.Background(), m, acc, 5*time.Minute, nil)
 	if err != nil {
-		t.Fatalf("%v (console: %s)", err, m.LogPath)
+		return nil, fmt.Errorf("%v (console: %s)", err, m.LogPath)
 	}
 	t.Cleanup(n.Stop)
 	t.Logf("%s: multi-user after %s, SSH after %s", name, n.MultiUser.Round(time.Second), n.SSH.Round(time.Second))
-	for _, st := range Stages(n.Session().Timeline()) {
+	for _, st := range boot.Stages(n.Session().Timeline()) {
 		t.Logf("  %s: %-40s %6.1f s", name, st.Name, st.At)
 	}
-	return n
+	return n, nil
 }
 
 func checkNode(t *testing.T, n *nodeos.Node, name string) {
@@ -275,7 +199,11 @@ func checkNode(t *testing.T, n *nodeos.Node, name string) {
 // TestIntegrationLab is the master, for real: ISC dhcpd, tftpd-hpa,
 // NFS-Ganesha and nginx in the lab's namespace with the rendered
 // configurations boot slave21 by PXELINUX and slave22 by etherboot into
-// the Debian image; the same with dnsmasq; a stranger's MAC gets nothing.
+// the Debian image, arm64 by UEFI PXE and three x86-64 nodes by HTTP to
+// their roots; then the same boot methods with dnsmasq (the Debian OS is
+// not booted a second time: slave21 to its NFS root); a stranger's MAC
+// gets nothing, and the DHCP server answers every firmware as the table
+// says.
 func TestIntegrationLab(t *testing.T) {
 	f := newFixture(t)
 	for _, dhcp := range []string{"dhcpd", "dnsmasq"} {
@@ -284,43 +212,44 @@ func TestIntegrationLab(t *testing.T) {
 			logs := testutil.LogDir(t)
 			// HTTP serves the boot files, and not the nodes' roots
 			for path, want := range map[string]string{"/bzImage_x86_64": "200", "/pxelinux.cfg/01-00-02-a5-04-3b-66": "200", "/192.168.1.21/etc/shadow": "403"} {
-				out, _ := exec.Command("ip", "netns", "exec", NetNS, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://192.168.1.1"+path).Output()
+				out, _ := exec.Command("ip", "netns", "exec", lab.NetNS, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://192.168.1.1"+path).Output()
 				if string(out) != want {
 					t.Errorf("GET %s from nginx: %s, want %s", path, out, want)
 				}
-			}
-			names := []string{"slave21"}
-			if dhcp == "dhcpd" {
-				names = append(names, "slave22")
 			}
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				// UEFI PXE gets vmlinuz_arm64 by option 93 and TFTP
-				f.bootToRoot(t, l, "slave23", logs)
+				f.bootToRoot(t, l, "slave23", logs, boot.TestInit)
 			}()
-			booted := make([]*nodeos.Node, len(names))
-			for i, name := range names {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					booted[i] = f.boot(t, l, name, logs)
-				}()
-			}
-			wg.Wait()
-			for i, n := range booted {
-				if n == nil {
-					t.FailNow()
+			if dhcp == "dnsmasq" {
+				console, ok := f.bootToRoot(t, l, "slave21", logs, boot.Root)
+				if ok {
+					checkConsole(t, "slave21", console, pxelinuxLines)
 				}
-				checkNode(t, n, names[i])
-			}
-			for i, want := range [][]string{{"Filename: pxelinux.0", "PXELINUX 6", "BOOT_IMAGE=.diskless/generations/000001/bzImage_x86_64", "initrd=.diskless/generations/000001/initramfs_x86_64"}, {"Filename: vmlinuz_x86_64", "vmlinuz_x86_64 : ", "[Multiboot]"}}[:len(booted)] {
-				for _, w := range want {
-					if !strings.Contains(booted[i].Console(), w) {
-						t.Errorf("%s: no %q on the console: not booted the way nodes.toml says", names[i], w)
-					}
+				wg.Wait()
+			} else {
+				names := []string{"slave21", "slave22"}
+				booted := make([]*nodeos.Node, len(names))
+				errs := make([]error, len(names))
+				for i, name := range names {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						booted[i], errs[i] = f.boot(t, l, name, logs)
+					}()
 				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					t.Fatal(err)
+				}
+				for i, n := range booted {
+					checkNode(t, n, names[i])
+				}
+				checkConsole(t, "slave21", booted[0].Console(), pxelinuxLines)
+				checkConsole(t, "slave22", booted[1].Console(), []string{"Filename: vmlinuz_x86_64", "vmlinuz_x86_64 : ", "[Multiboot]"})
 			}
 			routerAdvertises(t, l)
 			strangerGetsNothing(t, f, l, dhcp, logs)
@@ -330,10 +259,25 @@ func TestIntegrationLab(t *testing.T) {
 	}
 }
 
+// pxelinuxLines are on the console of a node booted by PXELINUX with its
+// per-node file pinned to the first generation.
+var pxelinuxLines = []string{"Filename: pxelinux.0", "PXELINUX 6", "BOOT_IMAGE=.diskless/generations/000001/bzImage_x86_64", "initrd=.diskless/generations/000001/initramfs_x86_64"}
+
+// checkConsole says which of want a node's console lacks: it did not boot
+// the way nodes.toml says.
+func checkConsole(t *testing.T, name, console string, want []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(console, w) {
+			t.Errorf("%s: no %q on the console: not booted the way nodes.toml says", name, w)
+		}
+	}
+}
+
 // routerAdvertises listens on the bridge for radvd's router
 // advertisements (ICMPv6 type 134), which end iPXE's IPv6 wait.
-func routerAdvertises(t *testing.T, l *Lab) {
-	conn, err := inNetNS(NetNSPath(), func() (net.PacketConn, error) { return net.ListenPacket("ip6:ipv6-icmp", "::") })
+func routerAdvertises(t *testing.T, l *lab.Lab) {
+	conn, err := netns.Do(lab.NetNSPath(), func() (net.PacketConn, error) { return net.ListenPacket("ip6:ipv6-icmp", "::") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +287,7 @@ func routerAdvertises(t *testing.T, l *Lab) {
 	for {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
-			t.Errorf("no router advertisement on %s within 30 s: %v\n%s", Bridge, err, textutil.Tail(l.LogOf("radvd"), 10))
+			t.Errorf("no router advertisement on %s within 30 s: %v\n%s", lab.Bridge, err, textutil.Tail(l.LogOf("radvd"), 10))
 			return
 		}
 		if n > 0 && buf[0] == 134 {
@@ -356,28 +300,28 @@ func routerAdvertises(t *testing.T, l *Lab) {
 // dhcpTable asks the running DHCP server, as each kind of firmware would,
 // which file comes first: every client architecture gets its own, iPXE
 // gets boot.ipxe over HTTP, and a node's boot method pins its file.
-func dhcpTable(t *testing.T, f *labFixture, l *Lab) {
+func dhcpTable(t *testing.T, f *labFixture, l *lab.Lab) {
 	const url = "http://192.168.1.1/"
-	uefi, pxelinux, etherboot, ipxe := f.node("slave24"), f.node("slave21"), f.node("slave22"), f.node("slave26")
+	uefi, pxelinux, etherboot, ipxe := f.Node("slave24"), f.Node("slave21"), f.Node("slave22"), f.Node("slave26")
 	for _, c := range []struct {
 		nd   nodes.Node
-		ask  Ask
+		ask  lab.Ask
 		file string
 	}{
-		{uefi, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "pxelinux.0"},
-		{uefi, Ask{ClientArch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003000"}, "snponly.efi"},
-		{uefi, Ask{ClientArch: 9, VendorClass: "PXEClient:Arch:00009:UNDI:003000"}, "snponly.efi"},
-		{uefi, Ask{ClientArch: 16, VendorClass: "HTTPClient:Arch:00016:UNDI:003000"}, url + "snponly.efi"},
-		{uefi, Ask{ClientArch: 11, VendorClass: "PXEClient:Arch:00011:UNDI:003000"}, "vmlinuz_arm64"},
-		{uefi, Ask{ClientArch: 19, VendorClass: "HTTPClient:Arch:00019:UNDI:003000"}, url + "vmlinuz_arm64"},
-		{uefi, Ask{ClientArch: 27, VendorClass: "PXEClient:Arch:00027:UNDI:003000"}, "vmlinuz_riscv64"},
-		{uefi, Ask{ClientArch: 28, VendorClass: "HTTPClient:Arch:00028:UNDI:003000"}, url + "vmlinuz_riscv64"},
-		{uefi, Ask{ClientArch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003010", IPXE: true}, url + "boot.ipxe"},
-		{pxelinux, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "pxelinux.0"},
-		{pxelinux, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, "pxelinux.0"},
-		{etherboot, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, "vmlinuz_x86_64"},
-		{ipxe, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "undionly.kpxe"},
-		{ipxe, Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, url + "boot.ipxe"},
+		{uefi, lab.Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "pxelinux.0"},
+		{uefi, lab.Ask{ClientArch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003000"}, "snponly.efi"},
+		{uefi, lab.Ask{ClientArch: 9, VendorClass: "PXEClient:Arch:00009:UNDI:003000"}, "snponly.efi"},
+		{uefi, lab.Ask{ClientArch: 16, VendorClass: "HTTPClient:Arch:00016:UNDI:003000"}, url + "snponly.efi"},
+		{uefi, lab.Ask{ClientArch: 11, VendorClass: "PXEClient:Arch:00011:UNDI:003000"}, "vmlinuz_arm64"},
+		{uefi, lab.Ask{ClientArch: 19, VendorClass: "HTTPClient:Arch:00019:UNDI:003000"}, url + "vmlinuz_arm64"},
+		{uefi, lab.Ask{ClientArch: 27, VendorClass: "PXEClient:Arch:00027:UNDI:003000"}, "vmlinuz_riscv64"},
+		{uefi, lab.Ask{ClientArch: 28, VendorClass: "HTTPClient:Arch:00028:UNDI:003000"}, url + "vmlinuz_riscv64"},
+		{uefi, lab.Ask{ClientArch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003010", IPXE: true}, url + "boot.ipxe"},
+		{pxelinux, lab.Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "pxelinux.0"},
+		{pxelinux, lab.Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, "pxelinux.0"},
+		{etherboot, lab.Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, "vmlinuz_x86_64"},
+		{ipxe, lab.Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001"}, "undionly.kpxe"},
+		{ipxe, lab.Ask{ClientArch: 0, VendorClass: "PXEClient:Arch:00000:UNDI:002001", IPXE: true}, url + "boot.ipxe"},
 	} {
 		c.ask.MAC = c.nd.MAC
 		what := fmt.Sprintf("%s (boot = %s) asking as client arch %d, iPXE %v", c.nd.Name, c.nd.Boot, c.ask.ClientArch, c.ask.IPXE)
@@ -401,7 +345,7 @@ func dhcpTable(t *testing.T, f *labFixture, l *Lab) {
 		if o.VendorClass != want {
 			t.Errorf("%s: vendor class %q in the offer, want %q", what, o.VendorClass, want)
 		}
-		if want := "192.168.1.1:" + filepath.Join(f.root, c.nd.IP); o.RootPath != want {
+		if want := "192.168.1.1:" + filepath.Join(f.Root, c.nd.IP); o.RootPath != want {
 			t.Errorf("%s: root-path %q, want %q", what, o.RootPath, want)
 		}
 	}
@@ -413,7 +357,7 @@ func dhcpTable(t *testing.T, f *labFixture, l *Lab) {
 // asks for boot.ipxe (slave26); iPXE then fetches boot.ipxe, the node's
 // script, the EFI-stub kernel and the initramfs from nginx, and the kernel
 // mounts the node's NFS root. The daemons' logs say who served what.
-func bootByHTTP(t *testing.T, f *labFixture, l *Lab, dhcp, logs string) {
+func bootByHTTP(t *testing.T, f *labFixture, l *lab.Lab, dhcp, logs string) {
 	names := []string{"slave24", "slave25", "slave26"}
 	consoles := make([]string, len(names))
 	var wg sync.WaitGroup
@@ -421,7 +365,7 @@ func bootByHTTP(t *testing.T, f *labFixture, l *Lab, dhcp, logs string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			consoles[i], _ = f.bootToRoot(t, l, name, logs)
+			consoles[i], _ = f.bootToRoot(t, l, name, logs, boot.TestInit)
 		}()
 	}
 	wg.Wait()
@@ -473,9 +417,9 @@ func logHas(log, ip, s string) bool {
 
 // strangerGetsNothing boots a MAC the inventory does not know: the DHCP
 // server logs it and offers no lease, so no boot file is loaded.
-func strangerGetsNothing(t *testing.T, f *labFixture, l *Lab, dhcp, logs string) {
+func strangerGetsNothing(t *testing.T, f *labFixture, l *lab.Lab, dhcp, logs string) {
 	const mac = "52:54:00:de:ad:01"
-	m, remove, err := l.Machine(f.node("slave21"), mac, filepath.Join(logs, "stranger.log"))
+	m, remove, err := l.Machine(f.Node("slave21"), mac, filepath.Join(logs, "stranger.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,8 @@ import (
 	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/ganesha"
 	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/qemu"
+	"github.com/diskless/diskless/pkg/relay"
 )
 
 // NetNS is the lab's network namespace; its bridge is Bridge.
@@ -79,8 +81,8 @@ type Lab struct {
 	nfs   *ganesha.Server
 	// links: nodes started while an impairment is set (UseLinks)
 	mu     sync.Mutex
-	impair *Impairment
-	links  map[string]*link
+	impair *relay.Impairment
+	links  map[string]*relay.Link
 }
 
 // Programs are the daemons with their Debian packages; the ones marked
@@ -127,14 +129,10 @@ func Running() bool {
 // into Dir and starts the daemons; it returns when each one answers. On
 // any failure everything started is stopped and the namespace removed.
 func Up(ctx context.Context, o Options) (l *Lab, err error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("the lab needs root (network namespaces, bridges, tap devices, daemons on privileged ports)")
-	}
+	// what the input says first, then what this process and the machine
+	// allow
 	if o.Inventory == nil {
 		return nil, errors.New("the lab needs a node inventory (nodes.toml): nodes:add first")
-	}
-	if Running() {
-		return nil, fmt.Errorf("the lab is already up (namespace %s): lab:down first", NetNS)
 	}
 	if o.DHCP == "" {
 		o.DHCP = "dhcpd"
@@ -144,6 +142,12 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	if st, err := os.Stat(o.Root); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("DISKLESS_ROOT=%s: not a directory (publish and nodes:provision first)", o.Root)
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the lab needs root (network namespaces, bridges, tap devices, daemons on privileged ports)")
+	}
+	if Running() {
+		return nil, fmt.Errorf("the lab is already up (namespace %s): lab:down first", NetNS)
 	}
 	log := o.Log
 	if log == nil {
@@ -168,6 +172,9 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}()
 	for _, name := range []string{"dhcpd", "dnsmasq", "radvd", "nginx", "tftpd", "nginx-access", "nginx-error"} {
 		os.Remove(filepath.Join(o.Dir, name+".log"))
+	}
+	if err := l.checkAccess(); err != nil {
+		return l, err
 	}
 	if err := l.network(); err != nil {
 		return l, err
@@ -513,4 +520,38 @@ func alive(pid int) bool {
 	s := string(data)
 	i := strings.LastIndex(s, ")")
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// Console boots a node of the running lab's inventory (lab:boot) in QEMU
+// on the bridge, with the firmware its boot method needs, its serial
+// console on this process's terminal until QEMU exits.
+func Console(ctx context.Context, o Options, name string) error {
+	l, err := Attach(o)
+	if err != nil {
+		return err
+	}
+	nd, ok := o.Inventory.Node(name)
+	if !ok {
+		return fmt.Errorf("node %q is not in the inventory", name)
+	}
+	m, remove, err := l.Machine(nd, nd.MAC, "")
+	if err != nil {
+		return err
+	}
+	defer remove()
+	return qemu.Console(ctx, m)
+}
+
+// DownAny takes down the lab whose state is in o.Dir, or, when its state
+// is lost, whatever runs in its namespace (lab:down: no inventory needed,
+// a lab outlives a deleted or broken nodes.toml).
+func DownAny(o Options) error {
+	l, err := Attach(o)
+	if err != nil {
+		if !Running() {
+			return err
+		}
+		l = Detached(o)
+	}
+	return l.Down()
 }

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,10 +11,8 @@ import (
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/qemu"
+	"github.com/diskless/diskless/pkg/relay"
 )
-
-// AAVMF is Debian's UEFI firmware for arm64 QEMU (qemu-efi-aarch64).
-const AAVMF = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
 
 // tapName is a node's tap device: short (IFNAMSIZ) and stable.
 func tapName(mac string) string {
@@ -40,10 +37,11 @@ func (l *Lab) Tap(mac string) (string, func(), error) {
 	return name, func() { exec.Command("ip", "-n", NetNS, "link", "del", name).Run() }, nil
 }
 
-// UseLinks puts the nodes Machine starts from now on behind a relay with
-// this impairment (Impairment{} for none: still counted), nil for their
-// taps directly. Each node's counters stay in LinkStats.
-func (l *Lab) UseLinks(imp *Impairment) error {
+// UseLinks puts the nodes Machine starts from now on behind a relay
+// (pkg/relay) with this impairment (relay.Impairment{} for none: still
+// counted), nil for their taps directly. Each node's counters stay in
+// LinkStats.
+func (l *Lab) UseLinks(imp *relay.Impairment) error {
 	if imp != nil {
 		if err := imp.Validate(); err != nil {
 			return err
@@ -53,17 +51,17 @@ func (l *Lab) UseLinks(imp *Impairment) error {
 	defer l.mu.Unlock()
 	l.impair = imp
 	if l.links == nil {
-		l.links = map[string]*link{}
+		l.links = map[string]*relay.Link{}
 	}
 	return nil
 }
 
 // LinkStats are the counters of every node's link since UseLinks, by tap
-// device (tapName of the node's MAC); ResetLinks forgets them.
-func (l *Lab) LinkStats() map[string]LinkStats {
+// device (TapName of the node's MAC); ResetLinks forgets them.
+func (l *Lab) LinkStats() map[string]relay.Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := map[string]LinkStats{}
+	out := map[string]relay.Stats{}
 	for tap, lk := range l.links {
 		out[tap] = lk.Stats()
 	}
@@ -75,7 +73,7 @@ func (l *Lab) ResetLinks() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for tap, lk := range l.links {
-		if lk.closed.Load() {
+		if lk.Closed() {
 			delete(l.links, tap)
 		}
 	}
@@ -84,13 +82,30 @@ func (l *Lab) ResetLinks() {
 // TapName is the tap device of a node's MAC.
 func TapName(mac string) string { return tapName(mac) }
 
-// Machine is a node on the lab's bridge, booting from the network as its
-// inventory entry says: BIOS with QEMU's iPXE NIC ROM (which takes
-// pxelinux.0, vmlinuz_<arch> or boot.ipxe from DHCP, as a PXE ROM would);
-// UEFI on x86-64 with OVMF on q35, its own virtio-net driver and its own
-// PXE (uefi) or HTTP boot (http), no iPXE ROM, as a server's firmware; UEFI
-// (AAVMF) on arm64. mac may differ from the node's (a stranger). The
-// returned function removes the tap and the machine's files.
+// FirmwareOf is the firmware a node of the inventory boots with, as its
+// boot method says: BIOS x86 nodes (pxelinux, etherboot, ipxe) SeaBIOS with
+// QEMU's iPXE ROM, which takes pxelinux.0, vmlinuz_<arch> or boot.ipxe
+// from DHCP as a PXE ROM would; x86-64 uefi and http nodes OVMF, its own
+// PXE or HTTP boot without an iPXE ROM, as a server's firmware; arm64
+// nodes AAVMF.
+func FirmwareOf(nd nodes.Node, a arch.Arch) (qemu.Firmware, qemu.FirmwareOptions) {
+	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP
+	switch {
+	case a.SrcArch == "x86" && !efi:
+		// a failed network boot (no lease, a server down) is tried again
+		// after 5 s, as servers' firmware retries PXE
+		return qemu.SeaBIOS, qemu.FirmwareOptions{Retry: 5 * time.Second}
+	case a.SrcArch == "x86":
+		return qemu.OVMF, qemu.FirmwareOptions{HTTP: nd.Boot == nodes.BootHTTP}
+	}
+	return qemu.AAVMF, qemu.FirmwareOptions{}
+}
+
+// Machine is a node on the lab's bridge (a tap device; behind a relay when
+// UseLinks set one), booting from the network with the firmware its boot
+// method needs (FirmwareOf). mac may differ from the node's (a stranger).
+// The returned function removes the tap, the relay and the machine's
+// files.
 func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine, func(), error) {
 	a, err := arch.Lookup(nd.Arch)
 	if err != nil {
@@ -107,7 +122,7 @@ func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine,
 	if imp != nil {
 		dir := filepath.Join(l.o.Dir, "links")
 		os.MkdirAll(dir, 0o755)
-		lk, sock, peer, err := newLink(tap, dir, *imp)
+		lk, sock, peer, err := relay.New(NetNSPath(), tap, dir, *imp)
 		if err != nil {
 			remove()
 			return nil, nil, err
@@ -119,52 +134,12 @@ func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine,
 		untap := remove
 		remove = func() { lk.Close(); untap() }
 	}
-	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP
-	if a.SrcArch == "x86" && !efi {
-		// graphics=off: SeaBIOS puts its, iPXE's and PXELINUX's text on
-		// the serial console (DHCP, file names, errors)
-		m.Machine = "pc,graphics=off"
-		// a failed network boot (no lease, a server down) is tried again
-		// after 5 s, as servers' firmware retries PXE
-		m.RebootTimeout = 5 * time.Second
+	fw, fo := FirmwareOf(nd, a)
+	undo, err := m.UseFirmware(fw, fo)
+	if err != nil {
+		remove()
+		return nil, nil, err
 	}
-	if a.SrcArch == "x86" && efi {
-		dir, err := os.MkdirTemp("", "diskless-ovmf-")
-		if err != nil {
-			remove()
-			return nil, nil, err
-		}
-		fw, err := qemu.OVMF(dir, qemu.OVMFOptions{PXE: nd.Boot == nodes.BootUEFI})
-		if err != nil {
-			os.RemoveAll(dir)
-			remove()
-			return nil, nil, err
-		}
-		m.Extra = fw
-		m.Machine = "q35"
-		m.NIC, m.NICOptions = "virtio-net-pci", "romfile="
-		untap := remove
-		remove = func() { untap(); os.RemoveAll(dir) }
-		return m, remove, nil
-	}
-	if efi {
-		if _, err := os.Stat(AAVMF); err != nil {
-			remove()
-			return nil, nil, fmt.Errorf("%s not found: apt-get install qemu-efi-aarch64", AAVMF)
-		}
-		m.Extra = []string{"-bios", AAVMF}
-		m.Machine = "virt,acpi=off"
-		m.NICOptions = "romfile="
-	}
-	return m, remove, nil
-}
-
-// Console runs a node's machine with its serial console on this process's
-// terminal (stdin, stdout) until QEMU exits (the guest powers off, or
-// Ctrl-C).
-func Console(ctx context.Context, m *qemu.Machine) error {
-	args := append([]string{"--net=" + m.NetNS, "--", m.Arch.QEMU}, m.Args()...)
-	cmd := exec.CommandContext(ctx, "nsenter", args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	return cmd.Run()
+	untap := remove
+	return m, func() { untap(); undo() }, nil
 }

@@ -4,16 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
+	"github.com/diskless/diskless/internal/netns"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
-	"golang.org/x/sys/unix"
 )
 
 // Ask is what a probe says about itself in its DHCPDISCOVER, as a node's
@@ -65,7 +63,7 @@ func (l *Lab) Probe(ctx context.Context, ask Ask) (*Offer, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := inNetNS(NetNSPath(), func() (*nclient4.Client, error) {
+	client, err := netns.Do(NetNSPath(), func() (*nclient4.Client, error) {
 		return nclient4.New(veth, nclient4.WithHWAddr(hw), nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(5))
 	})
 	if err != nil {
@@ -93,47 +91,4 @@ func (l *Lab) Probe(ctx context.Context, ask Ask) (*Offer, error) {
 		o.File = offer.BootFileNameOption()
 	}
 	return o, nil
-}
-
-// inNetNS runs f on a thread switched into the namespace at path, then
-// switches the thread back; the sockets f opens stay in that namespace.
-// The thread must come back: it may be the process's main thread, which
-// Go never retires, and a process whose main thread is in the lab's
-// namespace is one Down kills.
-func inNetNS[T any](path string, f func() (T, error)) (T, error) {
-	var zero T
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{zero, err}
-			return
-		}
-		defer home.Close()
-		target, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{zero, err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{zero, fmt.Errorf("setns %s: %w", path, err)}
-			return
-		}
-		v, err := f()
-		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		} // else: stays locked, and Go ends the thread with the goroutine
-		ch <- result{v, err}
-	}()
-	r := <-ch
-	return r.v, r.err
 }

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diskless/diskless/internal/testkernel"
+	"github.com/diskless/diskless/internal/testenv"
+	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
-	"github.com/diskless/diskless/pkg/settings"
 )
 
 // diskUsage is what du reports: allocated blocks, hard links counted once.
@@ -42,29 +42,26 @@ func diskUsage(dir string) int64 {
 // BenchmarkImage: the Debian 12 image's build with nothing changed, its
 // size, and with BENCH_COLD=1 a cold build (debootstrap) in a new cache.
 func BenchmarkImage(b *testing.B) {
-	needNodeOS(b)
-	s, err := settings.Load(testkernel.Lookup, "../..")
-	if err != nil {
-		b.Fatal(err)
-	}
-	a := testkernel.NeedTools(b, "x86_64")
+	needImage(b)
+	s := testenv.Settings(b, nil)
+	a := testenv.Arch(b, "x86_64")
 	var coldSeconds float64
 	if os.Getenv("BENCH_COLD") == "1" {
 		cold := *s
 		cold.CacheDir = b.TempDir()
 		start := time.Now()
-		if _, err := pipeline.BuildImage(context.Background(), &cold, a, testkernel.Quiet()); err != nil {
+		if _, err := pipeline.BuildImage(context.Background(), &cold, a, testenv.Quiet()); err != nil {
 			b.Fatal(err)
 		}
 		coldSeconds = time.Since(start).Seconds()
 	}
-	res, err := pipeline.BuildImage(context.Background(), s, a, testkernel.Quiet())
+	res, err := pipeline.BuildImage(context.Background(), s, a, testenv.Quiet())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r, err := pipeline.BuildImage(context.Background(), s, a, testkernel.Quiet())
+		r, err := pipeline.BuildImage(context.Background(), s, a, testenv.Quiet())
 		if err != nil || !r.Cached {
 			b.Fatalf("no-op image build did work: %v", err)
 		}
@@ -81,19 +78,16 @@ func BenchmarkImage(b *testing.B) {
 // BenchmarkTenthNode: provisioning ten nodes from the published image;
 // reports the disk the tenth node's own root uses and the image's.
 func BenchmarkTenthNode(b *testing.B) {
-	needNodeOS(b)
-	s, err := settings.Load(testkernel.Lookup, "../..")
-	if err != nil {
-		b.Fatal(err)
-	}
-	a := testkernel.NeedTools(b, "x86_64")
+	needImage(b)
+	s := testenv.Settings(b, nil)
+	a := testenv.Arch(b, "x86_64")
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		tmp := b.TempDir()
 		root := filepath.Join(tmp, "diskless")
 		os.MkdirAll(root, 0o755)
 		s.Root = root
-		if _, _, err := pipeline.PublishImage(context.Background(), s, a, testkernel.Quiet()); err != nil {
+		if _, _, err := pipeline.PublishImage(context.Background(), s, a, testenv.Quiet()); err != nil {
 			b.Fatal(err)
 		}
 		text := fmt.Sprintf("[network]\nmaster = \"10.0.2.2\"\nsubnet = \"10.0.2.0/24\"\nroot = %q\nnfs_opts = \"vers=4,tcp\"\nimage = \"debian-12\"\n", root)
@@ -120,10 +114,13 @@ func BenchmarkTenthNode(b *testing.B) {
 // BenchmarkDebianBoot: a Debian 12 node from power-on (QEMU, TCG) to
 // systemd's multi-user target and to the first SSH command answered.
 func BenchmarkDebianBoot(b *testing.B) {
-	l := newLab(b)
+	l := newMaster(b, "debian-12", "")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		n := l.boot(b, "node-a", 2221)
+		n, err := l.boot(b, "node-a", 2221)
+		if err != nil {
+			b.Fatal(err)
+		}
 		n.Stop()
 		b.ReportMetric(n.MultiUser.Seconds(), "multi-user-s")
 		b.ReportMetric(n.SSH.Seconds(), "ssh-s")
@@ -136,17 +133,14 @@ func BenchmarkImageARM64(b *testing.B) {
 	if os.Getenv("BENCH_ARM64") != "1" {
 		b.Skip("builds the arm64 image under qemu-user-static: run with BENCH_ARM64=1")
 	}
-	needNodeOS(b)
-	s, err := settings.Load(testkernel.Lookup, "../..")
-	if err != nil {
-		b.Fatal(err)
-	}
+	needImage(b)
+	s := testenv.Settings(b, nil)
 	a, err := arch.Lookup("arm64")
 	if err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; i < b.N; i++ {
-		res, err := pipeline.BuildImage(context.Background(), s, a, testkernel.Quiet())
+		res, err := pipeline.BuildImage(context.Background(), s, a, testenv.Quiet())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -154,4 +148,13 @@ func BenchmarkImageARM64(b *testing.B) {
 		b.ReportMetric(float64(res.Manifest.Bytes)/1e6, "image-MB")
 		b.ReportMetric(float64(len(res.Manifest.Packages)), "packages")
 	}
+}
+
+// needImage checks what building an image needs: root, debootstrap.
+func needImage(b *testing.B) {
+	testutil.Slow(b)
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(b, "building an image needs root (debootstrap)")
+	}
+	testutil.NeedTool(b, "debootstrap", "debootstrap")
 }

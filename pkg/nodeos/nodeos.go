@@ -1,9 +1,10 @@
 // Package nodeos is the scenario "a node runs its real operating system":
 // a provisioned node (its root and the published image under the master's
 // root) boots under QEMU through the fallback initramfs, from a real NFS
-// server (pkg/ganesha), to its init system's multi-user state, and answers
-// SSH with the key provision installed. The drivers (pkg/qemu,
-// pkg/ganesha) know nothing of nodes; this package joins them.
+// server (pkg/ganesha) or the lab's daemons (pkg/lab), to its init
+// system's multi-user state (judged by pkg/boot), and answers SSH with the
+// key provision installed. The VM driver and NFS-Ganesha's know nothing of
+// an operating system; this package joins them.
 package nodeos
 
 import (
@@ -11,12 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/ganesha"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/qemu"
@@ -86,12 +87,9 @@ func Machine(o Options) (*qemu.Machine, error) {
 	}, nil
 }
 
-// multiUser are the console lines of a system that reached multi-user:
-// systemd's target, or a getty's login prompt from any init.
-var multiUser = []string{"Reached target multi-user.target", "Reached target Multi-User System", " login: "}
-
-// failed are console lines that end the boot as failed.
-var failed = append([]string{"Freezing execution", "diskless-fallback: init failed", "diskless-fallback: mount failed"}, qemu.DefaultFail...)
+// Up are the stages of a system that reached multi-user: systemd's
+// target, or a getty's login prompt from any init.
+var Up = []string{boot.MultiUser, boot.Login}
 
 // Boot starts the node on QEMU's user network and waits for multi-user
 // and SSH.
@@ -111,7 +109,8 @@ func BootMachine(ctx context.Context, m *qemu.Machine, acc Access, timeout time.
 	if n.sess, err = qemu.Start(ctx, m); err != nil {
 		return nil, err
 	}
-	if _, err := n.sess.Expect(multiUser, failed, timeout); err != nil {
+	// every failure counts: on a healthy master nothing needs a retry
+	if _, err := n.sess.Expect(boot.Markers(Up...), boot.Failures(), timeout); err != nil {
 		n.Stop()
 		return nil, fmt.Errorf("node %s did not reach multi-user: %w", acc.Name, err)
 	}
@@ -185,14 +184,3 @@ func (n *Node) Console() string { return n.sess.Console() }
 // Stop powers the node off the hard way (QEMU killed): what the node
 // wrote with sync before is on the server.
 func (n *Node) Stop() { n.sess.Stop() }
-
-// Keygen makes the admin's key pair for a test (OpenSSH's ssh-keygen).
-func Keygen(path string) error {
-	os.Remove(path)
-	os.Remove(path + ".pub")
-	out, err := exec.Command("ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-C", "diskless-test", "-f", path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ssh-keygen: %v: %s", err, out)
-	}
-	return nil
-}

@@ -2,10 +2,11 @@ package nodes
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/diskless/diskless/internal/testutil"
 )
 
 const imageInv = `[network]
@@ -98,19 +99,19 @@ func TestRenderWithImage(t *testing.T) {
 	}
 }
 
-func TestProvisionFromImage(t *testing.T) {
-	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skip("ssh-keygen not found (openssh-client)")
-	}
+const adminKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDiskless admin@host\n"
+
+// Provision refuses before it makes anything (and before ssh-keygen): no
+// published image, authorized_keys that are not keys.
+func TestProvisionFromImageRefusals(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "diskless")
 	os.MkdirAll(root, 0o755)
 	inv := loadImageInv(t, dir, root)
-	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDiskless admin@host\n"
-	os.WriteFile(filepath.Join(dir, "admin.pub"), []byte(key), 0o644)
+	os.WriteFile(filepath.Join(dir, "admin.pub"), []byte(adminKey), 0o644)
 	// no image published yet: an error, nothing made
 	if _, err := inv.Provision(root); err == nil || !strings.Contains(err.Error(), "image:publish") {
-		t.Fatalf("provision without an image: %v", err)
+		t.Errorf("provision without an image: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "192.168.1.21")); err == nil {
 		t.Error("a node root was made without its image")
@@ -119,9 +120,24 @@ func TestProvisionFromImage(t *testing.T) {
 	// authorized_keys must look like keys
 	os.WriteFile(filepath.Join(dir, "admin.pub"), []byte("not a key\n"), 0o644)
 	if _, err := inv.Provision(root); err == nil || !strings.Contains(err.Error(), "admin.pub:1: not an SSH public key") {
-		t.Fatalf("bad authorized_keys: %v", err)
+		t.Errorf("bad authorized_keys: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(root, "192.168.1.21")); err == nil {
+		t.Error("a node root was made with bad authorized_keys")
+	}
+}
+
+// Provisioning makes each node's identity (machine-id, SSH host keys by
+// ssh-keygen) from the published image, and keeps it and /var after.
+func TestProvisionFromImage(t *testing.T) {
+	testutil.NeedTool(t, "ssh-keygen", "openssh-client")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "diskless")
+	os.MkdirAll(root, 0o755)
+	inv := loadImageInv(t, dir, root)
+	key := adminKey
 	os.WriteFile(filepath.Join(dir, "admin.pub"), []byte(key), 0o644)
+	fakePublished(t, root)
 	if _, err := inv.Provision(root); err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,9 @@ type Inventory struct {
 
 	file   string
 	subnet *net.IPNet
+	// stated maps each [network] key the file states (as opposed to a
+	// default) to its line (0: not found, e.g. a dotted key).
+	stated map[string]int
 }
 
 // Boot methods: how the node's firmware starts and what it fetches how.
@@ -155,8 +158,54 @@ func Parse(data []byte, name string) (*Inventory, error) {
 		}
 		return nil, fmt.Errorf("%s: unknown key(s) %s (see the schema in README.md)", name, strings.Join(keys, ", "))
 	}
+	inv.stated = map[string]int{}
+	for _, k := range md.Keys() {
+		if len(k) == 2 && k[0] == "network" && md.IsDefined(k...) {
+			inv.stated[k[1]] = networkKeyLine(data, k[1])
+		}
+	}
 	inv.defaults()
 	return inv, inv.Validate()
+}
+
+// Stated says whether the inventory file states the [network] key (the
+// file gives it; otherwise it holds a default) and where: "nodes.toml:3",
+// or the file's name when the line is not found (a dotted key or an inline
+// table). An inventory not read by Parse states nothing.
+func (inv *Inventory) Stated(key string) (where string, ok bool) {
+	line, ok := inv.stated[key]
+	if !ok {
+		return "", false
+	}
+	if line == 0 {
+		return inv.file, true
+	}
+	return fmt.Sprintf("%s:%d", inv.file, line), true
+}
+
+// networkKeyLine is the 1-based line where data states key in its
+// [network] table ("key = ..." under [network], or "network.key = ..."
+// before any table), or 0.
+func networkKeyLine(data []byte, key string) int {
+	unquote := func(s string) string { return strings.Trim(strings.TrimSpace(s), `"'`) }
+	table := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		l := strings.TrimSpace(line)
+		if strings.HasPrefix(l, "[") {
+			name, _, _ := strings.Cut(strings.TrimLeft(l, "["), "]")
+			table = unquote(name)
+			continue
+		}
+		k, _, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		k = unquote(k)
+		if table == "network" && k == key || table == "" && k == "network."+key {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 func (inv *Inventory) defaults() {
@@ -237,8 +286,8 @@ func (inv *Inventory) Validate() error {
 		paths = append(paths, e, m)
 	}
 	for _, p := range append(append([]string{n.Root, n.Home}, paths...), n.SharedLog) {
-		if p != "" && (!strings.HasPrefix(p, "/") || strings.Contains(p, "..") || strings.ContainsAny(p, " \t\"#,")) {
-			add("[network]", "path %q: want an absolute path without spaces, quotes, commas or ..", p)
+		if p != "" && !ValidPath(p) {
+			add("[network]", "path %q: %s", p, PathRule)
 		}
 	}
 	if n.Image != "" && !imageNameRe.MatchString(n.Image) {
@@ -296,6 +345,15 @@ func (inv *Inventory) Validate() error {
 		return fmt.Errorf("invalid node inventory:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// PathRule is what ValidPath wants, for messages.
+const PathRule = "want an absolute path without spaces, quotes, commas or .."
+
+// ValidPath says whether p may be an inventory path (root, home, shared_ro,
+// shared_log): the rendered exports and configs take it as it is.
+func ValidPath(p string) bool {
+	return strings.HasPrefix(p, "/") && !strings.Contains(p, "..") && !strings.ContainsAny(p, " \t\"#,")
 }
 
 func validDomain(d string) bool {

@@ -73,22 +73,21 @@ func checkWithDaemons(t *testing.T, files Files) {
 		t.Fatal(err)
 	}
 	testutil.NeedTool(t, "apt-get", "apt")
-	root, err := debpkg.Extract("isc-dhcp-server", filepath.Join(os.Getenv("HOME"), ".cache", "diskless"))
+	cache, err := os.UserCacheDir() // $XDG_CACHE_HOME, else ~/.cache: the project's cache is below it
 	if err != nil {
-		if testutil.InCI() {
-			t.Fatal(err)
-		}
-		t.Skipf("isc-dhcp-server not available (offline?): %v", err)
+		t.Fatal(err)
+	}
+	cache = filepath.Join(cache, "diskless")
+	root, err := debpkg.Extract("isc-dhcp-server", cache)
+	if err != nil {
+		testutil.SkipOrFail(t, fmt.Sprintf("isc-dhcp-server not available (offline?): %v", err))
 	}
 	if out, err := exec.Command(filepath.Join(root, "usr/sbin/dhcpd"), "-t", "-cf", filepath.Join(dir, "dhcpd.conf"), "-lf", "/dev/null").CombinedOutput(); err != nil {
 		t.Errorf("dhcpd -t: %v\n%s", err, out)
 	}
-	radvd, err := debpkg.Extract("radvd", filepath.Join(os.Getenv("HOME"), ".cache", "diskless"))
+	radvd, err := debpkg.Extract("radvd", cache)
 	if err != nil {
-		if testutil.InCI() {
-			t.Fatal(err)
-		}
-		t.Skipf("radvd not available (offline?): %v", err)
+		testutil.SkipOrFail(t, fmt.Sprintf("radvd not available (offline?): %v", err))
 	}
 	// radvd checks that its configuration is root's and not writable by others
 	os.Chmod(filepath.Join(dir, "radvd.conf"), 0o644)
@@ -168,7 +167,7 @@ func manyNodes(n int) string {
 	return b.String()
 }
 
-func Test200NodesRenderAndPassDaemons(t *testing.T) {
+func render200(t *testing.T) Files {
 	start := time.Now()
 	inv, err := Parse([]byte(manyNodes(200)), "many.toml")
 	if err != nil {
@@ -179,10 +178,19 @@ func Test200NodesRenderAndPassDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("200 nodes: %d files rendered in %s", len(files), time.Since(start))
+	return files
+}
+
+func Test200NodesRender(t *testing.T) {
+	files := render200(t)
 	if strings.Count(files["dhcpd.conf"], "\nhost ") != 200 {
 		t.Error("not 200 host blocks")
 	}
-	checkWithDaemons(t, files)
+}
+
+func Test200NodesPassDaemons(t *testing.T) {
+	testutil.Integration(t, "the daemons' own configuration checks")
+	checkWithDaemons(t, render200(t))
 }
 
 func BenchmarkRender200(b *testing.B) {
@@ -334,5 +342,63 @@ func TestParseAddArgs(t *testing.T) {
 	n, err := NewNetwork(nd)
 	if err != nil || n.Master != "192.168.1.1" || n.Subnet != "192.168.1.0/24" {
 		t.Errorf("network %+v %v", n, err)
+	}
+}
+
+// Stated tells a value the file gives from a default, and where the file
+// gives it: the settings quote that line when a variable contradicts it,
+// and fill a key the file leaves out.
+func TestStatedNetworkKeys(t *testing.T) {
+	const nodeText = "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:a5:04:3b:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\nkernel_args = \"root = x\"\n"
+	inv, err := Parse([]byte("# root = \"/nope\"\n[network] # the shared settings\nmaster = \"192.168.1.1\"\nsubnet = \"192.168.1.0/24\"\n\n  'nfs_opts'= \"vers=4,tcp\"\n"+nodeText), "n.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"master": "n.toml:3", "subnet": "n.toml:4", "nfs_opts": "n.toml:6"} {
+		if where, ok := inv.Stated(key); !ok || where != want {
+			t.Errorf("Stated(%s) = %q, %v; want %s", key, where, ok, want)
+		}
+	}
+	// defaulted, not stated
+	for _, key := range []string{"root", "home", "router", "interface"} {
+		if where, ok := inv.Stated(key); ok {
+			t.Errorf("Stated(%s) = %q: the file does not state it", key, where)
+		}
+	}
+	if inv.Network.Root != "/diskless" || inv.Network.Home != "/home" {
+		t.Errorf("defaults still apply: %+v", inv.Network)
+	}
+	// a dotted key before any table; an inline table (stated, line unknown)
+	inv, err = Parse([]byte("network.master = \"192.168.1.1\"\nnetwork.subnet = \"192.168.1.0/24\"\nnetwork.root = \"/srv/x\"\n"+nodeText), "d.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if where, ok := inv.Stated("root"); !ok || where != "d.toml:3" {
+		t.Errorf("dotted root: %q %v", where, ok)
+	}
+	inv, err = Parse([]byte("network = { master = \"192.168.1.1\", subnet = \"192.168.1.0/24\", root = \"/srv/x\" }\n"+nodeText), "i.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if where, ok := inv.Stated("root"); !ok || where != "i.toml" {
+		t.Errorf("inline root: %q %v", where, ok)
+	}
+	// AddNode writes the root of the network it is given; Load reads it as stated
+	p := filepath.Join(t.TempDir(), "nodes.toml")
+	nd := Node{Name: "slave21", MAC: "00:02:a5:04:3b:66", IP: "192.168.1.21", Arch: "x86_64"}
+	n, _ := NewNetwork(nd)
+	n.Root = "/srv/x"
+	if err := AddNode(p, nd, n); err != nil {
+		t.Fatal(err)
+	}
+	inv, err = Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if where, ok := inv.Stated("root"); !ok || where != p+":5" || inv.Network.Root != "/srv/x" {
+		t.Errorf("created inventory: root %s stated at %q %v", inv.Network.Root, where, ok)
+	}
+	if _, ok := inv.Stated("nfs_opts"); ok {
+		t.Error("nfs_opts stated though the network left it empty")
 	}
 }

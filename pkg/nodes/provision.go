@@ -268,3 +268,31 @@ func ClearRendered(dir string) error {
 	}
 	return nil
 }
+
+// Summary is the report as lines for a terminal: each kept file, each
+// note, then the counts.
+func (r *Report) Summary(nodes int, root string) string {
+	var b strings.Builder
+	for _, k := range r.Kept {
+		fmt.Fprintf(&b, "kept (changed by an admin): %s\n", k)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	fmt.Fprintf(&b, "%d nodes provisioned in %s: %d created, %d updated, %d kept\n", nodes, root, len(r.Created), len(r.Updated), len(r.Kept))
+	return b.String()
+}
+
+// RenderInto writes every file Render makes into dir (artifacts/master),
+// after removing what an earlier render wrote per node; it returns how
+// many files it wrote.
+func (inv *Inventory) RenderInto(dir string) (int, error) {
+	files, err := inv.Render()
+	if err != nil {
+		return 0, err
+	}
+	if err := ClearRendered(dir); err != nil {
+		return 0, err
+	}
+	return len(files), WriteFiles(dir, files)
+}

@@ -19,13 +19,14 @@ import (
 
 	"github.com/diskless/diskless/initramfs/fallback"
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/elfboot"
 	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/publish"
-	"github.com/diskless/diskless/pkg/qemu"
 	"github.com/diskless/diskless/pkg/settings"
+	"github.com/diskless/diskless/pkg/smoke"
 )
 
 // Options for a per-arch run.
@@ -165,14 +166,18 @@ func Version(projectDir, kernelVersion string) string {
 // CIResult is what the CI artifact job produced.
 type CIResult struct {
 	Bundle string
-	Smoke  []qemu.PathResult
+	Smoke  *smoke.Report
 }
 
-// CIArtifacts is the per-arch CI job: BuildArch, publish the arch's files
+// CIArtifacts is the per-arch CI job: the packages it needs, BuildArch,
+// publish the arch's files
 // into a scratch root, boot every path there, then write
 // Artifacts/diskless_<arch>_<version>.tar.zst. A failure names its step;
 // no bundle is written for a build that did not boot.
 func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
+	if err := deps.Ensure(ctx, o.log(), append(deps.KernelBuild(o.Arch, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Boot(o.Arch)...)); err != nil {
+		return nil, step("deps", err)
+	}
 	r, err := BuildArch(ctx, o)
 	if err != nil {
 		return nil, err
@@ -195,7 +200,7 @@ func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
 		return nil, step("publish (scratch root)", err)
 	}
 	res := &CIResult{}
-	res.Smoke, err = qemu.Smoke(ctx, qemu.SmokeOptions{Arch: o.Arch, Root: root, LogDir: filepath.Join(o.outDir(), "smoke"), Work: filepath.Join(work, "smoke"), Accel: o.Settings.QEMUAccel})
+	res.Smoke, err = smoke.Run(ctx, smoke.Options{Arch: o.Arch, Root: root, LogDir: filepath.Join(o.outDir(), "smoke"), Work: filepath.Join(work, "smoke"), Accel: o.Settings.QEMUAccel})
 	if err != nil {
 		return res, step("test:smoke", err)
 	}

@@ -10,29 +10,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diskless/diskless/internal/testkernel"
+	"github.com/diskless/diskless/internal/testenv"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/settings"
 	"github.com/diskless/diskless/pkg/sign"
+	"github.com/diskless/diskless/pkg/smoke"
 )
 
-// testSettings loads the test settings (testkernel.Lookup, then env on
-// top) with a temporary artifacts directory.
+// testSettings loads the test settings (testenv.Lookup, then env on top)
+// with a temporary artifacts directory.
 func testSettings(t *testing.T, env map[string]string) *settings.Settings {
 	t.Helper()
-	s, err := settings.Load(func(k string) (string, bool) {
-		if v, ok := env[k]; ok {
-			return v, true
-		}
-		return testkernel.Lookup(k)
-	}, "../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Artifacts = t.TempDir()
-	return s
+	return testenv.Settings(t, env)
 }
 
 // A vmlinuz of an EFI arch cannot carry the initramfs: asking for it is an
@@ -65,19 +56,17 @@ func TestNetbootInitramfsSetting(t *testing.T) {
 // checks its bundle: only that arch's files; it returns the bundle's path,
 // copied into keep (the job's own artifacts directory goes with its test).
 func ciArtifacts(t *testing.T, name, artifacts, keep string, env map[string]string) string {
-	a := testkernel.NeedTools(t, name)
+	a := testenv.Arch(t, name)
 	tarBin := testutil.NeedTool(t, "tar", "tar")
 	testutil.NeedTool(t, "zstd", "zstd")
 	s := testSettings(t, env)
 	s.Artifacts = artifacts
 	res, err := CIArtifacts(context.Background(), Options{Arch: a, Settings: s,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if res != nil {
-		for _, r := range res.Smoke {
-			t.Log(r.Line())
-			if r.Err != nil {
-				t.Logf("%s: %v", r.Path, r.Err)
-			}
+	if res != nil && res.Smoke != nil {
+		t.Log(res.Smoke.Summary())
+		if len(res.Smoke.Paths) != len(smoke.Paths(a)) {
+			t.Errorf("%d boot paths ran, want %d", len(res.Smoke.Paths), len(smoke.Paths(a)))
 		}
 	}
 	if err != nil {
@@ -131,8 +120,9 @@ func ciArtifacts(t *testing.T, name, artifacts, keep string, env map[string]stri
 	return kept
 }
 
-// The CI jobs of x86_64, i386 and arm64 in one checkout (one artifacts
-// directory: i386's job after x86_64's bundles and boots i386 alone),
+// The CI jobs of every arch in one checkout (one artifacts directory:
+// i386's job after x86_64's bundles and boots i386 alone; each job boots
+// every path of the smoke suite, so this is the smoke suite's proof too),
 // signed with a CI key, then what a master trusting that key does with
 // their bundles: published one after the other (PUBLISH_FROM, as the
 // publish target does) and signed with its own key, every arch is live,
@@ -149,7 +139,7 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 	}
 	masterPub, masterSec, _ := sign.WriteKeyPair(keys, "master")
 	bundles, keep, artifacts := map[string]string{}, t.TempDir(), t.TempDir()
-	order := []string{"x86_64", "i386", "arm64"}
+	order := []string{"x86_64", "i386", "arm64", "riscv64"}
 	for _, a := range order {
 		t.Run(a, func(t *testing.T) {
 			bundles[a] = ciArtifacts(t, a, artifacts, keep, map[string]string{"SIGNING_KEY": ciSec})
@@ -192,7 +182,7 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 	for _, f := range m.Files {
 		live[f.Name] = true
 	}
-	for _, want := range []string{"bzImage_x86_64", "vmlinuz_x86_64", "bzImage_i386", "pxelinux.0", "ifcpu64.c32", "pxelinux.cfg/default", "Image_arm64", "vmlinuz_arm64", "initramfs_arm64.cpio.zst"} {
+	for _, want := range []string{"bzImage_x86_64", "vmlinuz_x86_64", "bzImage_i386", "pxelinux.0", "ifcpu64.c32", "pxelinux.cfg/default", "Image_arm64", "vmlinuz_arm64", "initramfs_arm64.cpio.zst", "vmlinuz_riscv64"} {
 		if !live[want] {
 			t.Errorf("%s is not live after publishing %s", want, strings.Join(order, ", "))
 		}

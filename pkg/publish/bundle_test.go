@@ -45,6 +45,44 @@ func TestBundleRoundTripAndPublish(t *testing.T) {
 
 // rewrite copies a bundle, changing one entry's content (mutate returning
 // nil leaves the entry out).
+// untarBundle extracts every file of a bundle into dir, as tar --zstd -xf
+// would (the bundle's own format, read with Go's tar and zstd).
+func untarBundle(t *testing.T, bundle, dir string) {
+	t.Helper()
+	f, err := os.Open(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg || !filepath.IsLocal(h.Name) {
+			t.Fatalf("%s: entry %q (type %c)", bundle, h.Name, h.Typeflag)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, h.Name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func rewrite(t *testing.T, in, out, name string, mutate func([]byte) []byte) {
 	t.Helper()
 	f, _ := os.Open(in)

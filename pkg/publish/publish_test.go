@@ -60,12 +60,11 @@ func TestPublishVerifyAndSha256sum(t *testing.T) {
 	if _, err := Verify(root); err != nil {
 		t.Fatal(err)
 	}
-	if sh, err := exec.LookPath("sha256sum"); err == nil {
-		c := exec.Command(sh, "-c", SumsName)
-		c.Dir = root
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("sha256sum -c: %v\n%s", err, out)
-		}
+	// coreutils' sha256sum (Essential) agrees
+	c := exec.Command(testutil.NeedBaseTool(t, "sha256sum", "coreutils"), "-c", SumsName)
+	c.Dir = root
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
 	}
 	for _, p := range []string{"bzImage_a0", "pxelinux.cfg/default", SumsName, ManifestName} {
 		st, err := os.Stat(filepath.Join(root, p))
@@ -350,7 +349,7 @@ func runChild(root, set string) *exec.Cmd {
 // generation once sees a set that matches its own SHA256SUMS; after each
 // kill verify passes and the next publish succeeds.
 func TestIntegrationFaultInjectionKillPublisher(t *testing.T) {
-	testutil.Slow(t)
+	testutil.Integration(t, "100 publisher processes killed at random points (a minute or more)")
 	root := t.TempDir()
 	setA, sumsA := writeSet(t, "A", 4, 1<<20)
 	setB, sumsB := writeSet(t, "B", 4, 1<<20)
@@ -521,9 +520,7 @@ func BenchmarkPublish4Arches(b *testing.B) {
 		}
 	})
 	b.Run("cp+sha256sum", func(b *testing.B) {
-		if _, err := exec.LookPath("sha256sum"); err != nil {
-			b.Skip("sha256sum (coreutils) not found")
-		}
+		testutil.NeedBaseTool(b, "sha256sum", "coreutils")
 		for i := 0; i < b.N; i++ {
 			dst := filepath.Join(b.TempDir(), strconv.Itoa(i))
 			os.MkdirAll(dst, 0o755)

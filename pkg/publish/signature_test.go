@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,9 +37,8 @@ func keys(t *testing.T, name string) keyPair {
 func (k keyPair) signer() *Signer { return &Signer{Key: k.sec, PubName: filepath.Base(k.pubPath)} }
 
 // signify-openbsd checks SHA256SUMS.sig in dir with the public key file.
-func signifyVerifies(t *testing.T, dir, pubPath string) error {
+func signifyVerifies(t *testing.T, signify, dir, pubPath string) error {
 	t.Helper()
-	signify := testutil.NeedTool(t, "signify-openbsd", "signify-openbsd")
 	c := exec.Command(signify, "-V", "-p", pubPath, "-m", SumsName, "-x", SigName)
 	c.Dir = dir
 	out, err := c.CombinedOutput()
@@ -51,27 +51,52 @@ func signifyVerifies(t *testing.T, dir, pubPath string) error {
 	return nil
 }
 
-// CI signs its bundle, the master accepts it with the CI key trusted and
-// signs what it publishes with its own; signify-openbsd verifies both, in
-// the unpacked bundle and in the published tree, and verify accepts the
-// tree with the master's key trusted.
-func TestSignedBundleToSignedTree(t *testing.T) {
-	ci, master := keys(t, "ci"), keys(t, "master")
-	bundle := archBundle(t, "x86_64", "v1")
-	signed := filepath.Join(t.TempDir(), "signed.tar.zst")
-	files, err := ReadBundle(bundle, t.TempDir(), nil)
+// goVerifies checks SHA256SUMS.sig in dir against pub with pkg/sign.
+func goVerifies(t *testing.T, dir string, pub *sign.PublicKey) error {
+	t.Helper()
+	sums, err := os.ReadFile(filepath.Join(dir, SumsName))
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, SigName))
+	if err != nil {
+		return err
+	}
+	sig, err := sign.ParseSignature(data)
+	if err != nil {
+		return err
+	}
+	return sign.Verify(sums, sig, pub)
+}
+
+// signedBundle is an x86_64 bundle signed by ci.
+func signedBundle(t *testing.T, ci keyPair) string {
+	t.Helper()
+	files, err := ReadBundle(archBundle(t, "x86_64", "v1"), t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	signed := filepath.Join(t.TempDir(), "signed.tar.zst")
 	if _, err := WriteBundle(signed, files, ci.signer()); err != nil {
 		t.Fatal(err)
 	}
+	return signed
+}
+
+// CI signs its bundle, the master accepts it with the CI key trusted and
+// signs what it publishes with its own; the signatures verify (pkg/sign)
+// in the unpacked bundle and in the published tree, and verify accepts
+// the tree with the master's key trusted.
+func TestSignedBundleToSignedTree(t *testing.T) {
+	ci, master := keys(t, "ci"), keys(t, "master")
+	signed := signedBundle(t, ci)
 	unpacked := t.TempDir()
-	if out, err := exec.Command(testutil.NeedTool(t, "tar", "tar"), "--zstd", "-xf", signed, "-C", unpacked).CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v\n%s", err, out)
+	untarBundle(t, signed, unpacked)
+	if err := goVerifies(t, unpacked, ci.pub); err != nil {
+		t.Errorf("the unpacked bundle's signature: %v", err)
 	}
-	if err := signifyVerifies(t, unpacked, ci.pubPath); err != nil {
-		t.Errorf("signify-openbsd in the unpacked bundle: %v", err)
+	if err := goVerifies(t, unpacked, master.pub); !errors.Is(err, sign.ErrOtherKey) {
+		t.Errorf("the unpacked bundle's signature against the master's key: %v", err)
 	}
 	trusted := []*sign.PublicKey{ci.pub, master.pub}
 	got, err := ReadBundle(signed, t.TempDir(), trusted)
@@ -85,11 +110,8 @@ func TestSignedBundleToSignedTree(t *testing.T) {
 	if _, err := Verify(root, trusted...); err != nil {
 		t.Fatal(err)
 	}
-	// signify opens its files with O_NOFOLLOW: in the published tree it
-	// is run in the live generation (.diskless/current), where SHA256SUMS
-	// is a file, not the top-level link
-	if err := signifyVerifies(t, filepath.Join(root, ".diskless", "current"), master.pubPath); err != nil {
-		t.Errorf("signify-openbsd in the published tree: %v", err)
+	if err := goVerifies(t, filepath.Join(root, ".diskless", "current"), master.pub); err != nil {
+		t.Errorf("the published tree's signature: %v", err)
 	}
 	sig, _ := os.ReadFile(filepath.Join(root, SigName))
 	if !strings.HasPrefix(string(sig), "untrusted comment: verify with master.pub\n") {
@@ -112,6 +134,41 @@ func TestSignedBundleToSignedTree(t *testing.T) {
 	}
 	if liveArches(t, root) != "arm64,x86_64" {
 		t.Errorf("arches %s", liveArches(t, root))
+	}
+}
+
+// The independent check: GNU tar with zstd unpacks a signed bundle and
+// signify-openbsd verifies its signature, and the signature of the tree
+// the master publishes from it.
+func TestSignifyVerifiesBundleAndTree(t *testing.T) {
+	signify := testutil.NeedTool(t, "signify-openbsd", "signify-openbsd")
+	testutil.NeedTool(t, "zstd", "zstd") // tar --zstd runs it
+	ci, master := keys(t, "ci"), keys(t, "master")
+	signed := signedBundle(t, ci)
+	unpacked := t.TempDir()
+	if out, err := exec.Command(testutil.NeedBaseTool(t, "tar", "tar"), "--zstd", "-xf", signed, "-C", unpacked).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	if err := signifyVerifies(t, signify, unpacked, ci.pubPath); err != nil {
+		t.Errorf("signify-openbsd in the unpacked bundle: %v", err)
+	}
+	if err := signifyVerifies(t, signify, unpacked, master.pubPath); err == nil {
+		t.Error("signify-openbsd verified the bundle with the master's key")
+	}
+	trusted := []*sign.PublicKey{ci.pub, master.pub}
+	got, err := ReadBundle(signed, t.TempDir(), trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if _, err := Publish(context.Background(), got, Options{Root: root, Merge: true, PXE: &boot, Sign: master.signer(), Trusted: trusted}); err != nil {
+		t.Fatal(err)
+	}
+	// signify opens its files with O_NOFOLLOW: in the published tree it
+	// is run in the live generation (.diskless/current), where SHA256SUMS
+	// is a file, not the top-level link
+	if err := signifyVerifies(t, signify, filepath.Join(root, ".diskless", "current"), master.pubPath); err != nil {
+		t.Errorf("signify-openbsd in the published tree: %v", err)
 	}
 }
 

@@ -1,10 +1,17 @@
-// Package qemu boots a guest under QEMU (TCG) and watches its serial console
-// for markers. Every QEMU it starts has a hard timeout and is killed by PID
-// when the match is decided; nothing is left running. Networking is QEMU's
-// user-mode (slirp) network only: the guest sees 10.0.2.2 as the host's
-// loopback and reaches nothing else.
+// Package qemu is the VM driver: it starts a guest under QEMU (TCG, or KVM
+// when asked) with a machine recipe for the firmware it boots (SeaBIOS with
+// QEMU's iPXE ROM, OVMF, AAVMF, U-Boot: UseFirmware), on one of four
+// network modes, and streams its serial console, which pkg/boot judges.
+// Network modes: QEMU's user-mode (slirp) network, where the guest sees
+// 10.0.2.2 as the host's loopback and reaches nothing else (optionally
+// with slirp's TFTP server); a tap device on a bridge; a datagram socket
+// (a relay on the other end: pkg/relay); and any of these inside a network
+// namespace the project made (NetNS). Every QEMU it starts is killed by
+// process group when its session stops, and with its parent; nothing is
+// left running.
 //
-// It does not build anything: it boots files it is given.
+// It keeps no package state, knows no scenario (smoke, lab, storm) and
+// builds nothing: it boots files it is given.
 package qemu
 
 import (
@@ -23,7 +30,15 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/deps"
+)
+
+// The user-mode network as the guest sees it: the address slirp's DHCP
+// server gives the first guest, and the host's loopback.
+const (
+	GuestIP = "10.0.2.15"
+	HostIP  = "10.0.2.2"
 )
 
 // Machine is one guest to boot.
@@ -73,9 +88,6 @@ type Machine struct {
 	// runs in: its user network then reaches that namespace's loopback.
 	NetNS string
 }
-
-// DefaultFail are console lines that end a boot as failed at once.
-var DefaultFail = []string{"Kernel panic", "VFS: Unable to mount root", "No bootable device", "Could not open", "PXE-E", "No such file or directory (http://ipxe.org", "UEFI Interactive Shell"}
 
 // Args returns QEMU's command line (without the binary).
 func (m *Machine) Args() []string {
@@ -182,7 +194,7 @@ func Available(a arch.Arch) error {
 }
 
 // Boot starts the machine and waits until a line contains one of want
-// (success), one of fail (failure, DefaultFail when nil), QEMU exits, or
+// (success), one of fail (failure; nil: DefaultFailures), QEMU exits, or
 // timeout passes. QEMU is killed before Boot returns.
 func Boot(ctx context.Context, m *Machine, want []string, fail []string, timeout time.Duration) (*Result, error) {
 	s, err := Start(ctx, m)
@@ -211,15 +223,36 @@ type Session struct {
 	logf     *os.File
 }
 
+// DefaultFailures are what Expect fails on when given no failures: every
+// failure of the vocabulary but the initramfs's NFS mount, which it
+// retries in the background (a boot of one guest).
+func DefaultFailures() []string { return boot.Failures(boot.Initramfs) }
+
+// command is QEMU's command for m, entering m.NetNS first when set.
+func (m *Machine) command(ctx context.Context) *exec.Cmd {
+	if m.NetNS != "" {
+		return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + m.NetNS, "--", m.Arch.QEMU}, m.Args()...)...)
+	}
+	return exec.CommandContext(ctx, m.Arch.QEMU, m.Args()...)
+}
+
+// Console runs m with its serial console on this process's terminal
+// (stdin, stdout) until QEMU exits (the guest powers off, or Ctrl-C).
+func Console(ctx context.Context, m *Machine) error {
+	if err := Available(m.Arch); err != nil {
+		return err
+	}
+	cmd := m.command(ctx)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
 // Start launches QEMU for m.
 func Start(ctx context.Context, m *Machine) (*Session, error) {
 	if err := Available(m.Arch); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, m.Arch.QEMU, m.Args()...)
-	if m.NetNS != "" {
-		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + m.NetNS, "--", m.Arch.QEMU}, m.Args()...)...)
-	}
+	cmd := m.command(ctx)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stdin, err := cmd.StdinPipe()
@@ -289,9 +322,10 @@ func (s *Session) Send(text string) error {
 }
 
 // Expect waits for a complete console line containing one of want, failing
-// on any of fail (DefaultFail when nil). Lines consumed by an earlier
-// Expect are not looked at again. A line is only matched once its newline
-// has arrived, so the whole line is in Result.Console.
+// on any of fail (DefaultFailures when nil; a line that has both is
+// wanted). Lines consumed by an earlier Expect are not looked at again. A
+// line is only matched once its newline has arrived, so the whole line is
+// in Result.Console.
 func (s *Session) Expect(want, fail []string, timeout time.Duration) (*Result, error) {
 	return s.expect(want, fail, timeout, nil, false)
 }
@@ -317,7 +351,7 @@ func (s *Session) expect(want, fail []string, timeout time.Duration, poll func()
 		tick = t.C
 	}
 	if fail == nil {
-		fail = DefaultFail
+		fail = DefaultFailures()
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -325,14 +359,14 @@ func (s *Session) expect(want, fail []string, timeout time.Duration, poll func()
 	checked := s.consumed
 	s.mu.Unlock()
 	check := func(l string) (string, error) {
-		for _, f := range fail {
-			if strings.Contains(l, f) {
-				return "", s.failure(fmt.Sprintf("%s: console shows %q", s.m.Arch.QEMU, f))
-			}
-		}
 		for _, w := range want {
 			if strings.Contains(l, w) {
 				return w, nil
+			}
+		}
+		for _, f := range fail {
+			if strings.Contains(l, f) {
+				return "", s.failure(fmt.Sprintf("%s: console shows %q", s.m.Arch.QEMU, f))
 			}
 		}
 		return "", nil
@@ -398,19 +432,14 @@ func (s *Session) failure(reason string) error {
 	return e
 }
 
-// Timed is a console line with the time it arrived after QEMU started.
-type Timed struct {
-	Line string
-	At   time.Duration
-}
-
-// Timeline returns the complete console lines with their arrival times.
-func (s *Session) Timeline() []Timed {
+// Timeline returns the complete console lines with their arrival times
+// after QEMU started, for pkg/boot.
+func (s *Session) Timeline() []boot.Line {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Timed, len(s.lines))
+	out := make([]boot.Line, len(s.lines))
 	for i := range s.lines {
-		out[i] = Timed{s.lines[i], s.at[i]}
+		out[i] = boot.Line{Text: s.lines[i], At: s.at[i]}
 	}
 	return out
 }

@@ -6,10 +6,12 @@
 //
 // Precedence: nodes.toml, when it exists, is the source of truth for the
 // network: the master (NFS server), where the roots live (DISKLESS_ROOT,
-// NFS_ROOT) and the NFS options. Environment variables give those values
-// only where there is no inventory; set in both places they must agree, or
-// Load fails naming both. Everything else comes from the environment, with
-// the defaults the README lists.
+// NFS_ROOT) and the NFS options. A value the file states wins: the
+// variable may repeat it, and a different one makes Load fail naming both
+// and the file's line. A key the file leaves out (root, nfs_opts; master
+// is required) is no conflict: the variable fills it, else its default.
+// Without an inventory the variables give those values. Everything else
+// comes from the environment, with the defaults the README lists.
 //
 // It validates and converts values; it builds, boots and writes nothing.
 package settings
@@ -18,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -63,6 +66,10 @@ type Settings struct {
 	// SourceDateEpoch (SOURCE_DATE_EPOCH) is the build timestamp; 0: the
 	// source tree's release date.
 	SourceDateEpoch int64
+	// What the kernel's make runs with instead of the whole environment
+	// (see kbuild.Options): PATH, HOME, CCACHE_DIR and XDG_CACHE_HOME as
+	// the command was started with them.
+	Path, Home, CcacheDir, XDGCacheHome string
 
 	// Boot is what a node is told (NFS_SERVER, NFS_ROOT, NFS_OPTS,
 	// KERNEL_ARGS, or the inventory's network).
@@ -122,6 +129,7 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
 	s := &Settings{ProjectDir: projectDir, Artifacts: filepath.Join(projectDir, "artifacts")}
 	s.CacheDir = kbuild.CacheDir(get("XDG_CACHE_HOME"), get("HOME"))
+	s.Path, s.Home, s.CcacheDir, s.XDGCacheHome = get("PATH"), get("HOME"), get("CCACHE_DIR"), get("XDG_CACHE_HOME")
 	var err error
 
 	s.KernelSrc = get("KERNEL_SRC")
@@ -282,8 +290,10 @@ func (s *Settings) ImageOptions(a arch.Arch) image.Options {
 	return image.Options{Name: s.Image, Arch: a, ProjectDir: s.ProjectDir, CacheDir: s.CacheDir, Mirror: s.Mirror, From: s.ImageFrom}
 }
 
-// network sets Boot and Root from the inventory or the environment, and
-// refuses a disagreement between the two.
+// network sets Boot and Root from the inventory or the environment. With
+// an inventory, a variable that contradicts a value the file states is an
+// error quoting the file's line; a key the file leaves out is filled by
+// the variable, in the inventory too (every stage renders from it).
 func (s *Settings) network(get func(string) string) error {
 	env := pxe.Settings{Server: get("NFS_SERVER"), Root: get("NFS_ROOT"), Opts: get("NFS_OPTS"), Extra: get("KERNEL_ARGS")}
 	root := get("DISKLESS_ROOT")
@@ -295,20 +305,82 @@ func (s *Settings) network(get func(string) string) error {
 		}
 		return s.Boot.Validate()
 	}
-	n := s.Inventory.Network
-	inv := pxe.Settings{Server: n.Master, Root: path.Join(n.Root, "%s"), Opts: n.NFSOpts, Extra: env.Extra}
-	for _, c := range []struct{ name, env, inv, key string }{
-		{"NFS_SERVER", env.Server, inv.Server, "master"},
-		{"NFS_ROOT", env.Root, inv.Root, "root (NFS_ROOT is root/%s)"},
-		{"NFS_OPTS", env.Opts, inv.Opts, "nfs_opts"},
-		{"DISKLESS_ROOT", root, n.Root, "root"},
+	inv := s.Inventory
+	n := &inv.Network
+	for _, c := range []struct{ name, env, key, stated, note string }{
+		{"NFS_SERVER", env.Server, "master", n.Master, ""},
+		{"NFS_ROOT", env.Root, "root", n.Root, " (NFS_ROOT is <root>/%s)"},
+		{"NFS_OPTS", env.Opts, "nfs_opts", n.NFSOpts, ""},
+		{"DISKLESS_ROOT", root, "root", n.Root, ""},
 	} {
-		if c.env != "" && c.env != c.inv {
-			return fmt.Errorf("%s=%s but %s says %s = %q: the inventory is the source of truth for the network; set it there (or unset %s)", c.name, c.env, s.NodesFile, c.key, c.inv, c.name)
+		where, stated := inv.Stated(c.key)
+		if c.env == "" || !stated && c.key != "master" { // master is required: always stated
+			continue
+		}
+		if where == "" {
+			where = s.NodesFile
+		}
+		want := c.stated
+		if c.name == "NFS_ROOT" {
+			want = path.Join(c.stated, "%s")
+		}
+		if c.env != want {
+			return fmt.Errorf("%s=%s but %s says %s = %q%s: the inventory is the source of truth for the network; change it there (or unset %s)", c.name, c.env, where, c.key, c.stated, c.note, c.name)
 		}
 	}
-	s.Boot, s.Root = inv, n.Root
+	if _, stated := inv.Stated("root"); !stated {
+		fill, from := root, "DISKLESS_ROOT"
+		if env.Root != "" {
+			r, ok := strings.CutSuffix(env.Root, "/%s")
+			if !ok || r == "" {
+				return fmt.Errorf("NFS_ROOT=%s: with an inventory (%s) the nodes' roots are <root>/<ip>, so NFS_ROOT must be <root>/%%s; set root in %s (or unset NFS_ROOT)", env.Root, s.NodesFile, s.NodesFile)
+			}
+			if root != "" && r != root {
+				return fmt.Errorf("NFS_ROOT=%s and DISKLESS_ROOT=%s disagree: %s states no root, so both give it and NFS_ROOT must be DISKLESS_ROOT/%%s; set root in %s (or unset one)", env.Root, root, s.NodesFile, s.NodesFile)
+			}
+			fill, from = r, "NFS_ROOT"
+		}
+		if fill != "" {
+			if !nodes.ValidPath(fill) {
+				return fmt.Errorf("%s=%s: the root of the nodes in %s: %s", from, get(from), s.NodesFile, nodes.PathRule)
+			}
+			n.Root = fill
+		}
+	}
+	if _, stated := inv.Stated("nfs_opts"); !stated && env.Opts != "" {
+		if strings.ContainsAny(env.Opts, "\"#") {
+			return fmt.Errorf("NFS_OPTS=%s: comma-separated nfsroot options without quotes or # (e.g. %s)", env.Opts, pxe.DefaultOpts)
+		}
+		n.NFSOpts = env.Opts
+	}
+	s.Boot = pxe.Settings{Server: n.Master, Root: path.Join(n.Root, "%s"), Opts: n.NFSOpts, Extra: env.Extra}
+	s.Root = n.Root
 	return s.Boot.Validate()
+}
+
+// NewNetwork is the [network] nodes:add writes into the inventory it
+// creates for its first node nd: the node's /24 (nodes.NewNetwork) with
+// the master, root and NFS options this command uses, so the next command
+// with the same variables reads them back from the file: NFS_SERVER, else
+// the .1 of that /24; DISKLESS_ROOT, else /diskless; NFS_OPTS when it is
+// not the default. Only for a new inventory (Inventory == nil).
+func (s *Settings) NewNetwork(nd nodes.Node) (nodes.Network, error) {
+	n, err := nodes.NewNetwork(nd)
+	if err != nil {
+		return n, err
+	}
+	if s.Boot.Server != "" {
+		_, subnet, _ := net.ParseCIDR(n.Subnet)
+		if ip := net.ParseIP(s.Boot.Server); ip == nil || !subnet.Contains(ip) {
+			return n, fmt.Errorf("NFS_SERVER=%s is outside %s, the /24 of node %s (%s) that a new %s gets: write %s by hand with the right subnet (README, Nodes), or unset NFS_SERVER", s.Boot.Server, n.Subnet, nd.Name, nd.IP, s.NodesFile, s.NodesFile)
+		}
+		n.Master = s.Boot.Server
+	}
+	n.Root = s.Root
+	if s.Boot.Opts != pxe.DefaultOpts {
+		n.NFSOpts = s.Boot.Opts
+	}
+	return n, nil
 }
 
 // bundles expands PUBLISH_FROM: comma-separated bundle files, or a
@@ -354,6 +426,7 @@ func (s *Settings) Kernel(a arch.Arch, role kbuild.Role) kbuild.Options {
 	o.Extra = s.Extra
 	o.KernelSrc, o.Jobs, o.ConfigOnly, o.NoCcache = s.KernelSrc, s.Jobs, s.ConfigOnly, s.NoCcache
 	o.DistccHosts, o.SourceDateEpoch = s.DistccHosts, s.SourceDateEpoch
+	o.Path, o.Home, o.CcacheDir, o.XDGCacheHome = s.Path, s.Home, s.CcacheDir, s.XDGCacheHome
 	if role == kbuild.Slave {
 		o.Cmdline = s.Boot.Cmdline(a)
 		o.Checks = append(o.Checks, s.Boot.CheckKernel)

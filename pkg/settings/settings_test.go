@@ -12,6 +12,7 @@ import (
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/sign"
 )
 
@@ -165,15 +166,16 @@ func TestInventoryIsTheSourceOfTruthForTheNetwork(t *testing.T) {
 	if _, err := load(t, dir, map[string]string{"DISKLESS_ROOT": "/srv/diskless", "NFS_SERVER": "192.168.1.1", "NFS_OPTS": "vers=4,tcp", "NFS_ROOT": "/srv/diskless/%s"}); err != nil {
 		t.Errorf("agreeing environment: %v", err)
 	}
+	// a stated value that differs is an error quoting the file's line
 	for v, env := range map[string]map[string]string{
-		"DISKLESS_ROOT=/diskless": {"DISKLESS_ROOT": "/diskless"},
-		"NFS_SERVER=10.0.0.9":     {"NFS_SERVER": "10.0.0.9"},
-		"NFS_OPTS=vers=3":         {"NFS_OPTS": "vers=3"},
-		"NFS_ROOT=/x/%s":          {"NFS_ROOT": "/x/%s"},
+		`DISKLESS_ROOT=/diskless but ` + dir + `/nodes.toml:4 says root = "/srv/diskless": `: {"DISKLESS_ROOT": "/diskless"},
+		`NFS_SERVER=10.0.0.9 but ` + dir + `/nodes.toml:2 says master = "192.168.1.1": `:     {"NFS_SERVER": "10.0.0.9"},
+		`NFS_OPTS=vers=3 but ` + dir + `/nodes.toml:5 says nfs_opts = "vers=4,tcp": `:        {"NFS_OPTS": "vers=3"},
+		`NFS_ROOT=/x/%s but ` + dir + `/nodes.toml:4 says root = "/srv/diskless"`:            {"NFS_ROOT": "/x/%s"},
 	} {
 		_, err := load(t, dir, env)
-		if err == nil || !strings.Contains(err.Error(), v) || !strings.Contains(err.Error(), "nodes.toml says") {
-			t.Errorf("%s against the inventory: %v", v, err)
+		if err == nil || !strings.HasPrefix(err.Error(), v) {
+			t.Errorf("against the inventory: %v\nwant %s...", err, v)
 		}
 	}
 	// NODES_FILE names another inventory; a broken one is an error with its line
@@ -245,5 +247,170 @@ func TestSigningKeys(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), strings.Split(string(secret), "\n")[1]) {
 			t.Errorf("an error shows the secret key: %v", err)
 		}
+	}
+}
+
+// The admin's two commands: DISKLESS_ROOT=/srv/x nodes:add creates
+// nodes.toml (through the same calls as the target), then any command with
+// the same variable loads it and uses /srv/x. Before, the created file
+// lacked root, Parse defaulted it to /diskless and Load refused the
+// variable as a contradiction of a value the file never stated.
+func TestNodesAddThenTheSameRootLoads(t *testing.T) {
+	dir := project(t)
+	env := map[string]string{"DISKLESS_ROOT": "/srv/x"}
+	s, err := load(t, dir, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nodes:add name=slave21 mac=00:02:A5:04:3B:66 ip=192.168.1.21 arch=x86_64
+	nd, err := nodes.ParseAddArgs([]string{"name=slave21", "mac=00:02:A5:04:3B:66", "ip=192.168.1.21", "arch=x86_64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Inventory != nil {
+		t.Fatal("an inventory before nodes:add")
+	}
+	network, err := s.NewNetwork(nd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.AddNode(s.NodesFile, nd, network); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(s.NodesFile)
+	if !strings.Contains(string(data), `root = "/srv/x"`) || !strings.Contains(string(data), `master = "192.168.1.1"`) {
+		t.Errorf("created inventory lacks the root or master used:\n%s", data)
+	}
+	// the next command, same variable
+	s, err = load(t, dir, env)
+	if err != nil {
+		t.Fatalf("second command with DISKLESS_ROOT=/srv/x: %v", err)
+	}
+	if s.Root != "/srv/x" || s.Boot.Root != "/srv/x/%s" || s.Inventory.RootPath(s.Inventory.Nodes[0]) != "/srv/x/192.168.1.21" {
+		t.Errorf("root %s, boot %+v, node root %s", s.Root, s.Boot, s.Inventory.RootPath(s.Inventory.Nodes[0]))
+	}
+	// and without it: the file says /srv/x now
+	if s, err = load(t, dir, map[string]string{}); err != nil || s.Root != "/srv/x" {
+		t.Errorf("without the variable: root %v, %v", s, err)
+	}
+	// a different root is now a contradiction of what the file states
+	_, err = load(t, dir, map[string]string{"DISKLESS_ROOT": "/srv/y"})
+	if want := `DISKLESS_ROOT=/srv/y but ` + s.NodesFile + `:5 says root = "/srv/x": `; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("contradiction: %v\nwant %s...", err, want)
+	}
+}
+
+// nodes:add writes the NFS_SERVER it was given as the master (and NFS_OPTS
+// other than the default); an NFS_SERVER outside the node's /24 is refused
+// naming the variable, and nothing is written.
+func TestNodesAddWritesTheMasterItUsed(t *testing.T) {
+	dir := project(t)
+	nd := nodes.Node{Name: "slave21", MAC: "00:02:a5:04:3b:66", IP: "192.168.1.21", Arch: "x86_64"}
+	env := map[string]string{"NFS_SERVER": "192.168.1.5", "NFS_OPTS": "vers=4,tcp"}
+	s, err := load(t, dir, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.NewNetwork(nd)
+	if err != nil || n.Master != "192.168.1.5" || n.Subnet != "192.168.1.0/24" || n.Root != "/diskless" || n.NFSOpts != "vers=4,tcp" {
+		t.Fatalf("network %+v %v", n, err)
+	}
+	if err := nodes.AddNode(s.NodesFile, nd, n); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = load(t, dir, env); err != nil || s.Boot.Server != "192.168.1.5" || s.Boot.Opts != "vers=4,tcp" {
+		t.Errorf("second command: %+v %v", s, err)
+	}
+	// no NFS_SERVER: the .1, and the default options stay unwritten
+	s, _ = load(t, project(t), map[string]string{})
+	if n, err := s.NewNetwork(nd); err != nil || n.Master != "192.168.1.1" || n.NFSOpts != "" || n.Root != "/diskless" {
+		t.Errorf("defaults: %+v %v", n, err)
+	}
+	dir = project(t)
+	s, _ = load(t, dir, map[string]string{"NFS_SERVER": "10.0.0.1"})
+	if _, err := s.NewNetwork(nd); err == nil || !strings.HasPrefix(err.Error(), "NFS_SERVER=10.0.0.1 is outside 192.168.1.0/24") {
+		t.Errorf("master outside the node's /24: %v", err)
+	}
+}
+
+// A key the inventory does not state is no conflict: the variable fills
+// it, in the settings and in the inventory every stage renders from. Only
+// stated values conflict, quoting the line (master is required, so always
+// stated).
+func TestUnstatedKeysAreFilledByTheEnvironment(t *testing.T) {
+	dir := project(t)
+	// what nodes:add wrote before it wrote root: master and subnet only
+	os.WriteFile(filepath.Join(dir, "nodes.toml"), []byte(`# diskless node inventory
+[network]
+  master = "192.168.1.1"
+  subnet = "192.168.1.0/24"
+
+[[node]]
+name = "slave21"
+mac = "00:02:a5:04:3b:66"
+ip = "192.168.1.21"
+arch = "x86_64"
+`), 0o644)
+	s, err := load(t, dir, map[string]string{})
+	if err != nil || s.Root != "/diskless" || s.Boot.Opts != "vers=3,tcp" {
+		t.Fatalf("defaults: %+v %v", s, err)
+	}
+	s, err = load(t, dir, map[string]string{"DISKLESS_ROOT": "/srv/x", "NFS_OPTS": "vers=4,tcp", "NFS_ROOT": "/srv/x/%s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := s.Inventory.Nodes[0]
+	if s.Root != "/srv/x" || s.Inventory.Network.Root != "/srv/x" || s.Boot.Root != "/srv/x/%s" || s.Boot.Opts != "vers=4,tcp" ||
+		s.Inventory.Settings(nd).NFSRoot() != "192.168.1.1:/srv/x/192.168.1.21,vers=4,tcp" {
+		t.Errorf("filled: root %s inventory %+v boot %+v node %s", s.Root, s.Inventory.Network, s.Boot, s.Inventory.Settings(nd).NFSRoot())
+	}
+	if s, err = load(t, dir, map[string]string{"NFS_ROOT": "/srv/y/%s"}); err != nil || s.Root != "/srv/y" || s.Inventory.Network.Root != "/srv/y" {
+		t.Errorf("NFS_ROOT fills root: %v %v", s, err)
+	}
+	for want, env := range map[string]map[string]string{
+		`NFS_SERVER=192.168.1.2 but ` + dir + `/nodes.toml:3 says master = "192.168.1.1": `:         {"NFS_SERVER": "192.168.1.2"},
+		"NFS_ROOT=/srv/y/%s and DISKLESS_ROOT=/srv/x disagree":                                      {"NFS_ROOT": "/srv/y/%s", "DISKLESS_ROOT": "/srv/x"},
+		"NFS_ROOT=/srv/y: with an inventory":                                                        {"NFS_ROOT": "/srv/y"},
+		"DISKLESS_ROOT=srv: the root of the nodes in " + dir + "/nodes.toml: want an absolute path": {"DISKLESS_ROOT": "srv"},
+		`NFS_OPTS=vers=4,"x": comma-separated`:                                                      {"NFS_OPTS": `vers=4,"x"`},
+	} {
+		if _, err := load(t, dir, env); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%v: %v\nwant %s...", env, err, want)
+		}
+	}
+}
+
+// The admin's file states root = "/a"; DISKLESS_ROOT=/b is refused quoting
+// the line, as the file is written (comments, a quoted key).
+func TestStatedRootConflictQuotesTheLine(t *testing.T) {
+	dir := project(t)
+	os.WriteFile(filepath.Join(dir, "nodes.toml"), []byte("[network]\nmaster = \"192.168.1.1\"\n\"root\" = \"/a\" # ours\nsubnet = \"192.168.1.0/24\"\n\n[[node]]\nname = \"n1\"\nmac = \"00:02:a5:04:3b:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n"), 0o644)
+	_, err := load(t, dir, map[string]string{"DISKLESS_ROOT": "/b"})
+	if want := `DISKLESS_ROOT=/b but ` + dir + `/nodes.toml:3 says root = "/a": the inventory is the source of truth for the network; change it there (or unset DISKLESS_ROOT)`; err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+	if s, err := load(t, dir, map[string]string{"DISKLESS_ROOT": "/a"}); err != nil || s.Root != "/a" {
+		t.Errorf("the same value: %v", err)
+	}
+}
+
+// make's environment is made of settings: Kernel passes PATH, HOME,
+// CCACHE_DIR and XDG_CACHE_HOME as Load read them through its Lookup.
+func TestKernelOptionsCarryTheBuildEnvironment(t *testing.T) {
+	dir := project(t)
+	s, err := load(t, dir, map[string]string{"PATH": "/opt/cross/bin:/usr/bin", "HOME": "/home/builder", "CCACHE_DIR": "/var/cache/ccache", "XDG_CACHE_HOME": "/x", "KCFLAGS": "-O0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := arch.Lookup("x86_64")
+	for _, role := range []kbuild.Role{kbuild.Slave, kbuild.Master} {
+		o := s.Kernel(x, role)
+		if o.Path != "/opt/cross/bin:/usr/bin" || o.Home != "/home/builder" || o.CcacheDir != "/var/cache/ccache" || o.XDGCacheHome != "/x" {
+			t.Errorf("%s: path %q home %q ccache %q xdg %q", role, o.Path, o.Home, o.CcacheDir, o.XDGCacheHome)
+		}
+	}
+	s, _ = load(t, dir, map[string]string{})
+	if o := s.Kernel(x, kbuild.Slave); o.Path != "" || o.CcacheDir != "" || o.Home != "/home/u" {
+		t.Errorf("unset: path %q ccache %q home %q", o.Path, o.CcacheDir, o.Home)
 	}
 }

@@ -200,20 +200,83 @@ func FuzzParseSecretKey(f *testing.F) {
 	})
 }
 
+// fixedReader is a deterministic source for a fuzz target's key: the seed
+// corpus and any saved failing input then mean the same thing in every run.
+type fixedReader byte
+
+func (r *fixedReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(*r)
+		*r++
+	}
+	return len(p), nil
+}
+
 func FuzzParseSignature(f *testing.F) {
-	k, _ := GenerateKey(rand.Reader, "fuzz")
+	seed := fixedReader(1)
+	k, err := GenerateKey(&seed, "fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	pub := k.Public()
 	msg := []byte("SHA256SUMS")
-	f.Add(k.Sign(msg, "k.pub").Marshal())
+	genuine := k.Sign(msg, "k.pub")
+	f.Add(genuine.Marshal())
+	// the genuine signature under another comment, another key number,
+	// with a flipped bit, with a trailing empty line
+	f.Add((&Signature{Comment: "anything", KeyNum: genuine.KeyNum, Sig: genuine.Sig}).Marshal())
+	f.Add((&Signature{Comment: genuine.Comment, KeyNum: KeyNum{1}, Sig: genuine.Sig}).Marshal())
+	flipped := bytes.Clone(genuine.Sig)
+	flipped[5] ^= 1
+	f.Add((&Signature{Comment: genuine.Comment, KeyNum: genuine.KeyNum, Sig: flipped}).Marshal())
+	f.Add(append(genuine.Marshal(), '\n'))
+	f.Add([]byte("untrusted comment: \n\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := ParseSignature(data)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(g.Marshal(), append([]byte(nil), g.Marshal()...)) {
-			t.Fatal("unstable marshal")
+		// a parsed signature survives marshal and parse unchanged, and
+		// its marshalled form is a fixed point
+		out := g.Marshal()
+		again, err := ParseSignature(out)
+		if err != nil {
+			t.Fatalf("a parsed signature's own file does not parse: %v\n%q", err, out)
 		}
-		// whatever it parses, it verifies only with the key that signed
-		_ = Verify(msg, g, k.Public())
+		if again.Comment != g.Comment || again.KeyNum != g.KeyNum || !bytes.Equal(again.Sig, g.Sig) {
+			t.Fatalf("round trip changed the signature: %+v, then %+v", g, again)
+		}
+		if !bytes.Equal(again.Marshal(), out) {
+			t.Fatalf("marshal is not stable: %q, then %q", out, again.Marshal())
+		}
+		if len(g.Sig) != len(genuine.Sig) {
+			t.Fatalf("parsed a %d-byte signature", len(g.Sig))
+		}
+		// against the fixed message and key: only the genuine signature
+		// (the comment is untrusted and free) verifies, and every refusal
+		// says why
+		err = Verify(msg, g, pub)
+		switch {
+		case g.KeyNum != pub.KeyNum:
+			if !errors.Is(err, ErrOtherKey) {
+				t.Fatalf("key number %s, trusted %s: %v", g.KeyNum, pub.KeyNum, err)
+			}
+		case bytes.Equal(g.Sig, genuine.Sig):
+			if err != nil {
+				t.Fatalf("the genuine signature (comment %q) does not verify: %v", g.Comment, err)
+			}
+		default:
+			if err == nil {
+				t.Fatalf("a signature that is not the genuine one verified: %x", g.Sig)
+			}
+			if errors.Is(err, ErrOtherKey) || !strings.Contains(err.Error(), "does not match the signed file") {
+				t.Fatalf("a wrong signature under the trusted key number: %v", err)
+			}
+		}
+		// and it never verifies another message
+		if Verify(append(bytes.Clone(msg), 'x'), g, pub) == nil {
+			t.Fatal("a signature of SHA256SUMS verified SHA256SUMSx")
+		}
 	})
 }
 

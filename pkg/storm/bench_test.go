@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diskless/diskless/pkg/lab"
+	"github.com/diskless/diskless/pkg/boot"
+	"github.com/diskless/diskless/pkg/relay"
 )
 
 // BenchmarkStorm boots 16, then 32 nodes at once running the Debian 12
@@ -20,15 +21,16 @@ func BenchmarkStorm(b *testing.B) {
 		b.Skip("boots 16 and 32 Debian nodes at once: run with BENCH_STORM=1")
 	}
 	f := newFixture(b, 32, "debian-12")
+	f.up(b)
 	f.timeout = 30 * time.Minute
 	for _, n := range []int{16, 32} {
 		b.Run(fmt.Sprintf("%d-nodes-debian", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				r := f.stormUp(b, f.nodes[:n], lab.Impairment{}, UpImage)
+				r := f.stormUp(b, f.nodes[:n], relay.Impairment{}, UpFor(f.inv, f.nodes[0]))
 				b.ReportMetric(r.AllUp, "all-up-s")
 				b.ReportMetric(float64(len(r.Failed)), "failed")
-				b.ReportMetric(stage(r, "kernel and initramfs fetched").P95, "fetched-p95-s")
-				b.ReportMetric(stage(r, "root mounted (NFS)").P95, "root-p95-s")
+				b.ReportMetric(stage(r, boot.Fetched).P95, "fetched-p95-s")
+				b.ReportMetric(stage(r, boot.Root).P95, "root-p95-s")
 				b.ReportMetric(stage(r, "up").P50, "up-p50-s")
 				b.ReportMetric(r.MasterCPUPercent, "master-cpu-%")
 				var served int64

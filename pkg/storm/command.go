@@ -4,17 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/diskless/diskless/pkg/boot"
+	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/relay"
 	"github.com/diskless/diskless/pkg/settings"
 )
 
@@ -26,35 +31,123 @@ var Faults = map[string]string{
 	"publish": "the artifacts published again when the first node loaded its first file",
 }
 
-// UpLines: a node running an image is up at multi-user; one without (the
-// HOWTO's root, populated by the admin) when the initramfs mounted its root
-// and hands over to its init, or says the root has none (a skeleton that
-// nodes:provision made and nobody filled: the storm then measures the
-// boot up to the root, and says so before it starts).
-var (
-	// systemd colours the unit's name on the console ("Reached target
-	// \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System"); a getty's
-	// prompt can come first
-	UpImage    = []string{"- Multi-User System", "Reached target Multi-User System", " login: "}
-	UpSkeleton = []string{"mounted: switching to", "the root is mounted but has no init"}
-)
+// faultNames lists the faults, sorted, for messages.
+func faultNames() string {
+	var n []string
+	for k := range Faults {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return strings.Join(n, ", ")
+}
+
+// UpFor are the stages at which a storm node is up: multi-user (or a
+// login prompt) when it runs an image; its NFS root mounted otherwise (the
+// HOWTO's root, populated by the admin, or a skeleton that
+// nodes:provision made and nobody filled, which has no init: the storm
+// then measures the boot up to the root, and says so before it starts).
+func UpFor(inv *nodes.Inventory, nd nodes.Node) []string {
+	if inv.ImageOf(nd) != "" {
+		return []string{boot.MultiUser, boot.Login}
+	}
+	return []string{boot.Root}
+}
+
+// Args are lab:storm's options.
+type Args struct {
+	N       int
+	Link    relay.Impairment
+	Faults  []string
+	Timeout time.Duration
+}
+
+// ParseArgs reads lab:storm's one argument, "n=8 loss=5% delay=50ms
+// fault=nfs,tftp,http,publish timeout=10m", and checks every value.
+func ParseArgs(words string) (Args, error) {
+	var a Args
+	for _, w := range strings.Fields(words) {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok {
+			return a, fmt.Errorf("lab:storm %q: want key=value words: n=8 loss=5%% delay=50ms fault=nfs,http timeout=10m", w)
+		}
+		var err error
+		switch k {
+		case "n":
+			if _, err := fmt.Sscan(v, &a.N); err != nil || a.N < 1 {
+				return a, fmt.Errorf("n=%s: want a number of nodes, at least 1", v)
+			}
+		case "loss":
+			if a.Link.Loss, err = ParseLoss(v); err != nil {
+				return a, err
+			}
+		case "delay":
+			if a.Link.Delay, err = time.ParseDuration(v); err != nil {
+				return a, fmt.Errorf("delay=%s: want a duration like 50ms", v)
+			}
+		case "timeout":
+			if a.Timeout, err = time.ParseDuration(v); err != nil || a.Timeout <= 0 {
+				return a, fmt.Errorf("timeout=%s: want a duration like 10m", v)
+			}
+		case "fault":
+			for _, f := range strings.Split(v, ",") {
+				if Faults[f] == "" {
+					return a, fmt.Errorf("fault=%s: want one of %s", f, faultNames())
+				}
+				a.Faults = append(a.Faults, f)
+			}
+		default:
+			return a, fmt.Errorf("lab:storm: unknown %s=: want n, loss, delay, fault or timeout", k)
+		}
+	}
+	if a.N == 0 {
+		return a, errors.New("lab:storm: say how many nodes: n=8")
+	}
+	return a, a.Link.Validate()
+}
+
+// Target is lab:storm: it parses the argument, installs what the lab
+// needs, runs Command with progress lines (live on a terminal, log lines
+// otherwise), and prints the summary and the report's path to out.
+func Target(ctx context.Context, s *settings.Settings, words string, log *slog.Logger, out, terminal io.Writer) error {
+	a, err := ParseArgs(words)
+	if err != nil {
+		return err
+	}
+	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
+		return err
+	}
+	o := CommandOptions{Settings: s, Args: a, Log: log}
+	if terminal != nil {
+		o.Progress = func(line string) { fmt.Fprintln(terminal, line) }
+	} else {
+		o.Progress = func(line string) { log.Info("storm: " + strings.Join(strings.Fields(line), " ")) }
+	}
+	r, path, err := Command(ctx, o)
+	if r != nil {
+		fmt.Fprint(out, r.Summary())
+		fmt.Fprintln(out, "report:", path)
+	}
+	return err
+}
 
 // CommandOptions for Command.
 type CommandOptions struct {
 	Settings *settings.Settings
-	N        int
-	Link     lab.Impairment
-	Faults   []string
-	Timeout  time.Duration
-	Log      *slog.Logger
+	Args
+	Log *slog.Logger
 	// Progress, when set, gets a line each time a node reaches a stage.
 	Progress func(string)
+	// Dir receives the lab's files and the report (default
+	// Settings.Artifacts/lab).
+	Dir string
 }
 
-// Command is lab:storm: it grows the inventory to N BIOS x86-64 nodes
-// (Grow), provisions their roots in DISKLESS_ROOT, brings a lab up with
-// them, storms, writes the report under artifacts/lab/ and takes the lab
-// down. The error names every node that did not come up.
+// Command is lab:storm after its argument is parsed: it grows the
+// inventory to N BIOS x86-64 nodes (Grow), provisions their roots in
+// DISKLESS_ROOT, publishes their per-node files, brings a lab up with
+// them, storms with the faults asked for, writes the report under the
+// lab's directory and takes the lab down. The error names every node
+// that did not come up.
 func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	s := o.Settings
 	if s.Inventory == nil {
@@ -62,7 +155,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	}
 	for _, f := range o.Faults {
 		if Faults[f] == "" {
-			return nil, "", fmt.Errorf("fault=%s: want one of nfs, tftp, http, publish", f)
+			return nil, "", fmt.Errorf("fault=%s: want one of %s", f, faultNames())
 		}
 	}
 	if err := o.Link.Validate(); err != nil {
@@ -82,21 +175,14 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	_, err = inv.Provision(s.Root)
-	if err != nil {
+	dir := o.Dir
+	if dir == "" {
+		dir = filepath.Join(s.Artifacts, "lab")
+	}
+	if _, err = inv.Provision(s.Root); err != nil {
 		return nil, "", err
 	}
 	log.Info("storm nodes provisioned", "nodes", len(nds), "root", s.Root)
-	// the nodes boot what this inventory says, whatever an earlier render
-	// or publish left: its per-node files, published (and published again
-	// by the publish fault) from it
-	grown := *s
-	grown.Inventory = inv
-	if ok, m, err := pipeline.PublishNodes(ctx, &grown, log); err != nil {
-		return nil, "", err
-	} else if ok {
-		log.Info("published the storm inventory's per-node files", "generation", m.Generation)
-	}
 	var bare []string
 	for _, nd := range nds {
 		if inv.ImageOf(nd) != "" {
@@ -109,49 +195,61 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if len(bare) > 0 {
 		log.Warn("these nodes' roots have no /sbin/init (no image in nodes.toml, nothing copied in): the storm times them up to their NFS root", "nodes", strings.Join(bare, " "))
 	}
-	dir := filepath.Join(s.Artifacts, "lab")
+	// the nodes boot what this inventory says, whatever an earlier render
+	// or publish left: its per-node files, published (and published again
+	// by the publish fault) from it
+	grown := *s
+	grown.Inventory = inv
+	if ok, m, err := pipeline.PublishNodes(ctx, &grown, log); err != nil {
+		return nil, "", err
+	} else if ok {
+		log.Info("published the storm inventory's per-node files", "generation", m.Generation)
+	}
 	l, err := lab.Up(ctx, lab.Options{Dir: dir, Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log})
 	if err != nil {
 		return nil, "", err
 	}
 	defer l.Down()
-	var mu sync.Mutex
-	out := func(daemon string, down time.Duration) func(context.Context) error {
-		return Outage(l, daemon, down, &mu)
-	}
-	var events []Event
-	for _, f := range o.Faults {
-		switch f {
-		case "nfs":
-			events = append(events, Event{Name: Faults[f], After: "IP-Config (kernel DHCP)", Do: out(lab.NFS, 10*time.Second)})
-		case "tftp":
-			events = append(events, Event{Name: Faults[f], At: 2 * time.Second, Do: out(lab.TFTP, 20*time.Second)})
-		case "http":
-			events = append(events, Event{Name: Faults[f], After: "first file loaded", Do: out(lab.HTTP, 20*time.Second)})
-		case "publish":
-			events = append(events, Event{Name: Faults[f], After: "first file loaded", Do: func(ctx context.Context) error {
-				_, err := pipeline.Publish(ctx, &grown, log)
-				return err
-			}})
-		}
-	}
-	progress := func(node string, st lab.Stage) {}
+	progress := func(node string, st boot.Reached) {}
 	if o.Progress != nil {
-		progress = func(node string, st lab.Stage) { o.Progress(fmt.Sprintf("%6.1f s  %-10s %s", st.At, node, st.Name)) }
+		progress = func(node string, st boot.Reached) { o.Progress(fmt.Sprintf("%6.1f s  %-10s %s", st.At, node, st.Name)) }
 	}
-	r, err := Run(ctx, Options{Lab: l, Nodes: nds, Link: o.Link, Timeout: o.Timeout, Events: events, LogDir: filepath.Join(dir, "storm-consoles"),
-		Accel: s.QEMUAccel, Log: log, Progress: progress, Up: UpSkeleton,
-		UpFor: func(nd nodes.Node) []string {
-			if inv.ImageOf(nd) != "" {
-				return UpImage
-			}
-			return nil
-		}})
+	r, err := Run(ctx, Options{Lab: l, Nodes: nds, Link: o.Link, Timeout: o.Timeout, LogDir: filepath.Join(dir, "storm-consoles"),
+		Events: FaultEvents(l, o.Faults, func(ctx context.Context) error {
+			_, err := pipeline.Publish(ctx, &grown, log)
+			return err
+		}),
+		Accel: s.QEMUAccel, Log: log, Progress: progress,
+		UpFor: func(nd nodes.Node) []string { return UpFor(inv, nd) }})
 	if err != nil {
 		return nil, "", err
 	}
 	p, werr := r.Write(dir)
 	return r, p, errors.Join(werr, r.Err())
+}
+
+// FaultEvents are the storm's events for the faults named (Faults): when
+// each happens, and what it does to the lab's daemons; publish is the
+// publish fault's action.
+func FaultEvents(l *lab.Lab, faults []string, publish func(context.Context) error) []Event {
+	var mu sync.Mutex
+	out := func(daemon string, down time.Duration) func(context.Context) error {
+		return Outage(l, daemon, down, &mu)
+	}
+	var events []Event
+	for _, f := range faults {
+		switch f {
+		case "nfs":
+			events = append(events, Event{Name: Faults[f], After: boot.IPConfig, Do: out(lab.NFS, 10*time.Second)})
+		case "tftp":
+			events = append(events, Event{Name: Faults[f], At: 2 * time.Second, Do: out(lab.TFTP, 20*time.Second)})
+		case "http":
+			events = append(events, Event{Name: Faults[f], After: boot.FirstFile, Do: out(lab.HTTP, 20*time.Second)})
+		case "publish":
+			events = append(events, Event{Name: Faults[f], After: boot.FirstFile, Do: publish})
+		}
+	}
+	return events
 }
 
 // Outage is an event's action: kill a daemon of the lab, wait down, start

@@ -1,9 +1,10 @@
 // Package storm boots many nodes at once in the lab (pkg/lab) and times
-// every stage of every node: the scenario behind lab:storm and the storm
-// tests. Faults (a lossy, slow link; the NFS server killed and restarted;
-// TFTP or HTTP down for a while; a publish) are applied while the nodes
-// boot, and the run fails, naming the node and the stage it stopped at,
-// when any node does not come up.
+// every stage of every node (judged by pkg/boot): the scenario behind
+// lab:storm and the storm tests. Faults (a lossy, slow link through
+// pkg/relay; the NFS server killed and restarted; TFTP or HTTP down for a
+// while; a publish) are applied while the nodes boot, and the run fails,
+// naming the node and the stage it stopped at, when any node does not
+// come up.
 package storm
 
 import (
@@ -22,9 +23,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/qemu"
+	"github.com/diskless/diskless/pkg/relay"
 )
 
 // Options for Run.
@@ -33,9 +36,9 @@ type Options struct {
 	Nodes []nodes.Node
 	// Link is the impairment of every node's link (zero: none, still
 	// counted).
-	Link lab.Impairment
-	// Up lists the console lines that mean a node is up; a node's own
-	// (UpFor) wins when it returns any.
+	Link relay.Impairment
+	// Up lists the stages (pkg/boot) at which a node is up; a node's own
+	// (UpFor) win when it returns any.
 	Up    []string
 	UpFor func(nodes.Node) []string
 	// Timeout for each node (default 10 min).
@@ -47,11 +50,11 @@ type Options struct {
 	MemoryMB int
 	Log      *slog.Logger
 	// Progress, when set, is called each time a node reaches a stage.
-	Progress func(node string, stage lab.Stage)
+	Progress func(node string, stage boot.Reached)
 }
 
 // Event is a fault or an action during the storm: it runs once, when the
-// first node reaches the stage After (a stage of lab.Stages), or when a
+// first node reaches the stage After (a stage of pkg/boot), or when a
 // console line of any node contains Line, or At after the start.
 type Event struct {
 	Name  string
@@ -71,20 +74,20 @@ type EventResult struct {
 
 // NodeResult is one node's boot.
 type NodeResult struct {
-	Name   string      `json:"name"`
-	IP     string      `json:"ip"`
-	Boot   string      `json:"boot"`
-	Up     bool        `json:"up"`
-	UpAt   float64     `json:"up_seconds,omitempty"`
-	Stages []lab.Stage `json:"stages"`
+	Name   string         `json:"name"`
+	IP     string         `json:"ip"`
+	Boot   string         `json:"boot"`
+	Up     bool           `json:"up"`
+	UpAt   float64        `json:"up_seconds,omitempty"`
+	Stages []boot.Reached `json:"stages"`
 	// StoppedAt is the first stage it did not reach (a failed node).
 	StoppedAt string `json:"stopped_at,omitempty"`
 	Error     string `json:"error,omitempty"`
 	// Generations are the published generations whose files it fetched
 	// (from the paths on its console): one, or none for a single-file boot.
-	Generations []string      `json:"generations,omitempty"`
-	Link        lab.LinkStats `json:"link"`
-	Console     string        `json:"console_log"`
+	Generations []string    `json:"generations,omitempty"`
+	Link        relay.Stats `json:"link"`
+	Console     string      `json:"console_log"`
 }
 
 // Percentiles of one stage over the nodes that reached it.
@@ -98,11 +101,11 @@ type Percentiles struct {
 
 // Report is a storm's result (written as JSON by Write).
 type Report struct {
-	Started time.Time      `json:"started"`
-	N       int            `json:"nodes"`
-	UpCount int            `json:"up"`
-	Failed  []string       `json:"failed"`
-	Link    lab.Impairment `json:"link"`
+	Started time.Time        `json:"started"`
+	N       int              `json:"nodes"`
+	UpCount int              `json:"up"`
+	Failed  []string         `json:"failed"`
+	Link    relay.Impairment `json:"link"`
 	// AllUp is when the last node came up (0: not all did).
 	AllUp    float64       `json:"all_up_seconds"`
 	Duration float64       `json:"duration_seconds"`
@@ -147,10 +150,11 @@ func (r *Report) Err() error {
 	return errors.New(b.String())
 }
 
-// failMarks end a node's boot at once: what nothing retries. A firmware
-// that found nothing to boot tries again (the lab's BIOS nodes after 5 s),
-// so its messages are not among them; such a node fails by the timeout.
-var failMarks = []string{"Kernel panic", "diskless: gave up after", "Could not find kernel image"}
+// retried is what retries a storm node's failed steps: its firmware (the
+// lab's BIOS nodes try again after 5 s), the iPXE scripts and the
+// initramfs. Only a failure none of them retries ends a node's boot at
+// once; the others fail by the timeout.
+var retried = []boot.Retrier{boot.Firmware, boot.IPXEScript, boot.Initramfs}
 
 // generationRe finds the published generation in a fetched path.
 var generationRe = regexp.MustCompile(`\.diskless/generations/([0-9]+)/`)
@@ -160,6 +164,20 @@ var generationRe = regexp.MustCompile(`\.diskless/generations/([0-9]+)/`)
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Lab == nil || len(o.Nodes) == 0 {
 		return nil, errors.New("a storm needs a lab and nodes")
+	}
+	for _, nd := range o.Nodes {
+		up := o.Up
+		if o.UpFor != nil && len(o.UpFor(nd)) > 0 {
+			up = o.UpFor(nd)
+		}
+		if len(up) == 0 {
+			return nil, fmt.Errorf("node %s: no stage says it is up", nd.Name)
+		}
+		for _, st := range up {
+			if !boot.Waitable(st) {
+				return nil, fmt.Errorf("node %s: up at %q, which is no stage of pkg/boot told by its own console lines", nd.Name, st)
+			}
+		}
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Minute
@@ -266,7 +284,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = boot(ctx, o, rn.nd, rn.m, func(st lab.Stage) {
+			results[i] = bootNode(ctx, o, rn.nd, rn.m, func(st boot.Reached) {
 				fire(st.Name)
 				if o.Progress != nil {
 					o.Progress(rn.nd.Name, st)
@@ -327,13 +345,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return r, nil
 }
 
-// boot runs one node until it is up, fails or times out.
-func boot(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, progress func(lab.Stage), line func(string)) NodeResult {
+// bootNode runs one node until it is up, fails or times out.
+func bootNode(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, progress func(boot.Reached), line func(string)) NodeResult {
 	res := NodeResult{Name: nd.Name, IP: nd.IP, Boot: nd.Boot, Console: m.LogPath}
-	want := o.Up
+	up := o.Up
 	if o.UpFor != nil {
-		if w := o.UpFor(nd); len(w) > 0 {
-			want = w
+		if u := o.UpFor(nd); len(u) > 0 {
+			up = u
 		}
 	}
 	sess, err := qemu.Start(ctx, m)
@@ -357,21 +375,22 @@ func boot(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, progre
 			}
 			tl := sess.Timeline()
 			for ; lines < len(tl); lines++ {
-				line(tl[lines].Line)
+				line(tl[lines].Text)
 			}
-			st := lab.Stages(tl)
+			st := boot.Stages(tl)
 			for ; seen < len(st); seen++ {
 				progress(st[seen])
 			}
 		}
 	}()
-	_, err = sess.Expect(want, failMarks, o.Timeout)
+	_, err = sess.Expect(boot.Markers(up...), boot.Failures(retried...), o.Timeout)
 	close(done)
 	timeline := sess.Timeline()
-	res.Stages = lab.Stages(timeline)
+	v := boot.Judge(timeline, up, retried...)
+	res.Stages = v.Stages
 	gens := map[string]bool{}
 	for _, l := range timeline {
-		for _, m := range generationRe.FindAllStringSubmatch(l.Line, -1) {
+		for _, m := range generationRe.FindAllStringSubmatch(l.Text, -1) {
 			gens[m[1]] = true
 		}
 	}
@@ -382,31 +401,16 @@ func boot(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, progre
 	if err == nil && len(res.Generations) > 1 {
 		err = fmt.Errorf("fetched files of generations %s: a mix", strings.Join(res.Generations, " and "))
 	}
+	if err == nil && !v.Up {
+		err = fmt.Errorf("the console showed an up stage (%s) the judgement does not find", strings.Join(up, ", "))
+	}
 	if err != nil {
 		res.Error = err.Error()
-		res.StoppedAt = lab.NextStage(res.Stages)
+		res.StoppedAt = v.StoppedAt
 		return res
 	}
-	res.Up = true
-	if n := len(timeline); n > 0 {
-		res.UpAt = timeline[n-1].At.Seconds()
-	}
-	for _, l := range timeline {
-		if containsAny(l.Line, want) {
-			res.UpAt = l.At.Seconds()
-			break
-		}
-	}
+	res.Up, res.UpAt = true, v.UpAt
 	return res
-}
-
-func containsAny(s string, subs []string) bool {
-	for _, w := range subs {
-		if strings.Contains(s, w) {
-			return true
-		}
-	}
-	return false
 }
 
 // percentiles of each stage over the nodes that reached it, in boot order.
@@ -427,7 +431,7 @@ func percentiles(results []NodeResult) []Percentiles {
 			up = append(up, n.UpAt)
 		}
 	}
-	sort.SliceStable(order, func(i, j int) bool { return lab.StageIndex(order[i]) < lab.StageIndex(order[j]) })
+	sort.SliceStable(order, func(i, j int) bool { return boot.Index(order[i]) < boot.Index(order[j]) })
 	var out []Percentiles
 	for _, name := range order {
 		out = append(out, pct(name, by[name]))
@@ -491,7 +495,7 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, " %s %.2f s", n, r.MasterCPU[n])
 	}
 	b.WriteString("\n  served:")
-	for _, p := range []string{lab.ProtoDHCP, lab.ProtoTFTP, lab.ProtoHTTP, lab.ProtoNFS, lab.ProtoRPC, lab.ProtoOther} {
+	for _, p := range []string{relay.ProtoDHCP, relay.ProtoTFTP, relay.ProtoHTTP, relay.ProtoNFS, relay.ProtoRPC, relay.ProtoOther} {
 		fmt.Fprintf(&b, " %s %.1f MB", p, float64(r.Served[p])/1e6)
 	}
 	fmt.Fprintf(&b, "; frames dropped by the links: %d\n", r.Dropped)

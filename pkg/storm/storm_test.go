@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diskless/diskless/pkg/lab"
+	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/relay"
 	"github.com/diskless/diskless/pkg/settings"
 )
 
@@ -66,19 +67,13 @@ func TestGrow(t *testing.T) {
 func TestReport(t *testing.T) {
 	var results []NodeResult
 	for i := 1; i <= 20; i++ {
-		results = append(results, NodeResult{Name: "n", Up: true, UpAt: float64(i), Stages: []lab.Stage{{Name: "kernel started", At: float64(i)}, {Name: "DHCP lease (firmware)", At: 1}}})
+		results = append(results, NodeResult{Name: "n", Up: true, UpAt: float64(i), Stages: []boot.Reached{{Name: "kernel started", At: float64(i)}, {Name: "DHCP lease (firmware)", At: 1}}})
 	}
 	p := percentiles(results)
 	if len(p) != 3 || p[0].Stage != "DHCP lease (firmware)" || p[1].P50 != 10 || p[1].P95 != 19 || p[1].Max != 20 || p[2].Stage != "up" {
 		t.Errorf("percentiles %+v", p)
 	}
-	stopped := lab.NextStage([]lab.Stage{{Name: "DHCP lease (firmware)"}, {Name: "first file loaded"}})
-	if stopped != "iPXE script loaded" {
-		t.Errorf("next stage %q", stopped)
-	}
-	if lab.NextStage(nil) != "DHCP lease (firmware)" {
-		t.Error("a node with no stage did not stop at DHCP")
-	}
+	stopped := boot.Next([]boot.Reached{{Name: "DHCP lease (firmware)"}, {Name: "first file loaded"}})
 	r := &Report{N: 2, Failed: []string{"b"}, Nodes: []NodeResult{{Name: "a", Up: true}, {Name: "b", IP: "192.168.1.5", Boot: "ipxe", StoppedAt: stopped, Error: "timed out", Console: "b.log"}}}
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), `b (192.168.1.5, boot = ipxe): stopped before "iPXE script loaded": timed out (console: b.log)`) {
 		t.Errorf("report error: %v", err)
@@ -114,10 +109,10 @@ func TestCommandRefusals(t *testing.T) {
 		o    CommandOptions
 		want string
 	}{
-		{CommandOptions{Settings: &settings.Settings{NodesFile: "nodes.toml", Root: root}, N: 2}, "nodes.toml does not exist"},
-		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, N: 2, Faults: []string{"dns"}}, "fault=dns: want one of nfs, tftp, http, publish"},
-		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, N: 2, Link: lab.Impairment{Loss: 2}}, "loss 2.000"},
-		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, N: 2}, "nothing published in " + root},
+		{CommandOptions{Settings: &settings.Settings{NodesFile: "nodes.toml", Root: root}, Args: Args{N: 2}}, "nodes.toml does not exist"},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, Args: Args{N: 2, Faults: []string{"dns"}}}, "fault=dns: want one of http, nfs, publish, tftp"},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, Args: Args{N: 2, Link: relay.Impairment{Loss: 2}}}, "loss 2.000"},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, Args: Args{N: 2}}, "nothing published in " + root},
 	} {
 		if _, _, err := Command(context.Background(), c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
@@ -125,5 +120,67 @@ func TestCommandRefusals(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Errorf("a refused storm wrote into the root: %v", entries)
+	}
+}
+
+// lab:storm's one argument: every key, and a clear refusal of each bad
+// word, before anything is installed or started.
+func TestParseArgs(t *testing.T) {
+	a, err := ParseArgs("n=16 loss=5% delay=50ms fault=nfs,tftp,http,publish timeout=10m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.N != 16 || a.Link.Loss != 0.05 || a.Link.Delay.String() != "50ms" || a.Timeout.String() != "10m0s" || strings.Join(a.Faults, ",") != "nfs,tftp,http,publish" {
+		t.Errorf("parsed %+v", a)
+	}
+	for words, want := range map[string]string{
+		"":                "say how many nodes: n=8",
+		"n=0":             "n=0: want a number of nodes",
+		"n=x":             "n=x: want a number of nodes",
+		"8":               `lab:storm "8": want key=value words`,
+		"n=8 loss=lots":   "loss=lots",
+		"n=8 loss=150%":   "loss 1.500",
+		"n=8 delay=fast":  "delay=fast: want a duration",
+		"n=8 fault=dns":   "fault=dns: want one of http, nfs, publish, tftp",
+		"n=8 timeout=-1s": "timeout=-1s",
+		"n=8 nodes=3":     "unknown nodes=",
+		"n=8 delay=20s":   "delay 20s: want 0 to 10 s",
+	} {
+		if _, err := ParseArgs(words); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", words, err, want)
+		}
+	}
+}
+
+// Each fault is the event the README says: its trigger and the daemon it
+// takes down (the outage itself is proved by the storm tests).
+func TestFaultEvents(t *testing.T) {
+	published := false
+	ev := FaultEvents(nil, []string{"nfs", "tftp", "http", "publish"}, func(context.Context) error { published = true; return nil })
+	if len(ev) != 4 {
+		t.Fatalf("%d events", len(ev))
+	}
+	want := []struct {
+		after string
+		at    string
+	}{{boot.IPConfig, "0s"}, {"", "2s"}, {boot.FirstFile, "0s"}, {boot.FirstFile, "0s"}}
+	for i, w := range want {
+		if ev[i].After != w.after || ev[i].At.String() != w.at || ev[i].Do == nil || ev[i].Name == "" {
+			t.Errorf("event %d: %+v, want after %q at %s", i, ev[i], w.after, w.at)
+		}
+	}
+	if err := ev[3].Do(context.Background()); err != nil || !published {
+		t.Errorf("the publish fault did not publish: %v", err)
+	}
+	for i, name := range []string{"nfs", "tftp", "http", "publish"} {
+		if ev[i].Name != Faults[name] {
+			t.Errorf("event %d is %q, want %q", i, ev[i].Name, Faults[name])
+		}
+	}
+	// every trigger is a stage the judgement knows
+	for _, e := range ev {
+		if e.After != "" && boot.Index(e.After) == len(boot.Names()) {
+			t.Errorf("event %q waits for %q, which is no stage", e.Name, e.After)
+		}
 	}
 }

@@ -14,10 +14,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/diskless/diskless/pkg/boot"
 )
 
-// Marker is what testinit prints once it runs from the root.
-const Marker = "diskless-testinit: DISKLESS-ROOT-OK"
+// Marker is what testinit prints once it runs from the root: the
+// vocabulary's test-init stage (pkg/boot).
+const Marker = boot.TestInitMarker
 
 // WriteConf and WritePath: a root with WriteConf (a number of MiB) makes
 // testinit write that much to WritePath, fsyncing each MiB and saying so

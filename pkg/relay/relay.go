@@ -1,4 +1,13 @@
-package lab
+// Package relay moves a QEMU guest's Ethernet frames between QEMU's
+// datagram socket (-netdev dgram) and a tap device on a bridge, dropping
+// a fraction of them and holding them back as a lossy, slow link would,
+// and counting the bytes of each protocol the master serves. It stands
+// where tc-netem would: this machine's kernel, and CI's, has no sch_netem
+// (nor NFT_QUEUE), so the impairment is done in user space. Hand-written:
+// no library relays tap <-> datagram socket with impairment.
+//
+// It relays frames; it starts no guest and knows no scenario.
+package relay
 
 import (
 	"encoding/binary"
@@ -13,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/diskless/diskless/internal/netns"
 )
 
 // Impairment is what a node's link does to its frames, in each direction
@@ -55,8 +66,8 @@ const (
 	ProtoOther = "other"
 )
 
-// LinkStats is what crossed a node's link.
-type LinkStats struct {
+// Stats is what crossed a node's link.
+type Stats struct {
 	// ToNode and FromNode are Ethernet bytes by protocol.
 	ToNode   map[string]int64 `json:"to_node_bytes"`
 	FromNode map[string]int64 `json:"from_node_bytes"`
@@ -66,25 +77,26 @@ type LinkStats struct {
 	Frames          int64 `json:"frames"`
 }
 
-// link relays one node's frames between its tap and QEMU's datagram
+// Link relays one node's frames between its tap and QEMU's datagram
 // socket.
-type link struct {
+type Link struct {
 	tap      *os.File
 	sock     *net.UnixConn
 	qemuAddr *net.UnixAddr
 	imp      Impairment
 	mu       sync.Mutex
 	rnd      *rand.Rand
-	stats    LinkStats
+	stats    Stats
 	frames   atomic.Int64
 	done     chan struct{}
 	wg       sync.WaitGroup
 	closed   atomic.Bool
 }
 
-// openTap attaches to an existing tap device of the lab's namespace.
-func openTap(name string) (*os.File, error) {
-	return inNetNS(NetNSPath(), func() (*os.File, error) {
+// openTap attaches to an existing tap device of the network namespace at
+// nsPath.
+func openTap(nsPath, name string) (*os.File, error) {
+	return netns.Do(nsPath, func() (*os.File, error) {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("/dev/net/tun: %w", err)
@@ -103,9 +115,12 @@ func openTap(name string) (*os.File, error) {
 	})
 }
 
-// newLink relays between tap and a pair of Unix datagram sockets in dir:
-// QEMU binds <tap>.qemu and sends to <tap>.link, which the link binds.
-func newLink(tap, dir string, imp Impairment) (*link, string, string, error) {
+// New relays between tap (a tap device in the network namespace at nsPath)
+// and a pair of Unix datagram sockets in dir: QEMU binds <tap>.qemu and
+// sends to <tap>.link, which the link binds. It returns the link and the
+// two socket paths, QEMU's (Machine.Socket) first, the link's
+// (Machine.SocketPeer) second.
+func New(nsPath, tap, dir string, imp Impairment) (*Link, string, string, error) {
 	if err := imp.Validate(); err != nil {
 		return nil, "", "", err
 	}
@@ -116,16 +131,16 @@ func newLink(tap, dir string, imp Impairment) (*link, string, string, error) {
 	if err != nil {
 		return nil, "", "", err
 	}
-	f, err := openTap(tap)
+	f, err := openTap(nsPath, tap)
 	if err != nil {
 		sock.Close()
 		return nil, "", "", err
 	}
 	var seed [8]byte
 	copy(seed[:], tap)
-	l := &link{tap: f, sock: sock, qemuAddr: &net.UnixAddr{Name: theirs, Net: "unixgram"}, imp: imp,
+	l := &Link{tap: f, sock: sock, qemuAddr: &net.UnixAddr{Name: theirs, Net: "unixgram"}, imp: imp,
 		rnd:  rand.New(rand.NewPCG(imp.Seed, binary.LittleEndian.Uint64(seed[:]))),
-		done: make(chan struct{}), stats: LinkStats{ToNode: map[string]int64{}, FromNode: map[string]int64{}}}
+		done: make(chan struct{}), stats: Stats{ToNode: map[string]int64{}, FromNode: map[string]int64{}}}
 	toNode := l.pipe(func(b []byte) error { _, err := l.sock.WriteToUnix(b, l.qemuAddr); return err })
 	fromNode := l.pipe(func(b []byte) error { _, err := l.tap.Write(b); return err })
 	l.wg.Add(2)
@@ -162,7 +177,7 @@ type frame struct {
 // pipe returns where frames of one direction go: straight to send, or
 // through a queue that holds each one until it is due (a constant delay
 // keeps their order).
-func (l *link) pipe(send func([]byte) error) chan<- frame {
+func (l *Link) pipe(send func([]byte) error) chan<- frame {
 	ch := make(chan frame, 8192)
 	l.wg.Add(1)
 	go func() {
@@ -187,7 +202,7 @@ func (l *link) pipe(send func([]byte) error) chan<- frame {
 }
 
 // pass counts a frame, drops it with the link's loss, and queues it.
-func (l *link) pass(b []byte, toNode bool, out chan<- frame) {
+func (l *Link) pass(b []byte, toNode bool, out chan<- frame) {
 	l.frames.Add(1)
 	proto := classify(b, toNode)
 	l.mu.Lock()
@@ -248,7 +263,7 @@ func classify(b []byte, toNode bool) string {
 }
 
 // Stats copies the link's counters.
-func (l *link) Stats() LinkStats {
+func (l *Link) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.stats
@@ -264,7 +279,7 @@ func (l *link) Stats() LinkStats {
 }
 
 // Close stops relaying and removes the sockets.
-func (l *link) Close() error {
+func (l *Link) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
 	}
@@ -275,3 +290,6 @@ func (l *link) Close() error {
 	os.Remove(l.sock.LocalAddr().String())
 	return errors.Join(errs...)
 }
+
+// Closed says whether Close was called.
+func (l *Link) Closed() bool { return l.closed.Load() }

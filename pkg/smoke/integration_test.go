@@ -1,7 +1,8 @@
-package qemu_test
+package smoke_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,34 +10,32 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/internal/debkernel"
-	"github.com/diskless/diskless/internal/testkernel"
+	"github.com/diskless/diskless/internal/testenv"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/qemu"
-	"github.com/diskless/diskless/pkg/settings"
+	"github.com/diskless/diskless/pkg/smoke"
+	"github.com/diskless/diskless/pkg/testnfs"
 )
 
 // buildAndPublish runs the pipeline for name (what build:all does) into a
 // temp artifacts dir and publishes it into a temp root.
 func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 	t.Helper()
-	a := testkernel.NeedTools(t, name)
+	a := testenv.Arch(t, name)
 	if a.SrcArch == "x86" {
 		for _, p := range publish.PXELinux {
 			testutil.NeedFile(t, p.Path, p.Package)
 		}
 	}
 	ctx := context.Background()
-	s, err := settings.Load(testkernel.Lookup, "../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	artifacts := t.TempDir()
-	s.Artifacts = artifacts
-	if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testkernel.Quiet()}); err != nil {
+	s := testenv.Settings(t, nil)
+	artifacts := s.Artifacts
+	if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testenv.Quiet()}); err != nil {
 		t.Fatal(err)
 	}
 	st := s.Boot
@@ -51,39 +50,16 @@ func buildAndPublish(t testing.TB, name string) (arch.Arch, string) {
 	return a, root
 }
 
-func runSmoke(t *testing.T, name string) {
-	a, root := buildAndPublish(t, name)
-	start := time.Now()
-	results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir()})
-	for _, r := range results {
-		t.Log(r.Line())
-		if r.Err != nil {
-			t.Errorf("%s: %v", r.Path, r.Err)
-		}
-	}
-	if err != nil {
-		t.Error(err)
-	}
-	if len(results) != len(qemu.Paths(a)) {
-		t.Errorf("%d paths ran, want %d", len(results), len(qemu.Paths(a)))
-	}
-	t.Logf("%s smoke suite: %s", a.Name, time.Since(start).Round(100*time.Millisecond))
-}
-
 // With x86_64 and i386 in one generation, the published
 // pxelinux.cfg/default boots each CPU the kernel it can run: a 64-bit QEMU
 // gets bzImage_x86_64, a 32-bit one (qemu-system-i386) bzImage_i386.
 func TestIntegrationPXELinuxDefaultBothX86(t *testing.T) {
 	ctx := context.Background()
-	s, err := settings.Load(testkernel.Lookup, "../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Artifacts = t.TempDir()
+	s := testenv.Settings(t, nil)
 	var archs []arch.Arch
 	for _, name := range []string{"x86_64", "i386"} {
-		a := testkernel.NeedTools(t, name)
-		if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testkernel.Quiet()}); err != nil {
+		a := testenv.Arch(t, name)
+		if _, err := pipeline.BuildArch(ctx, pipeline.Options{Arch: a, Settings: s, Log: testenv.Quiet()}); err != nil {
 			t.Fatal(err)
 		}
 		archs = append(archs, a)
@@ -100,7 +76,11 @@ func TestIntegrationPXELinuxDefaultBothX86(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range archs {
-		results, err := qemu.Smoke(ctx, qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"pxelinux-default"}})
+		rep, err := smoke.Run(ctx, smoke.Options{Accel: testAccel(), Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"pxelinux-default"}})
+		var results []smoke.PathResult
+		if rep != nil {
+			results = rep.Paths
+		}
 		for _, r := range results {
 			t.Logf("%s %s", a.QEMU, r.Line())
 		}
@@ -113,9 +93,9 @@ func TestIntegrationPXELinuxDefaultBothX86(t *testing.T) {
 	}
 }
 
-func TestIntegrationSmokeX86_64(t *testing.T)  { runSmoke(t, "x86_64") }
-func TestIntegrationSmokeArm64(t *testing.T)   { runSmoke(t, "arm64") }
-func TestIntegrationSmokeRiscv64(t *testing.T) { runSmoke(t, "riscv64") }
+// Every boot path of every arch, on the artifacts CI builds, is run by
+// the CI artifact jobs' test (pkg/pipeline, TestIntegrationCIArtifacts):
+// a job is the smoke suite on a scratch publish.
 
 // Broken artifacts fail the right path with a message that helps.
 func TestIntegrationBrokenArtifacts(t *testing.T) {
@@ -133,10 +113,11 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(root, "vmlinuz_x86_64"))
 		os.Remove(filepath.Join(bad, "vmlinuz_x86_64"))
 		os.WriteFile(filepath.Join(bad, "vmlinuz_x86_64"), data[:len(data)/2], 0o644)
-		res, err := qemu.Smoke(ctx, qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: bad, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"direct-vmlinuz", "etherboot-elf"}, Timeout: 60 * time.Second})
+		rep, err := smoke.Run(ctx, smoke.Options{Accel: testAccel(), Arch: a, Root: bad, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"direct-vmlinuz", "etherboot-elf"}, Timeout: 60 * time.Second})
 		if err == nil {
 			t.Fatal("a truncated vmlinuz booted")
 		}
+		res := rep.Paths
 		for _, r := range res {
 			if r.Err == nil {
 				t.Errorf("%s passed with a truncated vmlinuz", r.Path)
@@ -152,18 +133,18 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 	})
 
 	t.Run("wrong-nfsroot-export", func(t *testing.T) {
-		srv, err := qemu.ServeTestRoot(ctx, a, t.TempDir())
+		srv, err := testnfs.ServeTestRoot(ctx, a, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer srv.Close()
-		args := strings.Replace(srv.NFSRootArgs(), qemu.TestExport, "/diskless/10.0.2.99", 1)
+		args := strings.Replace(srv.NFSRootArgs(), testnfs.TestExport, "/diskless/10.0.2.99", 1)
 		s, err := qemu.Start(ctx, &qemu.Machine{Arch: a, Kernel: filepath.Join(root, a.ArtifactName()), Append: "console=ttyS0 " + args})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Stop()
-		_, err = s.ExpectWhile(qemu.RootMarkers, nil, 90*time.Second, srv.CheckRefused)
+		_, err = s.ExpectWhile(boot.Markers(boot.TestInit), nil, 90*time.Second, srv.CheckRefused)
 		if err == nil || !qemu.IsBootError(err) || !strings.Contains(err.Error(), "asked the NFS server for /diskless/10.0.2.99, which is not exported") || !strings.Contains(err.Error(), "last console lines") {
 			t.Errorf("wrong export: %v", err)
 		} else {
@@ -176,19 +157,16 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 
 	t.Run("kernel-without-root-nfs", func(t *testing.T) {
 		// Debian's cloud kernel builds NFS as a module: no ROOT_NFS.
-		vmlinuz, err := debkernel.CloudAMD64(testkernel.CacheDir())
+		vmlinuz, err := debkernel.CloudAMD64(testenv.Settings(t, nil).CacheDir)
 		if err != nil {
-			if testutil.InCI() {
-				t.Fatal(err)
-			}
-			t.Skipf("cannot fetch %s (offline?): %v", debkernel.Meta, err)
+			testutil.SkipOrFail(t, fmt.Sprintf("cannot fetch %s (offline?): %v", debkernel.Meta, err))
 		}
-		srv, err := qemu.ServeTestRoot(ctx, a, t.TempDir())
+		srv, err := testnfs.ServeTestRoot(ctx, a, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer srv.Close()
-		_, err = qemu.Boot(ctx, &qemu.Machine{Arch: a, Kernel: vmlinuz, MemoryMB: 512, Append: "console=ttyS0 " + srv.NFSRootArgs()}, qemu.RootMarkers, nil, 90*time.Second)
+		_, err = qemu.Boot(ctx, &qemu.Machine{Arch: a, Kernel: vmlinuz, MemoryMB: 512, Append: "console=ttyS0 " + srv.NFSRootArgs()}, boot.Markers(boot.TestInit), nil, 90*time.Second)
 		if err == nil || !strings.Contains(err.Error(), "Kernel panic") {
 			t.Errorf("kernel without ROOT_NFS: %v", err)
 		} else {
@@ -206,11 +184,11 @@ func BenchmarkBootPaths(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
-				results, err := qemu.Smoke(context.Background(), qemu.SmokeOptions{Accel: testAccel(), Arch: a, Root: root, LogDir: b.TempDir(), Work: b.TempDir()})
+				rep, err := smoke.Run(context.Background(), smoke.Options{Accel: testAccel(), Arch: a, Root: root, LogDir: b.TempDir(), Work: b.TempDir()})
 				if err != nil {
 					b.Fatal(err)
 				}
-				for _, r := range results {
+				for _, r := range rep.Paths {
 					b.ReportMetric(r.Boot.Seconds(), r.Path+"-boot-s")
 				}
 				b.ReportMetric(time.Since(start).Seconds(), "suite-s")
@@ -221,6 +199,6 @@ func BenchmarkBootPaths(b *testing.B) {
 
 // testAccel is QEMU_ACCEL as the tests' settings give it.
 func testAccel() string {
-	v, _ := testkernel.Lookup("QEMU_ACCEL")
+	v, _ := testenv.Lookup("QEMU_ACCEL")
 	return v
 }

@@ -1,4 +1,15 @@
-package qemu
+// Package smoke is the one-node acceptance suite: it boots a published
+// tree (DISKLESS_ROOT, or a CI job's scratch root) of an arch in QEMU
+// through every boot path that exists for it (PXELINUX with the published
+// default and with per-node files, the ELF image through iPXE, QEMU's
+// -kernel, the fallback initramfs with the NFS server down and back,
+// UEFI under AAVMF, U-Boot on riscv64) against the user-space NFS test
+// server on QEMU's user network, and says per path PASS or FAIL, how long
+// it took and where the console log is.
+//
+// A scenario: it uses the VM driver (pkg/qemu), the test NFS server
+// (pkg/testnfs) and the boot judgement (pkg/boot); it builds nothing.
+package smoke
 
 import (
 	"context"
@@ -9,24 +20,19 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pxe"
+	"github.com/diskless/diskless/pkg/qemu"
+	"github.com/diskless/diskless/pkg/testnfs"
 )
 
 // QEMU's default NIC MAC, the one the per-node PXELINUX file is named for.
 const GuestMAC = "52:54:00:12:34:56"
-
-// Firmware the UEFI paths need: AAVMF for arm64, U-Boot in S-mode (run by
-// OpenSBI) for riscv64.
-const (
-	AAVMF     = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
-	UBootRISC = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf"
-)
 
 // PathResult is one boot path's outcome.
 type PathResult struct {
@@ -48,8 +54,8 @@ func (r PathResult) Line() string {
 	return fmt.Sprintf("%s %-18s %6.1fs (boot %5.1fs)  %s", status, r.Path, r.Elapsed.Seconds(), r.Boot.Seconds(), r.Log)
 }
 
-// SmokeOptions say what to boot.
-type SmokeOptions struct {
+// Options say what to boot.
+type Options struct {
 	Arch arch.Arch
 	// Root is the published tree (DISKLESS_ROOT) to boot.
 	Root string
@@ -65,57 +71,40 @@ type SmokeOptions struct {
 	Accel string
 }
 
-// KVM state, decided once per process by probeKVM.
-var (
-	kvmOnce   sync.Once
-	kvmUsable bool
-	kvmWhy    string
-)
+// Report is a run of the suite: the accelerator it used and why, and one
+// result per path.
+type Report struct {
+	Accel string
+	// AccelWhy says how the accelerator was chosen.
+	AccelWhy string
+	Paths    []PathResult
+}
 
 // accel decides between KVM and TCG for the arch's guests: KVM only for a
 // guest of the host's own arch when /dev/kvm opens and a real boot under
 // it reaches the NFS root within 30 s. A BIOS-level probe is not enough:
 // on the project's machines /dev/kvm exists and guests hang after the
 // firmware ("Booting from ROM"). QEMU_ACCEL=tcg|kvm skips the probe.
-func (s *smoke) accel() string {
+func (s *smoke) accel() (string, string) {
 	switch v := s.o.Accel; v {
 	case "tcg", "kvm":
-		return v
+		return v, "QEMU_ACCEL=" + v
 	}
 	if !s.o.Arch.NativeFor(runtime.GOARCH) {
-		return "tcg" // KVM runs only guests of the host's own arch family
+		return "tcg", "KVM runs only guests of the host's own arch family"
 	}
-	kvmOnce.Do(func() {
-		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-		if err != nil {
-			kvmWhy = "no usable /dev/kvm"
-			return
-		}
-		f.Close()
-		probe := *s
-		probe.o.Timeout = 30 * time.Second
-		probe.forceAccel = "kvm"
-		if err := probe.direct(filepath.Join(s.o.Work, "kvm-probe.log"), s.kernel, s.initrd); err != nil {
-			kvmWhy = "a KVM boot did not reach the NFS root: " + textutil.FirstLine(err.Error())
-			return
-		}
-		kvmUsable = true
-	})
-	if kvmUsable {
-		return "kvm"
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg", "no usable /dev/kvm"
 	}
-	return "tcg"
-}
-
-// AccelNote says which accelerator the last Smoke used and why.
-func AccelNote() string {
-	if kvmUsable {
-		return "kvm (probed: a boot reached the NFS root)"
+	f.Close()
+	probe := *s
+	probe.o.Timeout = 30 * time.Second
+	probe.accelerator = "kvm"
+	if err := probe.direct(filepath.Join(s.o.Work, "kvm-probe.log"), s.kernel, s.initrd); err != nil {
+		return "tcg", "a KVM boot did not reach the NFS root: " + textutil.FirstLine(err.Error())
 	}
-	if kvmWhy != "" {
-		return "tcg (" + kvmWhy + ")"
-	}
-	return "tcg"
+	return "kvm", "probed: a boot reached the NFS root"
 }
 
 // Paths lists the boot paths that exist for a: pxelinux-default, pxelinux,
@@ -130,28 +119,27 @@ func Paths(a arch.Arch) []string {
 }
 
 type smoke struct {
-	o          SmokeOptions
-	forceAccel string
-	rootOnce   bool
-	lastBoot   time.Duration
-	ctx        context.Context
-	rootDir    string // the test NFS root for this arch
-	kernel     string
-	initrd     string
-	vmlinuz    string
+	o           Options
+	accelerator string
+	rootOnce    bool
+	lastBoot    time.Duration
+	ctx         context.Context
+	rootDir     string // the test NFS root for this arch
+	kernel      string
+	initrd      string
+	vmlinuz     string
 }
 
-// Smoke boots the published tree through every path of the arch and returns
-// one result per path; err is set when any path failed (or none could run).
-func Smoke(ctx context.Context, o SmokeOptions) ([]PathResult, error) {
+// Run boots the published tree through every path of the arch and
+// returns the report; err is set when any path failed (or none could run).
+func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 120 * time.Second
 	}
-	if err := Available(o.Arch); err != nil {
+	if err := qemu.Available(o.Arch); err != nil {
 		return nil, err
 	}
 	s := &smoke{o: o, ctx: ctx, rootDir: filepath.Join(o.Work, "nfsroot")}
-	defer func() { s.forceAccel = "" }()
 	s.kernel = filepath.Join(o.Root, o.Arch.ArtifactName())
 	if _, err := os.Stat(s.kernel); err != nil {
 		return nil, fmt.Errorf("%s is not published in %s: run build:all arch=%s (or build:slave and publish) first", o.Arch.ArtifactName(), o.Root, o.Arch.Name)
@@ -165,26 +153,27 @@ func Smoke(ctx context.Context, o SmokeOptions) ([]PathResult, error) {
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return nil, err
 	}
-	s.forceAccel = s.accel()
-	var results []PathResult
+	r := &Report{}
+	r.Accel, r.AccelWhy = s.accel()
+	s.accelerator = r.Accel
 	failed := 0
 	for _, p := range Paths(o.Arch) {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, p) {
 			continue
 		}
-		r := s.run(p)
-		if r.Err != nil {
+		res := s.run(p)
+		if res.Err != nil {
 			failed++
 		}
-		results = append(results, r)
+		r.Paths = append(r.Paths, res)
 	}
-	if len(results) == 0 {
-		return nil, fmt.Errorf("no boot path selected for %s (paths: %s)", o.Arch.Name, strings.Join(Paths(o.Arch), ", "))
+	if len(r.Paths) == 0 {
+		return r, fmt.Errorf("no boot path selected for %s (paths: %s)", o.Arch.Name, strings.Join(Paths(o.Arch), ", "))
 	}
 	if failed > 0 {
-		return results, fmt.Errorf("%d of %d boot paths failed for %s", failed, len(results), o.Arch.Name)
+		return r, fmt.Errorf("%d of %d boot paths failed for %s", failed, len(r.Paths), o.Arch.Name)
 	}
-	return results, nil
+	return r, nil
 }
 
 func (s *smoke) run(path string) PathResult {
@@ -227,25 +216,26 @@ func (s *smoke) run(path string) PathResult {
 	return r
 }
 
-// serve starts the test NFS root for the arch (built once per run).
 // start runs QEMU for m with the run's accelerator.
-func (s *smoke) start(m *Machine) (*Session, error) {
-	m.Accel = s.forceAccel
-	return Start(s.ctx, m)
+func (s *smoke) start(m *qemu.Machine) (*qemu.Session, error) {
+	m.Accel = s.accelerator
+	return qemu.Start(s.ctx, m)
 }
 
-func (s *smoke) serve() (*NFSServer, error) {
+// serve starts the test NFS server on the arch's test root (built once
+// per run).
+func (s *smoke) serve() (*testnfs.Server, error) {
 	if !s.rootOnce {
-		srv, err := ServeTestRoot(s.ctx, s.o.Arch, s.rootDir)
+		srv, err := testnfs.ServeTestRoot(s.ctx, s.o.Arch, s.rootDir)
 		s.rootOnce = err == nil
 		return srv, err
 	}
-	return StartNFS(filepath.Join(s.rootDir, "root-"+s.o.Arch.Name), TestExport)
+	return testnfs.Start(testnfs.TestRootDir(s.o.Arch, s.rootDir), testnfs.TestExport)
 }
 
 // reachRoot waits for the test init on the NFS root and checks the mount.
-func (s *smoke) reachRoot(sess *Session, srv *NFSServer, extra ...string) error {
-	res, err := sess.ExpectWhile(RootMarkers, nil, s.o.Timeout, srv.CheckRefused)
+func (s *smoke) reachRoot(sess *qemu.Session, srv *testnfs.Server, extra ...string) error {
+	res, err := sess.ExpectWhile(boot.Markers(boot.TestInit), nil, s.o.Timeout, srv.CheckRefused)
 	if err != nil {
 		return err
 	}
@@ -288,8 +278,8 @@ func (s *smoke) tftpView(name string) (string, error) {
 
 // testSettings point a node at the test NFS server, as NFS_SERVER,
 // NFS_ROOT and NFS_OPTS would for a real one.
-func testSettings(srv *NFSServer, extra string) pxe.Settings {
-	return pxe.Settings{Server: HostIP, Root: srv.Export, Opts: srv.GuestOptions(), Extra: extra}
+func testSettings(srv *testnfs.Server, extra string) pxe.Settings {
+	return pxe.Settings{Server: qemu.HostIP, Root: srv.Export, Opts: srv.GuestOptions(), Extra: extra}
 }
 
 func (s *smoke) pxeLabel(st pxe.Settings) (string, error) {
@@ -320,7 +310,7 @@ func (s *smoke) pxelinuxDefault(log string) error {
 	if appendLine == "" || kernel == "" {
 		return fmt.Errorf("the published pxelinux.cfg/default has no label %s with KERNEL and APPEND:\n%s", label, cfg)
 	}
-	m := &Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: s.o.Root, BootFile: "pxelinux.0", LogPath: log}
+	m := &qemu.Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: s.o.Root, BootFile: "pxelinux.0", LogPath: log}
 	sess, err := s.start(m)
 	if err != nil {
 		return err
@@ -411,7 +401,7 @@ func (s *smoke) pxelinux(log string, perNode bool) error {
 		// the node's own file, rendered by pkg/nodes (what nodes:render
 		// writes) for a node with QEMU's MAC on the test network
 		inv, err := nodes.Parse([]byte(fmt.Sprintf("[network]\nmaster = %q\nsubnet = \"10.0.2.0/24\"\nroot = \"/diskless\"\nnfs_opts = %q\n\n[[node]]\nname = \"smoke\"\nmac = %q\nip = %q\narch = %q\nkernel_args = %q\n",
-			HostIP, srv.GuestOptions(), GuestMAC, GuestIP, s.o.Arch.Name, marker)), "smoke-nodes.toml")
+			qemu.HostIP, srv.GuestOptions(), GuestMAC, qemu.GuestIP, s.o.Arch.Name, marker)), "smoke-nodes.toml")
 		if err != nil {
 			return err
 		}
@@ -430,7 +420,7 @@ func (s *smoke) pxelinux(log string, perNode bool) error {
 	if err := os.WriteFile(filepath.Join(dir, "pxelinux.cfg", name), []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	sess, err := s.start(&Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "pxelinux.0", MAC: GuestMAC, LogPath: log})
+	sess, err := s.start(&qemu.Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "pxelinux.0", MAC: GuestMAC, LogPath: log})
 	if err != nil {
 		return err
 	}
@@ -467,7 +457,7 @@ func (s *smoke) etherboot(log string) error {
 	if err := os.WriteFile(filepath.Join(dir, "smoke-etherboot.ipxe"), []byte(script), 0o644); err != nil {
 		return err
 	}
-	sess, err := s.start(&Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "smoke-etherboot.ipxe", LogPath: log})
+	sess, err := s.start(&qemu.Machine{Arch: s.o.Arch, NetBoot: true, TFTPRoot: dir, BootFile: "smoke-etherboot.ipxe", LogPath: log})
 	if err != nil {
 		return err
 	}
@@ -488,7 +478,7 @@ func (s *smoke) direct(log, kernel, initrd string) error {
 		return err
 	}
 	defer srv.Close()
-	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", LogPath: log})
+	sess, err := s.start(&qemu.Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", LogPath: log})
 	if err != nil {
 		return err
 	}
@@ -508,7 +498,7 @@ func (s *smoke) fallback(log string) error {
 		return err
 	}
 	// second boot: the server comes back while the node waits
-	sess2, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs(), LogPath: strings.TrimSuffix(log, ".log") + "-recovery.log"})
+	sess2, err := s.start(&qemu.Machine{Arch: s.o.Arch, Kernel: s.kernel, Initrd: s.initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs(), LogPath: strings.TrimSuffix(log, ".log") + "-recovery.log"})
 	if err != nil {
 		return err
 	}
@@ -516,7 +506,7 @@ func (s *smoke) fallback(log string) error {
 	if _, err := sess2.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout); err != nil {
 		return err
 	}
-	srv3, err := StartNFSOnPort(srv.Dir, TestExport, srv.Port)
+	srv3, err := testnfs.StartOnPort(srv.Dir, testnfs.TestExport, srv.Port)
 	if err != nil {
 		return err
 	}
@@ -539,13 +529,13 @@ func (s *smoke) fallbackVmlinuz(log string) error {
 // with the server stopped, and checks the fallback's diagnosis names the
 // server and export and its shell answers. It returns the stopped server
 // (its address, port and root) for a boot that brings it back.
-func (s *smoke) rescued(log, kernel, initrd string) (*NFSServer, error) {
+func (s *smoke) rescued(log, kernel, initrd string) (*testnfs.Server, error) {
 	srv, err := s.serve()
 	if err != nil {
 		return nil, err
 	}
 	srv.Close()
-	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs(), LogPath: log})
+	sess, err := s.start(&qemu.Machine{Arch: s.o.Arch, Kernel: kernel, Initrd: initrd, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs(), LogPath: log})
 	if err != nil {
 		return nil, err
 	}
@@ -556,24 +546,32 @@ func (s *smoke) rescued(log, kernel, initrd string) (*NFSServer, error) {
 	}
 	s.lastBoot = res.Elapsed
 	diag := lineOf(res.Console, "diskless-fallback: mount failed")
-	if !strings.Contains(diag, "server="+HostIP) || !strings.Contains(diag, "export="+TestExport) {
+	if !strings.Contains(diag, "server="+qemu.HostIP) || !strings.Contains(diag, "export="+testnfs.TestExport) {
 		return nil, fmt.Errorf("diagnosis %q does not name the server and export", diag)
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // let gosh print its prompt
+	// gosh computes 6*7: the answer is not the echo of what we typed
 	if err := sess.Send("echo smoke-$((6*7))\r"); err != nil {
 		return nil, err
 	}
 	if _, err := sess.Expect([]string{"smoke-42"}, nil, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("the rescue shell did not answer: %w", err)
 	}
+	// the admin typed: the background retries stop at their next wake-up
+	// (which may have come before the shell's answer)
+	if !strings.Contains(sess.Console(), "background retries stopped") {
+		if _, err := sess.Expect([]string{"background retries stopped"}, nil, 40*time.Second); err != nil {
+			return nil, fmt.Errorf("typing at the shell did not stop the background retries: %w", err)
+		}
+	}
 	return srv, nil
 }
 
 // uefiServe checks the firmware and the published EFI vmlinuz are there
 // and starts the test NFS server.
-func (s *smoke) uefiServe(firmware, pkg string) (*NFSServer, error) {
-	if _, err := os.Stat(firmware); err != nil {
-		return nil, fmt.Errorf("%s not found: install the Debian package %s", firmware, pkg)
+func (s *smoke) uefiServe(firmware string) (*testnfs.Server, error) {
+	if err := qemu.NeedFirmware(firmware); err != nil {
+		return nil, err
 	}
 	if s.vmlinuz == "" {
 		return nil, fmt.Errorf("vmlinuz_%s is not published", s.o.Arch.Name)
@@ -583,13 +581,16 @@ func (s *smoke) uefiServe(firmware, pkg string) (*NFSServer, error) {
 
 // uefi boots the published vmlinuz_arm64 (EFI zboot) under AAVMF.
 func (s *smoke) uefi(log string) error {
-	srv, err := s.uefiServe(AAVMF, "qemu-efi-aarch64")
+	srv, err := s.uefiServe(qemu.AAVMFCode)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: s.vmlinuz, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1",
-		Extra: []string{"-bios", AAVMF}, Machine: "virt,acpi=off", NICOptions: "romfile=", LogPath: log})
+	m := &qemu.Machine{Arch: s.o.Arch, Kernel: s.vmlinuz, Append: "console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", LogPath: log}
+	if _, err := m.UseFirmware(qemu.AAVMF, qemu.FirmwareOptions{}); err != nil {
+		return err
+	}
+	sess, err := s.start(m)
 	if err != nil {
 		return err
 	}
@@ -606,7 +607,7 @@ func (s *smoke) uefi(log string) error {
 // load options. U-Boot's own DHCP boot only looks for a boot script, so
 // the commands are typed at its prompt.
 func (s *smoke) uefiUBoot(log string) error {
-	srv, err := s.uefiServe(UBootRISC, "u-boot-qemu")
+	srv, err := s.uefiServe(qemu.UBootRISC)
 	if err != nil {
 		return err
 	}
@@ -615,7 +616,11 @@ func (s *smoke) uefiUBoot(log string) error {
 	if err != nil {
 		return err
 	}
-	sess, err := s.start(&Machine{Arch: s.o.Arch, Kernel: UBootRISC, TFTPRoot: dir, LogPath: log})
+	m := &qemu.Machine{Arch: s.o.Arch, TFTPRoot: dir, LogPath: log}
+	if _, err := m.UseFirmware(qemu.UBoot, qemu.FirmwareOptions{}); err != nil {
+		return err
+	}
+	sess, err := s.start(m)
 	if err != nil {
 		return err
 	}
@@ -648,4 +653,19 @@ func (s *smoke) uefiUBoot(log string) error {
 		}
 	}
 	return s.reachRoot(sess, srv)
+}
+
+// Summary is the report as lines for a terminal or a log: the
+// accelerator, then one line per path (PASS/FAIL, seconds, console log)
+// with a failure's reason under it.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "accelerator: %s (%s)\n", r.Accel, r.AccelWhy)
+	for _, p := range r.Paths {
+		fmt.Fprintln(&b, p.Line())
+		if p.Err != nil {
+			fmt.Fprintf(&b, "    %v\n", strings.ReplaceAll(p.Err.Error(), "\n", "\n    "))
+		}
+	}
+	return b.String()
 }

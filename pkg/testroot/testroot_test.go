@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/diskless/diskless/internal/testutil"
@@ -14,7 +15,7 @@ import (
 // The root has a sticky, world-writable /tmp and a static init for the
 // guest's arch.
 func TestBuildWritesStickyTmpAndInit(t *testing.T) {
-	testutil.NeedTool(t, "go", "golang-go")
+	testutil.NeedBaseTool(t, "go", "golang-go")
 	dir := t.TempDir()
 	if err := Build(context.Background(), dir, "arm64"); err != nil {
 		t.Fatal(err)
@@ -42,15 +43,22 @@ func TestBuildWritesStickyTmpAndInit(t *testing.T) {
 }
 
 // A binary built with -trimpath has no source paths to find testinit by:
-// Build must still work (this test runs itself that way once).
+// Build must still work (this test runs the build test that way).
 func TestBuildFromTrimpathBinary(t *testing.T) {
 	testutil.Slow(t)
-	if os.Getenv("DISKLESS_TESTROOT_INNER") == "1" {
-		t.Skip("inner run")
-	}
-	c := exec.Command("go", "test", "-trimpath", "-count=1", "-run", "^TestBuildWritesStickyTmpAndInit$", ".")
-	c.Env = append(os.Environ(), "DISKLESS_TESTROOT_INNER=1")
-	if out, err := c.CombinedOutput(); err != nil {
+	c := exec.Command("go", "test", "-trimpath", "-count=1", "-v", "-run", "^TestBuildWritesStickyTmpAndInit$", ".")
+	out, err := c.CombinedOutput()
+	if err != nil {
 		t.Fatalf("go test -trimpath: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestBuildWritesStickyTmpAndInit") {
+		t.Fatalf("the build test did not pass under -trimpath:\n%s", out)
+	}
+}
+
+// What testinit prints is the marker the boot judgement waits for.
+func TestInitPrintsTheMarker(t *testing.T) {
+	if !strings.Contains(string(initSource), `"diskless-testinit: DISKLESS-ROOT-OK\n"`) || Marker != "diskless-testinit: DISKLESS-ROOT-OK" {
+		t.Errorf("testinit's marker and boot.TestInitMarker (%q) differ", Marker)
 	}
 }

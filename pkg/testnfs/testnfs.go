@@ -1,4 +1,12 @@
-package qemu
+// Package testnfs is the boot tests' NFS server in user space
+// (github.com/willscott/go-nfs): one directory under one export path on a
+// loopback port, reached by a slirp guest at 10.0.2.2 without privileges
+// or rpcbind, and the tiny test root (pkg/testroot) served as the HOWTO's
+// per-slave root. The real master's NFS server is NFS-Ganesha
+// (pkg/ganesha); this one needs no root and no namespace.
+//
+// It serves files; it boots nothing and judges nothing.
+package testnfs
 
 import (
 	"context"
@@ -16,11 +24,11 @@ import (
 	nfshelper "github.com/willscott/go-nfs/helpers"
 )
 
-// NFSServer is a userspace NFSv3 server (github.com/willscott/go-nfs) on
+// Server is a userspace NFSv3 server (github.com/willscott/go-nfs) on
 // 127.0.0.1 serving one directory under one export path. A slirp guest
 // reaches it as 10.0.2.2:Port; it needs no privileges and no rpcbind (the
 // guest passes port= and mountport=).
-type NFSServer struct {
+type Server struct {
 	Dir    string
 	Export string
 	Port   int
@@ -32,13 +40,13 @@ type NFSServer struct {
 
 var quietNFS sync.Once
 
-// StartNFS serves dir as export (e.g. "/diskless/10.0.2.15") on a free
+// Start serves dir as export (e.g. "/diskless/10.0.2.15") on a free
 // loopback port.
-func StartNFS(dir, export string) (*NFSServer, error) { return StartNFSOnPort(dir, export, 0) }
+func Start(dir, export string) (*Server, error) { return StartOnPort(dir, export, 0) }
 
-// StartNFSOnPort is StartNFS on a given port (0: any free one), e.g. to
+// StartOnPort is Start on a given port (0: any free one), e.g. to
 // bring a stopped server back where a guest expects it.
-func StartNFSOnPort(dir, export string, port int) (*NFSServer, error) {
+func StartOnPort(dir, export string, port int) (*Server, error) {
 	quietNFS.Do(func() { nfs.Log.SetLevel(nfs.ErrorLevel) })
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("NFS root %s: not a directory", dir)
@@ -47,7 +55,7 @@ func StartNFSOnPort(dir, export string, port int) (*NFSServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &NFSServer{Dir: dir, Export: path.Clean("/" + export), Port: ln.Addr().(*net.TCPAddr).Port, ln: ln, done: make(chan struct{})}
+	s := &Server{Dir: dir, Export: path.Clean("/" + export), Port: ln.Addr().(*net.TCPAddr).Port, ln: ln, done: make(chan struct{})}
 	h := &exportHandler{Handler: nfshelper.NewNullAuthHandler(changeFS{osfs.New(dir)}), srv: s}
 	go func() {
 		defer close(s.done)
@@ -57,7 +65,7 @@ func StartNFSOnPort(dir, export string, port int) (*NFSServer, error) {
 }
 
 // Close stops the server.
-func (s *NFSServer) Close() {
+func (s *Server) Close() {
 	s.ln.Close()
 	select {
 	case <-s.done:
@@ -66,7 +74,7 @@ func (s *NFSServer) Close() {
 }
 
 // Mounts lists the export paths guests asked to mount, accepted or not.
-func (s *NFSServer) Mounts() []string {
+func (s *Server) Mounts() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.mounts...)
@@ -75,7 +83,7 @@ func (s *NFSServer) Mounts() []string {
 // CheckRefused returns an error when a guest asked for an export this
 // server does not have: the kernel retries such a mount silently for
 // about 95 s before it says anything.
-func (s *NFSServer) CheckRefused() error {
+func (s *Server) CheckRefused() error {
 	for _, m := range s.Mounts() {
 		if m != s.Export {
 			return fmt.Errorf("the node asked the NFS server for %s, which is not exported (the server exports %s): wrong nfsroot path", m, s.Export)
@@ -86,7 +94,7 @@ func (s *NFSServer) CheckRefused() error {
 
 // GuestOptions is the nfsroot option string a slirp guest needs to reach
 // this server: NFSv3 over TCP on our port, no lock manager (no rpcbind).
-func (s *NFSServer) GuestOptions() string {
+func (s *Server) GuestOptions() string {
 	return fmt.Sprintf("vers=3,tcp,port=%d,mountport=%d,mountproto=tcp,nolock", s.Port, s.Port)
 }
 
@@ -94,7 +102,7 @@ func (s *NFSServer) GuestOptions() string {
 // server with one line in /etc/exports.
 type exportHandler struct {
 	nfs.Handler
-	srv *NFSServer
+	srv *Server
 }
 
 func (h *exportHandler) Mount(ctx context.Context, conn net.Conn, req nfs.MountRequest) (nfs.MountStatus, billy.Filesystem, []nfs.AuthFlavor) {

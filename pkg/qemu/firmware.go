@@ -1,0 +1,122 @@
+package qemu
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/diskless/diskless/internal/fsutil"
+)
+
+// Firmware is how a machine starts: the recipes every boot of the project
+// uses, for the firmware nodes have.
+type Firmware string
+
+const (
+	// SeaBIOS is QEMU's BIOS booting from the NIC with QEMU's iPXE option
+	// ROM, as a PXE ROM would (PXELINUX, an ELF image, an iPXE script from
+	// DHCP), its text and iPXE's and PXELINUX's on the serial console.
+	SeaBIOS Firmware = "seabios"
+	// OVMF is x86-64 UEFI (Debian's ovmf) on q35: a virtio NIC without an
+	// option ROM, the firmware's own PXE or HTTP boot.
+	OVMF Firmware = "ovmf"
+	// AAVMF is arm64 UEFI (Debian's qemu-efi-aarch64) on virt with a device
+	// tree (acpi=off), the firmware's own network stack.
+	AAVMF Firmware = "aavmf"
+	// UBoot is riscv64 U-Boot in S-mode (Debian's u-boot-qemu) started by
+	// OpenSBI: it fetches and starts EFI images at its prompt.
+	UBoot Firmware = "u-boot"
+)
+
+// Debian's firmware files.
+const (
+	OVMFCode  = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars  = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	AAVMFCode = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+	UBootRISC = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf"
+)
+
+// FirmwarePackage names the Debian package of a firmware file.
+var firmwarePackage = map[string]string{OVMFCode: "ovmf", OVMFVars: "ovmf", AAVMFCode: "qemu-efi-aarch64", UBootRISC: "u-boot-qemu"}
+
+// NeedFirmware returns an error naming the Debian package when a firmware
+// file is missing.
+func NeedFirmware(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("%s not found: install the Debian package %s", path, firmwarePackage[path])
+	}
+	return nil
+}
+
+// FirmwareOptions tune a recipe.
+type FirmwareOptions struct {
+	// HTTP makes OVMF start with its HTTP boot (IPv4 PXE off); without it
+	// OVMF tries IPv4 PXE first. IPv6 PXE is always off.
+	HTTP bool
+	// Retry makes SeaBIOS try a failed network boot again after this long,
+	// as servers' firmware retries PXE (the machine then reboots instead of
+	// ending QEMU).
+	Retry time.Duration
+}
+
+// UseFirmware sets m up to start with fw. A network boot (m.NetBoot) goes
+// through the firmware's own network stack; a kernel (m.Kernel) is started
+// by it (AAVMF) or instead of it (UBoot is itself the -kernel). The
+// returned function removes what the recipe made (OVMF's variable store,
+// a fresh copy per machine: a used one remembers boot options and would
+// change what the next boot tries).
+func (m *Machine) UseFirmware(fw Firmware, o FirmwareOptions) (func(), error) {
+	none := func() {}
+	switch fw {
+	case SeaBIOS:
+		// graphics=off: SeaBIOS puts its, iPXE's and PXELINUX's text on
+		// the serial console (DHCP, file names, errors)
+		m.Machine = "pc,graphics=off"
+		m.RebootTimeout = o.Retry
+		return none, nil
+	case OVMF:
+		for _, p := range []string{OVMFCode, OVMFVars} {
+			if err := NeedFirmware(p); err != nil {
+				return nil, err
+			}
+		}
+		dir, err := os.MkdirTemp("", "diskless-ovmf-")
+		if err != nil {
+			return nil, err
+		}
+		vars := filepath.Join(dir, "OVMF_VARS.fd")
+		data, err := os.ReadFile(OVMFVars)
+		if err == nil {
+			err = fsutil.WriteAtomic(vars, data)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		yn := map[bool]string{true: "y", false: "n"}
+		m.Extra = append(m.Extra,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+			"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string="+yn[!o.HTTP],
+			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
+		m.Machine = "q35"
+		m.NIC, m.NICOptions = "virtio-net-pci", "romfile="
+		return func() { os.RemoveAll(dir) }, nil
+	case AAVMF:
+		if err := NeedFirmware(AAVMFCode); err != nil {
+			return nil, err
+		}
+		m.Extra = append(m.Extra, "-bios", AAVMFCode)
+		m.Machine = "virt,acpi=off"
+		m.NICOptions = "romfile="
+		return none, nil
+	case UBoot:
+		if err := NeedFirmware(UBootRISC); err != nil {
+			return nil, err
+		}
+		m.Kernel = UBootRISC
+		return none, nil
+	}
+	return nil, fmt.Errorf("unknown firmware %q", fw)
+}
