@@ -311,6 +311,38 @@ func (s *Summary) Render(w io.Writer) error {
 		wall = ", wall " + secs(s.End.Sub(s.Start)) + " s"
 	}
 	fmt.Fprintf(&b, "packages by time (sum %s s%s):\n", secs(sum), wall)
+	renderPackages(&b, pkgs, col)
+
+	top, sub := s.Counts()
+	fmt.Fprintf(&b, "tests: %s; subtests: %s\n", top, sub)
+	fmt.Fprintf(&b, "packages: %d ok, %d failed", pOK, pFail)
+	if pNone > 0 {
+		fmt.Fprintf(&b, ", %d without a result", pNone)
+	}
+	fmt.Fprintf(&b, ", %d with no tests to run, %d without test files\n", pNoTests, pNoFiles)
+	if s.NonJSON > 0 {
+		fmt.Fprintf(&b, "lines that were not test events: %d\n", s.NonJSON)
+	}
+
+	s.renderSkipped(&b)
+	failed := s.failures(secs)
+	if len(failed) > 0 {
+		fmt.Fprintf(&b, "failed (%d):\n", len(failed))
+		for _, f := range failed {
+			fmt.Fprintf(&b, "  %s\n", f)
+		}
+	}
+	if err := s.Err(); err != nil {
+		fmt.Fprintf(&b, "result: FAIL (%v)\n", err)
+	} else {
+		b.WriteString("result: ok\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// renderPackages is the table of packages by time.
+func renderPackages(b *strings.Builder, pkgs []*Package, col func(time.Duration) string) {
 	if len(pkgs) == 0 {
 		b.WriteString("  (no package ran a test)\n")
 	}
@@ -328,20 +360,12 @@ func (s *Summary) Render(w io.Writer) error {
 		} else if p.Tests == 0 && p.Note != "" {
 			extra = "(" + p.Note + ")"
 		}
-		fmt.Fprintf(&b, "%s%s  %s  %s\n", col(p.Elapsed), res, p.Path, extra)
+		fmt.Fprintf(b, "%s%s  %s  %s\n", col(p.Elapsed), res, p.Path, extra)
 	}
+}
 
-	top, sub := s.Counts()
-	fmt.Fprintf(&b, "tests: %s; subtests: %s\n", top, sub)
-	fmt.Fprintf(&b, "packages: %d ok, %d failed", pOK, pFail)
-	if pNone > 0 {
-		fmt.Fprintf(&b, ", %d without a result", pNone)
-	}
-	fmt.Fprintf(&b, ", %d with no tests to run, %d without test files\n", pNoTests, pNoFiles)
-	if s.NonJSON > 0 {
-		fmt.Fprintf(&b, "lines that were not test events: %d\n", s.NonJSON)
-	}
-
+// renderSkipped lists the skipped tests with their reasons.
+func (s *Summary) renderSkipped(b *strings.Builder) {
 	var skipped []*Test
 	for _, t := range s.Tests {
 		if t.Result == Skip {
@@ -349,13 +373,17 @@ func (s *Summary) Render(w io.Writer) error {
 		}
 	}
 	if len(skipped) > 0 {
-		fmt.Fprintf(&b, "skipped (%d):\n", len(skipped))
+		fmt.Fprintf(b, "skipped (%d):\n", len(skipped))
 		for _, t := range skipped {
-			fmt.Fprintf(&b, "  %s %s: %s\n", t.Package, t.Name, t.Reason)
+			fmt.Fprintf(b, "  %s %s: %s\n", t.Package, t.Name, t.Reason)
 		}
 	}
+}
 
-	// Failures grouped by package, in the order the packages appeared.
+// failures are the lines of what failed: tests grouped by package, in the
+// order the packages appeared, then packages that failed without a test
+// to blame, and builds that failed.
+func (s *Summary) failures(secs func(time.Duration) string) []string {
 	var failed []string
 	byPkg := map[string][]*Test{}
 	for _, t := range s.Tests {
@@ -390,19 +418,7 @@ func (s *Summary) Render(w io.Writer) error {
 			failed = append(failed, ip+": build failed")
 		}
 	}
-	if len(failed) > 0 {
-		fmt.Fprintf(&b, "failed (%d):\n", len(failed))
-		for _, f := range failed {
-			fmt.Fprintf(&b, "  %s\n", f)
-		}
-	}
-	if err := s.Err(); err != nil {
-		fmt.Fprintf(&b, "result: FAIL (%v)\n", err)
-	} else {
-		b.WriteString("result: ok\n")
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return failed
 }
 
 // String renders counts as "3 passed, 1 failed, 0 skipped" (and "n

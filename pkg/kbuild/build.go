@@ -594,6 +594,13 @@ func (p *Plan) env() []string {
 			env = append(env, v.name+"="+v.val)
 		}
 	}
+	if p.ccache != "" && p.opts.DistccHosts == "" {
+		// depend mode: a miss is not preprocessed first to be hashed (the
+		// compiler's -MD list is hashed after it); with the preprocessor,
+		// a cold ccache made a build 35 % slower (riscv64: 309 s, 228 s
+		// without ccache). distcc needs the preprocessed source.
+		env = append(env, "CCACHE_DEPEND=1")
+	}
 	if p.opts.DistccHosts != "" {
 		env = append(env, "DISTCC_HOSTS="+p.opts.DistccHosts, "DISTCC_LOG="+p.distccLog(), "DISTCC_VERBOSE=1")
 		if p.ccache != "" {

@@ -12,6 +12,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/insomniacslk/dhcp/iana"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
 )
 
 // Ask is what a probe says about itself in its DHCPDISCOVER, as a node's
@@ -39,26 +41,11 @@ type Offer struct {
 // against the real daemon for every client architecture without booting
 // a machine for each.
 func (l *Lab) Probe(ctx context.Context, ask Ask) (*Offer, error) {
-	const veth, peer = "dlprobe", "dlprobe-br"
-	ip := func(args ...string) error {
-		if out, err := exec.Command("ip", append([]string{"-n", NetNS}, args...)...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-		}
-		return nil
+	veth, remove, err := l.veth(ask.MAC)
+	if err != nil {
+		return nil, err
 	}
-	ip("link", "del", veth) // a crashed probe's
-	for _, args := range [][]string{
-		{"link", "add", veth, "address", ask.MAC, "type", "veth", "peer", "name", peer},
-		{"link", "set", peer, "master", Bridge},
-		{"link", "set", peer, "up"},
-		{"link", "set", veth, "up"},
-	} {
-		if err := ip(args...); err != nil {
-			ip("link", "del", veth)
-			return nil, err
-		}
-	}
-	defer ip("link", "del", veth)
+	defer remove()
 	hw, err := net.ParseMAC(ask.MAC)
 	if err != nil {
 		return nil, err
@@ -91,4 +78,76 @@ func (l *Lab) Probe(ctx context.Context, ask Ask) (*Offer, error) {
 		o.File = offer.BootFileNameOption()
 	}
 	return o, nil
+}
+
+// veth puts a veth pair on the lab's bridge, its outer end (returned)
+// with mac as its address, as a node's NIC would be; the function removes
+// it.
+func (l *Lab) veth(mac string) (string, func(), error) {
+	const veth, peer = "dlprobe", "dlprobe-br"
+	ip := func(args ...string) error {
+		if out, err := exec.Command("ip", append([]string{"-n", NetNS}, args...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	ip("link", "del", veth) // a crashed probe's
+	for _, args := range [][]string{
+		{"link", "add", veth, "address", mac, "type", "veth", "peer", "name", peer},
+		{"link", "set", peer, "master", Bridge},
+		{"link", "set", peer, "up"},
+		{"link", "set", veth, "up"},
+	} {
+		if err := ip(args...); err != nil {
+			ip("link", "del", veth)
+			return "", nil, err
+		}
+	}
+	return veth, func() { ip("link", "del", veth) }, nil
+}
+
+// SolicitRouter asks, from a veth on the bridge with mac, as iPXE does
+// when it configures IPv6 (an ICMPv6 router solicitation to all routers,
+// hop limit 255), and returns who answered with a router advertisement
+// before ctx ends: the lab's radvd, which ends iPXE's wait for IPv6
+// autoconfiguration.
+func (l *Lab) SolicitRouter(ctx context.Context, mac string) (string, error) {
+	veth, remove, err := l.veth(mac)
+	if err != nil {
+		return "", err
+	}
+	defer remove()
+	conn, err := netns.Do(NetNSPath(), func() (*icmp.PacketConn, error) { return icmp.ListenPacket("ip6:ipv6-icmp", "::") })
+	if err != nil {
+		return "", fmt.Errorf("ICMPv6 socket: %w", err)
+	}
+	defer conn.Close()
+	p := conn.IPv6PacketConn()
+	p.SetMulticastHopLimit(255)
+	p.SetHopLimit(255)
+	ifi, err := netns.Do(NetNSPath(), func() (*net.Interface, error) { return net.InterfaceByName(veth) })
+	if err != nil {
+		return "", err
+	}
+	if err := p.SetMulticastInterface(ifi); err != nil {
+		return "", err
+	}
+	rs, _ := (&icmp.Message{Type: ipv6.ICMPTypeRouterSolicitation, Body: &icmp.RawBody{Data: make([]byte, 4)}}).Marshal(nil)
+	allRouters := &net.IPAddr{IP: net.ParseIP("ff02::2"), Zone: veth}
+	buf := make([]byte, 1500)
+	for ctx.Err() == nil {
+		// the veth's link-local address may still be tentative: ask again
+		conn.WriteTo(rs, allRouters)
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if m, err := icmp.ParseMessage(58, buf[:n]); err == nil && m.Type == ipv6.ICMPTypeRouterAdvertisement {
+				return from.String(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no router advertisement on %s: %w", Bridge, ctx.Err())
 }

@@ -21,14 +21,17 @@ import (
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/ganesha"
 	"github.com/diskless/diskless/pkg/image"
+	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
-// master is what the node tests share: the shared lab fixture's master
-// (the slave kernel and initramfs, the root with the published image,
-// provisioned nodes) and NFS-Ganesha serving it on loopback, which the
-// nodes reach through QEMU's user network.
+// master is the shared lab fixture's master (the slave kernel and
+// initramfs, the root with the published image, provisioned nodes) served
+// by NFS-Ganesha alone on loopback, which a node started with its kernel
+// (QEMU -kernel, no firmware, no DHCP server but slirp's) reaches through
+// QEMU's user network: an admin's own root (IMAGE_FROM) and the boot
+// benchmark.
 type master struct {
 	*labtest.Fixture
 	a   arch.Arch
@@ -94,6 +97,86 @@ func (m *master) boot(t testing.TB, name string, port int) (*Node, error) {
 	return n, nil
 }
 
+// The HOWTO's slaves running the Debian image through the lab's real
+// daemons: slave21 by PXELINUX, slave22 by etherboot.
+const labTemplate = `[network]
+master = "192.168.1.1"
+subnet = "192.168.1.0/24"
+root = "{root}"
+nfs_opts = "vers=3,tcp"
+image = "debian-12"
+home = "{home}"
+shared_ro = ["{opt}:/opt"]
+authorized_keys = "admin.pub"
+
+[[node]]
+name = "slave21"
+mac = "00:02:A5:04:3B:66"
+ip = "192.168.1.21"
+arch = "x86_64"
+
+[[node]]
+name = "slave22"
+mac = "00:02:A5:04:3B:67"
+ip = "192.168.1.22"
+arch = "x86_64"
+boot = "etherboot"
+`
+
+// labMaster is the shared fixture's master with the lab's daemons up
+// (ISC dhcpd, tftpd-hpa, NFS-Ganesha, radvd, nginx), taken down when the
+// test ends.
+type labMaster struct {
+	*labtest.Fixture
+	l    *lab.Lab
+	logs string
+}
+
+func newLabMaster(t *testing.T) *labMaster {
+	t.Helper()
+	testutil.NeedTool(t, "ssh", "openssh-client")
+	testutil.NeedTool(t, "apt-get", "apt")
+	m := &labMaster{Fixture: labtest.New(t, labtest.Options{Inventory: labTemplate, Arches: []string{"x86_64"}, Image: true}), logs: testutil.LogDir(t)}
+	if lab.Running() {
+		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
+	}
+	var err error
+	if m.l, err = lab.Up(context.Background(), lab.Options{Dir: filepath.Join(m.Tmp, "lab"), Root: m.Root, Inventory: m.Inv, CacheDir: m.S.CacheDir, Log: testenv.Quiet()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.l.Down(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+// boot boots a node on the lab's bridge, the way its boot method says, to
+// multi-user and SSH from the master's namespace; it may run in a
+// goroutine (it never calls t.Fatal).
+func (m *labMaster) boot(t *testing.T, name string, n int) (*Node, error) {
+	nd := m.Node(name)
+	mc, remove, err := m.l.Machine(nd, nd.MAC, filepath.Join(m.logs, fmt.Sprintf("%s-%d.log", name, n)))
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(remove)
+	mc.Accel = m.S.QEMUAccel
+	acc := Access{Name: name, Host: nd.IP, Port: 22, Key: m.Key, Command: func(c string, args ...string) *exec.Cmd {
+		return exec.Command("nsenter", append([]string{"--net=" + lab.NetNSPath(), "--", c}, args...)...)
+	}}
+	node, err := BootMachine(context.Background(), mc, acc, 5*time.Minute, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%v (console: %s)", err, mc.LogPath)
+	}
+	t.Logf("%s: multi-user after %s, SSH after %s", name, node.MultiUser.Round(time.Second), node.SSH.Round(time.Second))
+	for _, st := range boot.Stages(node.Session().Timeline()) {
+		t.Logf("  %s: %-40s %6.1f s", name, st.Name, st.At)
+	}
+	return node, nil
+}
+
 func run(t testing.TB, n *Node, cmd string) string {
 	t.Helper()
 	out, err := n.Run(cmd)
@@ -103,20 +186,22 @@ func run(t testing.TB, n *Node, cmd string) string {
 	return strings.TrimSpace(out)
 }
 
-// TestIntegrationDebianNodes is the HOWTO's slaves with a real OS: two
-// nodes boot the published Debian 12 image through the fallback initramfs
-// from NFS-Ganesha to a running systemd, answer SSH with the provisioned
-// key under their own names and identities, keep /var to themselves and
-// across a reboot, cannot write /usr, and see a new image generation only
-// at their next boot.
+// TestIntegrationDebianNodes is the HOWTO's slaves with a real OS, booted
+// the way the inventory says through the master's real daemons (the lab):
+// slave21 by PXELINUX and slave22 by etherboot boot the published Debian
+// 12 image through the fallback initramfs from NFS-Ganesha to a running
+// systemd, answer SSH from the master with the provisioned key under
+// their own names and identities, keep /var to themselves and across a
+// reboot, cannot write /usr, get /opt and /home from the master, and see
+// a new image generation only at their next boot.
 func TestIntegrationDebianNodes(t *testing.T) {
-	l := newMaster(t, "debian-12", "")
+	l := newLabMaster(t)
 	var a, b *Node
 	var errA, errB error
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); a, errA = l.boot(t, "node-a", 2221) }()
-	go func() { defer wg.Done(); b, errB = l.boot(t, "node-b", 2222) }()
+	go func() { defer wg.Done(); a, errA = l.boot(t, "slave21", 1) }()
+	go func() { defer wg.Done(); b, errB = l.boot(t, "slave22", 1) }()
 	wg.Wait()
 	for _, n := range []*Node{a, b} {
 		if n != nil {
@@ -126,12 +211,19 @@ func TestIntegrationDebianNodes(t *testing.T) {
 	if errA != nil || errB != nil {
 		t.Fatal(errors.Join(errA, errB))
 	}
+	for n, want := range map[*Node][]string{a: {"Filename: pxelinux.0", "PXELINUX 6", "BOOT_IMAGE=.diskless/generations/000001/bzImage_x86_64"}, b: {"Filename: vmlinuz_x86_64", "[Multiboot]"}} {
+		for _, w := range want {
+			if !strings.Contains(n.Console(), w) {
+				t.Errorf("%s: no %q on the console: not booted the way nodes.toml says", n.acc.Name, w)
+			}
+		}
+	}
 
 	for _, c := range []struct {
 		n    *Node
 		name string
 		ip   string
-	}{{a, "node-a", "10.0.2.21"}, {b, "node-b", "10.0.2.22"}} {
+	}{{a, "slave21", "192.168.1.21"}, {b, "slave22", "192.168.1.22"}} {
 		state, _ := c.n.Run("systemctl is-system-running --wait")
 		if strings.TrimSpace(state) != "running" {
 			failed, _ := c.n.Run("systemctl --failed --no-legend; for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1); do journalctl -b -u $u --no-pager | tail -5; done")
@@ -180,11 +272,11 @@ func TestIntegrationDebianNodes(t *testing.T) {
 	// per-node /var
 	run(t, a, "mkdir -p /var/lib/diskless-test && echo a > /var/lib/diskless-test/marker && sync")
 	if out, err := b.Run("cat /var/lib/diskless-test/marker"); err == nil {
-		t.Errorf("node-b sees node-a's /var: %q", out)
+		t.Errorf("slave22 sees slave21's /var: %q", out)
 	}
 	b.Stop()
 
-	// a new image generation while node-a runs: node-a keeps its /usr
+	// a new image generation while slave21 runs: it keeps its /usr
 	gen2 := filepath.Join(l.Tmp, "gen2")
 	live, err := image.Live(l.Root, "debian-12", "x86_64")
 	if err != nil {
@@ -197,27 +289,28 @@ func TestIntegrationDebianNodes(t *testing.T) {
 	s2 := *l.S
 	s2.ImageFrom = gen2
 	s2.CacheDir = filepath.Join(l.Tmp, "cache") // not the shared cache's debootstrapped debian-12
-	if _, g, err := pipeline.PublishImage(context.Background(), &s2, l.a, testenv.Quiet()); err != nil || g.N != 2 {
+	x86, _ := arch.Lookup("x86_64")
+	if _, g, err := pipeline.PublishImage(context.Background(), &s2, x86, testenv.Quiet()); err != nil || g.N != 2 {
 		t.Fatalf("publishing generation 2: %v %+v", err, g)
 	}
 	if out, err := a.Run("cat /usr/share/diskless-gen2"); err == nil {
-		t.Errorf("running node-a sees the new generation: %q", out)
+		t.Errorf("running slave21 sees the new generation: %q", out)
 	}
 	if got := run(t, a, "ls /usr/bin/systemctl"); got != "/usr/bin/systemctl" {
-		t.Errorf("node-a lost its /usr after the switch: %q", got)
+		t.Errorf("slave21 lost its /usr after the switch: %q", got)
 	}
 	a.Stop()
 
-	// node-a again: its /var survived, and it runs generation 2
-	if a, err = l.boot(t, "node-a", 2221); err != nil {
+	// slave21 again: its /var survived, and it runs generation 2
+	if a, err = l.boot(t, "slave21", 2); err != nil {
 		t.Fatal(err)
 	}
 	defer a.Stop()
 	if got := run(t, a, "cat /var/lib/diskless-test/marker"); got != "a" {
-		t.Errorf("node-a's /var after reboot: %q", got)
+		t.Errorf("slave21's /var after reboot: %q", got)
 	}
 	if got := run(t, a, "cat /usr/share/diskless-gen2"); got != "2" {
-		t.Errorf("node-a after reboot runs the old image: %q", got)
+		t.Errorf("slave21 after reboot runs the old image: %q", got)
 	}
 	if !strings.Contains(a.Console(), "gen-0002/usr") {
 		t.Errorf("console does not name gen-0002")

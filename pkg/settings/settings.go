@@ -130,66 +130,85 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 	s := &Settings{ProjectDir: projectDir, Artifacts: filepath.Join(projectDir, "artifacts")}
 	s.CacheDir = kbuild.CacheDir(get("XDG_CACHE_HOME"), get("HOME"))
 	s.Path, s.Home, s.CcacheDir, s.XDGCacheHome = get("PATH"), get("HOME"), get("CCACHE_DIR"), get("XDG_CACHE_HOME")
-	var err error
+	for _, read := range []func(func(string) string, Lookup) error{s.kernel, s.boot, s.publishing, s.signing, s.images, s.tests, s.inventory} {
+		if err := read(get, lookup); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
 
+// kernel reads the kernel build's settings.
+func (s *Settings) kernel(get func(string) string, _ Lookup) error {
 	s.KernelSrc = get("KERNEL_SRC")
 	for _, f := range strings.Split(get("KCONFIG_EXTRA"), ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
 		}
 		if !filepath.IsAbs(f) {
-			f = filepath.Join(projectDir, f)
+			f = filepath.Join(s.ProjectDir, f)
 		}
 		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("KCONFIG_EXTRA: fragment %s: %w", f, pathErr(err))
+			return fmt.Errorf("KCONFIG_EXTRA: fragment %s: %w", f, pathErr(err))
 		}
 		s.Extra = append(s.Extra, f)
 	}
 	if j := get("JOBS"); j != "" {
 		n, err := strconv.Atoi(j)
 		if err != nil || n < 1 || n > 1024 {
-			return nil, fmt.Errorf("JOBS=%q: want a whole number of parallel jobs from 1 to 1024", j)
+			return fmt.Errorf("JOBS=%q: want a whole number of parallel jobs from 1 to 1024", j)
 		}
 		s.Jobs = n
 	}
+	var err error
 	for name, dst := range map[string]*bool{"CONFIG_ONLY": &s.ConfigOnly, "NO_CCACHE": &s.NoCcache, "PUBLISH_NOWAIT": &s.PublishNoWait} {
 		if *dst, err = flagval.Bool(name, get(name)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if s.DistccHosts = get("DISTCC_HOSTS"); s.DistccHosts != "" {
 		if _, err := kbuild.ParseDistccHosts(s.DistccHosts); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if e := get("SOURCE_DATE_EPOCH"); e != "" {
 		n, err := strconv.ParseInt(e, 10, 64)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970 as a positive whole number (e.g. $(git log -1 --format=%%ct))", e)
+			return fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970 as a positive whole number (e.g. $(git log -1 --format=%%ct))", e)
 		}
 		s.SourceDateEpoch = n
 	}
+	return nil
+}
 
+// boot reads what goes into the initramfs and the netboot image.
+func (s *Settings) boot(get func(string) string, lookup Lookup) error {
+	var err error
 	if s.Compress, err = initramfs.ParseCompressor(get("INITRAMFS_COMPRESS")); err != nil {
-		return nil, err
+		return err
 	}
 	s.NetbootInitramfs = true
 	if v, ok := lookup("NETBOOT_INITRAMFS"); ok && strings.TrimSpace(v) != "" {
 		s.NetbootInitramfsSet = true
 		if s.NetbootInitramfs, err = flagval.Bool("NETBOOT_INITRAMFS", v); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
+// publishing reads how publish keeps, takes and drops generations.
+func (s *Settings) publishing(get func(string) string, _ Lookup) error {
 	if k := get("PUBLISH_KEEP"); k != "" {
 		n, err := strconv.Atoi(k)
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("PUBLISH_KEEP=%q: want a number of generations, at least 1", k)
+			return fmt.Errorf("PUBLISH_KEEP=%q: want a number of generations, at least 1", k)
 		}
 		s.PublishKeep = n
 	}
+	var err error
 	if s.PublishFrom, err = bundles(get("PUBLISH_FROM")); err != nil {
-		return nil, err
+		return err
 	}
 	for _, d := range strings.Split(get("PUBLISH_DROP"), ",") {
 		if d = strings.TrimSpace(d); d == "" {
@@ -197,14 +216,19 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 		}
 		a, err := arch.Lookup(d)
 		if err != nil {
-			return nil, fmt.Errorf("PUBLISH_DROP: %w", err)
+			return fmt.Errorf("PUBLISH_DROP: %w", err)
 		}
 		s.PublishDrop = append(s.PublishDrop, a.Name)
 	}
+	return nil
+}
 
+// signing reads the keys: the one that signs, those trusted.
+func (s *Settings) signing(get func(string) string, _ Lookup) error {
+	var err error
 	if p := get("SIGNING_KEY"); p != "" {
 		if s.SigningKey, err = sign.ReadSecretKey(p); err != nil {
-			return nil, fmt.Errorf("SIGNING_KEY: %w", pathErr(err))
+			return fmt.Errorf("SIGNING_KEY: %w", pathErr(err))
 		}
 		s.SigningPub = sign.PubName(p)
 	}
@@ -214,18 +238,16 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 		}
 		k, err := sign.ReadPublicKey(p)
 		if err != nil {
-			return nil, fmt.Errorf("TRUSTED_KEY: %w", pathErr(err))
+			return fmt.Errorf("TRUSTED_KEY: %w", pathErr(err))
 		}
 		s.TrustedKeys = append(s.TrustedKeys, k)
 	}
+	return nil
+}
 
-	switch s.LabDHCP = get("LAB_DHCP"); s.LabDHCP {
-	case "":
-		s.LabDHCP = "dhcpd"
-	case "dhcpd", "dnsmasq":
-	default:
-		return nil, fmt.Errorf("LAB_DHCP=%q: want dhcpd (ISC) or dnsmasq", s.LabDHCP)
-	}
+// images reads the node image's settings (IMAGE is read with the
+// inventory, whose image is its default).
+func (s *Settings) images(get func(string) string, _ Lookup) error {
 	s.ImageFrom = get("IMAGE_FROM")
 	if s.Mirror = get("DEBIAN_MIRROR"); s.Mirror == "" {
 		s.Mirror = image.HostMirror()
@@ -233,15 +255,26 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 	if k := get("IMAGE_KEEP"); k != "" {
 		n, err := strconv.Atoi(k)
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("IMAGE_KEEP=%q: want a number of generations, at least 1", k)
+			return fmt.Errorf("IMAGE_KEEP=%q: want a number of generations, at least 1", k)
 		}
 		s.ImageKeep = n
 	}
+	return nil
+}
 
+// tests reads the lab's and the boot tests' settings.
+func (s *Settings) tests(get func(string) string, _ Lookup) error {
+	switch s.LabDHCP = get("LAB_DHCP"); s.LabDHCP {
+	case "":
+		s.LabDHCP = "dhcpd"
+	case "dhcpd", "dnsmasq":
+	default:
+		return fmt.Errorf("LAB_DHCP=%q: want dhcpd (ISC) or dnsmasq", s.LabDHCP)
+	}
 	switch s.QEMUAccel = get("QEMU_ACCEL"); s.QEMUAccel {
 	case "", "tcg", "kvm":
 	default:
-		return nil, fmt.Errorf("QEMU_ACCEL=%q: want tcg or kvm (or unset: probe KVM)", s.QEMUAccel)
+		return fmt.Errorf("QEMU_ACCEL=%q: want tcg or kvm (or unset: probe KVM)", s.QEMUAccel)
 	}
 	for _, p := range strings.Split(get("SMOKE_PATHS"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -249,22 +282,25 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 		}
 	}
 	s.CI = flagval.CI(get("CI"))
-	s.NodeBoot = get("BOOT")
+	return nil
+}
 
-	s.NodesFile = get("NODES_FILE")
-	explicit := s.NodesFile != ""
-	if !explicit {
-		s.NodesFile = filepath.Join(projectDir, "nodes.toml")
+// inventory reads nodes.toml (NODES_FILE), the network settings with it
+// (network), and IMAGE, whose default is the inventory's.
+func (s *Settings) inventory(get func(string) string, _ Lookup) error {
+	s.NodeBoot = get("BOOT")
+	if s.NodesFile = get("NODES_FILE"); s.NodesFile == "" {
+		s.NodesFile = filepath.Join(s.ProjectDir, "nodes.toml")
 	}
 	if _, err := os.Stat(s.NodesFile); err == nil {
 		if s.Inventory, err = nodes.Load(s.NodesFile); err != nil {
-			return nil, err
+			return err
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("NODES_FILE=%s: %w", s.NodesFile, pathErr(err))
+		return fmt.Errorf("NODES_FILE=%s: %w", s.NodesFile, pathErr(err))
 	}
 	if err := s.network(get); err != nil {
-		return nil, err
+		return err
 	}
 	if s.Inventory != nil {
 		s.Inventory.Initrd = map[string]string{}
@@ -280,9 +316,9 @@ func Load(lookup Lookup, projectDir string) (*Settings, error) {
 		s.Image = "debian-12"
 	}
 	if err := image.ValidName(s.Image); err != nil {
-		return nil, fmt.Errorf("IMAGE: %w", err)
+		return fmt.Errorf("IMAGE: %w", err)
 	}
-	return s, nil
+	return nil
 }
 
 // ImageOptions are the options of build:image for an arch.

@@ -113,7 +113,7 @@ func TestIntegrationBrokenArtifacts(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(root, "vmlinuz_x86_64"))
 		os.Remove(filepath.Join(bad, "vmlinuz_x86_64"))
 		os.WriteFile(filepath.Join(bad, "vmlinuz_x86_64"), data[:len(data)/2], 0o644)
-		rep, err := smoke.Run(ctx, smoke.Options{Accel: testAccel(), Arch: a, Root: bad, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"direct-vmlinuz", "etherboot-elf"}, Timeout: 60 * time.Second})
+		rep, err := smoke.Run(ctx, smoke.Options{Accel: testAccel(), Arch: a, Root: bad, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"direct-vmlinuz", "etherboot-elf"}, Timeout: 20 * time.Second})
 		if err == nil {
 			t.Fatal("a truncated vmlinuz booted")
 		}

@@ -82,7 +82,7 @@ type Report struct {
 
 // accel decides between KVM and TCG for the arch's guests: KVM only for a
 // guest of the host's own arch when /dev/kvm opens and a real boot under
-// it reaches the NFS root within 30 s. A BIOS-level probe is not enough:
+// it reaches the NFS root within 15 s (1-2 s when KVM works). A BIOS-level probe is not enough:
 // on the project's machines /dev/kvm exists and guests hang after the
 // firmware ("Booting from ROM"). QEMU_ACCEL=tcg|kvm skips the probe.
 func (s *smoke) accel() (string, string) {
@@ -99,7 +99,7 @@ func (s *smoke) accel() (string, string) {
 	}
 	f.Close()
 	probe := *s
-	probe.o.Timeout = 30 * time.Second
+	probe.o.Timeout = 15 * time.Second
 	probe.accelerator = "kvm"
 	if err := probe.direct(filepath.Join(s.o.Work, "kvm-probe.log"), s.kernel, s.initrd); err != nil {
 		return "tcg", "a KVM boot did not reach the NFS root: " + textutil.FirstLine(err.Error())
@@ -462,7 +462,7 @@ func (s *smoke) etherboot(log string) error {
 		return err
 	}
 	defer sess.Stop()
-	if _, err := sess.Expect([]string{"Linux version"}, nil, 45*time.Second); err != nil {
+	if _, err := sess.Expect(boot.Markers(boot.Kernel), nil, min(45*time.Second, s.o.Timeout)); err != nil {
 		return fmt.Errorf("iPXE did not start the kernel from %s (iPXE prints its own errors on the VGA console only; check the image with readelf -l): %w", filepath.Base(s.vmlinuz), err)
 	}
 	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {

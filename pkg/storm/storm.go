@@ -159,23 +159,30 @@ var retried = []boot.Retrier{boot.Firmware, boot.IPXEScript, boot.Initramfs}
 // generationRe finds the published generation in a fetched path.
 var generationRe = regexp.MustCompile(`\.diskless/generations/([0-9]+)/`)
 
-// Run boots opts.Nodes at once and returns the report; the error is about
-// the run itself (a node failing is in the report: Report.Err).
-func Run(ctx context.Context, o Options) (*Report, error) {
+// upOf is the stages at which nd is up.
+func (o Options) upOf(nd nodes.Node) []string {
+	if o.UpFor != nil {
+		if u := o.UpFor(nd); len(u) > 0 {
+			return u
+		}
+	}
+	return o.Up
+}
+
+// check refuses a storm that cannot run or cannot be judged, and fills
+// the defaults.
+func (o *Options) check() error {
 	if o.Lab == nil || len(o.Nodes) == 0 {
-		return nil, errors.New("a storm needs a lab and nodes")
+		return errors.New("a storm needs a lab and nodes")
 	}
 	for _, nd := range o.Nodes {
-		up := o.Up
-		if o.UpFor != nil && len(o.UpFor(nd)) > 0 {
-			up = o.UpFor(nd)
-		}
+		up := o.upOf(nd)
 		if len(up) == 0 {
-			return nil, fmt.Errorf("node %s: no stage says it is up", nd.Name)
+			return fmt.Errorf("node %s: no stage says it is up", nd.Name)
 		}
 		for _, st := range up {
 			if !boot.Waitable(st) {
-				return nil, fmt.Errorf("node %s: up at %q, which is no stage of pkg/boot told by its own console lines", nd.Name, st)
+				return fmt.Errorf("node %s: up at %q, which is no stage of pkg/boot told by its own console lines", nd.Name, st)
 			}
 		}
 	}
@@ -185,11 +192,91 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.MemoryMB == 0 {
 		o.MemoryMB = 384
 	}
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+	return os.MkdirAll(o.LogDir, 0o755)
+}
+
+// triggers fires each event's trigger once: the first node to reach a
+// stage (or print a line) closes its channel.
+type triggers struct {
+	mu      sync.Mutex
+	reached map[string]chan struct{}
+	fired   map[string]bool
+}
+
+func (g *triggers) wait(key string) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.reached == nil {
+		g.reached, g.fired = map[string]chan struct{}{}, map[string]bool{}
+	}
+	if g.reached[key] == nil {
+		g.reached[key] = make(chan struct{})
+	}
+	return g.reached[key]
+}
+
+func (g *triggers) fire(key string) {
+	ch := g.wait(key)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.fired[key] {
+		g.fired[key] = true
+		close(ch)
+	}
+}
+
+// runEvents starts each event, waiting for its trigger, and returns the
+// function that ends the waiting and returns the events' results once
+// those started have finished (a restart must not be cut short).
+func runEvents(ctx context.Context, o Options, g *triggers, start time.Time) func() []EventResult {
+	ectx, stop := context.WithCancel(ctx)
+	events := make([]EventResult, len(o.Events))
+	var wg sync.WaitGroup
+	for i, ev := range o.Events {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			events[i].Name = ev.Name
+			var due <-chan struct{}
+			what := "the storm ended first"
+			switch {
+			case ev.Line != "":
+				due, what = g.wait("line:"+ev.Line), "no node printed "+ev.Line
+			case ev.After != "":
+				due, what = g.wait(ev.After), "no node reached "+ev.After
+			default:
+				t := make(chan struct{})
+				time.AfterFunc(ev.At, func() { close(t) })
+				due = t
+			}
+			select {
+			case <-due:
+			case <-ectx.Done():
+				events[i].Error = "never ran: " + what
+				return
+			}
+			events[i].Started = time.Since(start).Seconds()
+			o.Log.Info("storm event", "event", ev.Name, "at", fmt.Sprintf("%.1f s", events[i].Started))
+			if err := ev.Do(context.WithoutCancel(ectx)); err != nil {
+				events[i].Error = err.Error()
+			}
+			events[i].Ended = time.Since(start).Seconds()
+		}()
+	}
+	return func() []EventResult {
+		stop()
+		wg.Wait()
+		return events
+	}
+}
+
+// Run boots opts.Nodes at once and returns the report; the error is about
+// the run itself (a node failing is in the report: Report.Err).
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if err := o.check(); err != nil {
 		return nil, err
 	}
 	if err := o.Lab.UseLinks(&o.Link); err != nil {
@@ -198,101 +285,41 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer o.Lab.UseLinks(nil)
 	r := &Report{Started: time.Now().UTC(), N: len(o.Nodes), Link: o.Link, Failed: []string{}}
 	cpu0 := o.Lab.CPU()
-
-	type running struct {
-		nd     nodes.Node
-		m      *qemu.Machine
-		remove func()
-	}
-	var machines []running
+	machines := make([]*qemu.Machine, len(o.Nodes))
+	var removes []func()
 	cleanup := func() {
-		for _, rn := range machines {
-			rn.remove()
+		for _, remove := range removes {
+			remove()
 		}
+		removes = nil
 	}
-	for _, nd := range o.Nodes {
+	defer cleanup()
+	for i, nd := range o.Nodes {
 		m, remove, err := o.Lab.Machine(nd, nd.MAC, filepath.Join(o.LogDir, nd.Name+".log"))
 		if err != nil {
-			cleanup()
 			return nil, fmt.Errorf("node %s: %w", nd.Name, err)
 		}
 		m.Accel, m.MemoryMB = o.Accel, o.MemoryMB
-		machines = append(machines, running{nd, m, remove})
+		machines[i], removes = m, append(removes, remove)
 	}
-	defer cleanup()
-
-	// the first node to reach a stage (or a line) fires the events waiting
-	// for it: each key's channel is closed once
-	var mu sync.Mutex
-	reached, fired := map[string]chan struct{}{}, map[string]bool{}
-	reach := func(key string) chan struct{} {
-		mu.Lock()
-		defer mu.Unlock()
-		if reached[key] == nil {
-			reached[key] = make(chan struct{})
-		}
-		return reached[key]
-	}
-	fire := func(key string) {
-		ch := reach(key)
-		mu.Lock()
-		defer mu.Unlock()
-		if !fired[key] {
-			fired[key] = true
-			close(ch)
-		}
-	}
+	var g triggers
 	start := time.Now()
-	ectx, stopEvents := context.WithCancel(ctx)
-	events := make([]EventResult, len(o.Events))
-	var ewg sync.WaitGroup
-	for i, ev := range o.Events {
-		ewg.Add(1)
-		go func() {
-			defer ewg.Done()
-			events[i].Name = ev.Name
-			if key := ev.After + ev.Line; key != "" {
-				if ev.Line != "" {
-					key = "line:" + ev.Line
-				}
-				select {
-				case <-reach(key):
-				case <-ectx.Done():
-					events[i].Error = "never ran: no node reached " + key
-					return
-				}
-			} else {
-				select {
-				case <-time.After(ev.At):
-				case <-ectx.Done():
-					events[i].Error = "never ran: the storm ended first"
-					return
-				}
-			}
-			events[i].Started = time.Since(start).Seconds()
-			log.Info("storm event", "event", ev.Name, "at", fmt.Sprintf("%.1f s", events[i].Started))
-			if err := ev.Do(context.WithoutCancel(ectx)); err != nil {
-				events[i].Error = err.Error()
-			}
-			events[i].Ended = time.Since(start).Seconds()
-		}()
-	}
-
-	results := make([]NodeResult, len(machines))
+	events := runEvents(ctx, o, &g, start)
+	results := make([]NodeResult, len(o.Nodes))
 	var wg sync.WaitGroup
-	for i, rn := range machines {
+	for i, nd := range o.Nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = bootNode(ctx, o, rn.nd, rn.m, func(st boot.Reached) {
-				fire(st.Name)
+			results[i] = bootNode(ctx, o, nd, machines[i], func(st boot.Reached) {
+				g.fire(st.Name)
 				if o.Progress != nil {
-					o.Progress(rn.nd.Name, st)
+					o.Progress(nd.Name, st)
 				}
 			}, func(line string) {
 				for _, ev := range o.Events {
 					if ev.Line != "" && strings.Contains(line, ev.Line) {
-						fire("line:" + ev.Line)
+						g.fire("line:" + ev.Line)
 					}
 				}
 			})
@@ -300,15 +327,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	wg.Wait()
 	r.Duration = time.Since(start).Seconds()
-	// events that have started finish (a restart must not be cut short)
-	stopEvents()
-	ewg.Wait()
-	r.Events = events
-	for _, rn := range machines {
-		rn.remove()
-	}
-	machines = nil
+	r.Events = events()
+	cleanup()
+	r.tally(o, results, cpu0)
+	return r, nil
+}
 
+// tally fills the report from the nodes' results: link counters and bytes
+// served, the master's CPU since cpu0, who came up, the percentiles.
+func (r *Report) tally(o Options, results []NodeResult, cpu0 map[string]time.Duration) {
 	stats := o.Lab.LinkStats()
 	r.Served = map[string]int64{}
 	for i, nd := range o.Nodes {
@@ -320,10 +347,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		r.Dropped += s.DroppedToNode + s.DroppedFromNode
 	}
 	o.Lab.ResetLinks()
-	cpu1 := o.Lab.CPU()
 	r.MasterCPU = map[string]float64{}
 	var total time.Duration
-	for name, d := range cpu1 {
+	for name, d := range o.Lab.CPU() {
 		used := d - cpu0[name]
 		r.MasterCPU[name] = used.Seconds()
 		total += used
@@ -342,18 +368,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		r.AllUp = 0 // never all up
 	}
 	r.Stages = percentiles(results)
-	return r, nil
 }
 
 // bootNode runs one node until it is up, fails or times out.
 func bootNode(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, progress func(boot.Reached), line func(string)) NodeResult {
 	res := NodeResult{Name: nd.Name, IP: nd.IP, Boot: nd.Boot, Console: m.LogPath}
-	up := o.Up
-	if o.UpFor != nil {
-		if u := o.UpFor(nd); len(u) > 0 {
-			up = u
-		}
-	}
+	up := o.upOf(nd)
 	sess, err := qemu.Start(ctx, m)
 	if err != nil {
 		res.Error = err.Error()

@@ -2,9 +2,13 @@ package storm
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"os"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/nodes"
@@ -182,5 +186,49 @@ func TestFaultEvents(t *testing.T) {
 		if e.After != "" && boot.Index(e.After) == len(boot.Names()) {
 			t.Errorf("event %q waits for %q, which is no stage", e.Name, e.After)
 		}
+	}
+}
+
+// Each event runs once, when its trigger fires (a stage, a console line,
+// a time); one whose trigger never fires says so; the results wait for
+// an event that started.
+func TestRunEvents(t *testing.T) {
+	var g triggers
+	ran := make(chan string, 8)
+	do := func(name string) func(context.Context) error {
+		return func(context.Context) error { ran <- name; return nil }
+	}
+	o := Options{Log: slog.New(slog.DiscardHandler), Events: []Event{
+		{Name: "after", After: boot.FirstFile, Do: do("after")},
+		{Name: "line", Line: "wrote 3 MB", Do: do("line")},
+		{Name: "at", At: 10 * time.Millisecond, Do: do("at")},
+		{Name: "never", After: boot.MultiUser, Do: do("never")},
+		{Name: "slow", After: boot.Kernel, Do: func(context.Context) error {
+			time.Sleep(200 * time.Millisecond)
+			ran <- "slow"
+			return errors.New("restart failed")
+		}},
+	}}
+	results := runEvents(context.Background(), o, &g, time.Now())
+	g.fire(boot.FirstFile)
+	g.fire(boot.FirstFile) // twice: once
+	g.fire("line:wrote 3 MB")
+	g.fire(boot.Kernel)
+	time.Sleep(50 * time.Millisecond)
+	r := results()
+	close(ran)
+	var got []string
+	for n := range ran {
+		got = append(got, n)
+	}
+	sort.Strings(got)
+	if strings.Join(got, ",") != "after,at,line,slow" {
+		t.Errorf("ran %v", got)
+	}
+	if r[3].Error != "never ran: no node reached multi-user" || r[3].Started != 0 {
+		t.Errorf("never: %+v", r[3])
+	}
+	if r[4].Error != "restart failed" || r[4].Ended < r[4].Started {
+		t.Errorf("slow: %+v", r[4])
 	}
 }
