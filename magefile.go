@@ -5,9 +5,10 @@
 // x86_64, i386, arm64, riscv64 (aliases amd64, x86, aarch64).
 //
 // Settings are read once per run (pkg/settings) from the environment and
-// nodes.toml (NODES_FILE); with an inventory its network (master, root,
-// nfs_opts) wins and a contradicting NFS_SERVER, NFS_ROOT, NFS_OPTS or
-// DISKLESS_ROOT is an error. Environment: KERNEL_SRC (kernel source dir or
+// nodes.toml (NODES_FILE); with an inventory the network keys it states
+// (master, root, nfs_opts) win and a NFS_SERVER, NFS_ROOT, NFS_OPTS or
+// DISKLESS_ROOT contradicting one of them is an error (a key it leaves out
+// is filled from the variable). Environment: KERNEL_SRC (kernel source dir or
 // tarball; default the newest /usr/src/linux-source-*.tar.*), KCONFIG_EXTRA
 // (extra fragments, comma separated), JOBS (make -j), CONFIG_ONLY=1 (stop
 // after the verified config), NO_CCACHE=1, CCACHE_DIR, XDG_CACHE_HOME
@@ -431,7 +432,10 @@ func labOptions() (lab.Options, error) {
 // inventory's subnet and master address, and ISC dhcpd (LAB_DHCP=dnsmasq
 // for dnsmasq), tftpd-hpa, NFS-Ganesha with rpcbind, radvd and nginx, each with
 // its rendered configuration and log in artifacts/lab/, serving
-// DISKLESS_ROOT. Returns once each answers; they run until lab:down.
+// DISKLESS_ROOT, which must hold a publish. When the live generation's
+// per-node files are not the inventory's, they are published first (a new
+// generation, every other file kept; signed with SIGNING_KEY when the live
+// one is). Returns once each answers; they run until lab:down.
 func (Lab) Up(ctx context.Context) error {
 	s, err := load()
 	if err != nil {
@@ -474,7 +478,9 @@ func (Lab) Down() error {
 
 // Storm powers on N nodes at once in a lab of their own and times every
 // stage of every node: the inventory's BIOS x86-64 nodes, then storm01...
-// generated on its subnet (roots provisioned in DISKLESS_ROOT). Prints all
+// generated on its subnet (roots provisioned in DISKLESS_ROOT, which must
+// hold a publish; their per-node files are published first when the live
+// generation's differ, as lab:up does). Prints all
 // up or failed, the time until all are up, p50/p95 per stage, the master's
 // CPU and bytes served per protocol; writes artifacts/lab/storm.json; fails
 // naming each node that did not come up and the stage it stopped at.

@@ -27,8 +27,12 @@ const (
 	FirstFile = "first file loaded"
 	Script    = "iPXE script loaded"
 	Fetched   = "kernel and initramfs fetched"
+	EFIStub   = "EFI stub started"
 	Kernel    = "kernel started"
+	Cmdline   = "kernel command line"
 	IPConfig  = "IP-Config (kernel DHCP)"
+	RootAsked = "root asked for (NFS)"
+	Rescue    = "rescue shell"
 	Root      = "root mounted (NFS)"
 	Usr       = "/usr mounted (image)"
 	TestInit  = "test init ran"
@@ -48,6 +52,12 @@ type stage struct {
 	match   func(line string) bool
 }
 
+// optional are the stages a boot may pass by: a PXELINUX node has no
+// iPXE script, a BIOS node no EFI stub, a node whose root answers at once
+// neither a failed try nor a rescue shell. Next does not name them as
+// where a boot stopped.
+var optional = map[string]bool{Script: true, EFIStub: true, RootAsked: true, Rescue: true}
+
 // stages are the console lines of each stage (SeaBIOS's iPXE ROM, OVMF,
 // PXELINUX, iPXE, the kernel, the fallback initramfs, the test init,
 // systemd, a getty), in boot order.
@@ -66,8 +76,16 @@ var stages = []stage{
 		// "Loading initramfs_x86_64.cpio.zst...ok"; vmlinuz_ carries both
 		return (strings.Contains(l, "initramfs_") || strings.Contains(l, "vmlinuz_")) && strings.HasSuffix(l, "ok")
 	}},
+	{EFIStub, []string{"EFI stub: Booting Linux Kernel"}, nil},
 	{Kernel, []string{"Linux version"}, nil},
+	{Cmdline, []string{"Kernel command line:"}, nil},
 	{IPConfig, []string{"IP-Config: Complete"}, nil},
+	// the kernel's own NFS root failing, or the initramfs's first try:
+	// the node asked its server, with or without success
+	{RootAsked, []string{"VFS: Unable to mount root fs via NFS", "Root-NFS: ", "diskless-fallback: mount failed"}, nil},
+	// the fallback initramfs, its root out of reach, gives a shell (and
+	// retries in the background)
+	{Rescue, []string{"starting a rescue shell"}, nil},
 	// the fallback initramfs's line, the kernel's own NFS root, or a root
 	// that has no init (a skeleton nobody populated: mounted all the same)
 	{Root, []string{"diskless-fallback: NFS root", "VFS: Mounted root (nfs", "the root is mounted but has no init"}, nil},
@@ -158,17 +176,19 @@ func Index(name string) int {
 }
 
 // Next names the first stage after the last one a boot reached (Lease when
-// it reached none): where a failed node stopped. "up" when it reached the
-// last.
+// it reached none), passing over the optional ones: where a failed node
+// stopped. "up" when it reached the last.
 func Next(reached []Reached) string {
-	if len(reached) == 0 {
-		return stages[0].name
+	i := 0
+	if len(reached) > 0 {
+		i = Index(reached[len(reached)-1].Name) + 1
 	}
-	i := Index(reached[len(reached)-1].Name) + 1
-	if i >= len(stages) {
-		return "up"
+	for ; i < len(stages); i++ {
+		if !optional[stages[i].name] {
+			return stages[i].name
+		}
 	}
-	return stages[i].name
+	return "up"
 }
 
 // A Retrier is what tries a step again after it failed.
@@ -197,11 +217,11 @@ type failure struct {
 var failures = []failure{
 	{"Kernel panic", ""},
 	{"VFS: Unable to mount root", ""},
-	{"UEFI Interactive Shell", ""},         // UEFI found nothing to boot
-	{"Freezing execution", ""},             // systemd as PID 1 gave up
-	{"diskless: gave up after", ""},        // the published iPXE script's last attempt failed
-	{"Could not find kernel image", ""},    // PXELINUX
-	{"diskless-fallback: init failed", ""}, // the root has no init, or switch_root failed
+	{"UEFI Interactive Shell", ""},                // UEFI found nothing to boot
+	{"Freezing execution", ""},                    // systemd as PID 1 gave up
+	{"diskless: gave up after", ""},               // the published iPXE script's last attempt failed
+	{"Could not find kernel image", ""},           // PXELINUX
+	{"diskless-fallback: init failed", Initramfs}, // the root has no init, or switch_root failed: tried again in the background
 	{"No bootable device", Firmware},
 	{"PXE-E", Firmware},
 	{"Could not open", Firmware},                               // QEMU or the firmware could not open a file it was given

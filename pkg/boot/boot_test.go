@@ -77,8 +77,8 @@ func TestNextAndIndex(t *testing.T) {
 	if n := Next(nil); n != Lease {
 		t.Errorf("nothing reached: next %q", n)
 	}
-	if n := Next([]Reached{{Lease, 1}, {FirstFile, 2}}); n != Script {
-		t.Errorf("after the first file: %q", n)
+	if n := Next([]Reached{{Lease, 1}, {FirstFile, 2}}); n != Fetched {
+		t.Errorf("after the first file (past the optional iPXE script): %q", n)
 	}
 	if n := Next([]Reached{{Login, 9}}); n != "up" {
 		t.Errorf("after the last stage: %q", n)

@@ -78,6 +78,7 @@ func fakeRoot(t *testing.T, dir, marker string) {
 
 func TestBuildFromDirectoryPublishRollback(t *testing.T) {
 	if os.Geteuid() != 0 {
+		testutil.Integration(t, "root")
 		testutil.SkipOrFail(t, "building an image needs root (Build refuses otherwise: it keeps owners and device nodes)")
 	}
 	tmp := t.TempDir()

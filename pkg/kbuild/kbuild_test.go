@@ -476,7 +476,7 @@ func TestMakeEnvironmentIsBuiltNotInherited(t *testing.T) {
 	p := plan(o)
 	allowed := map[string]bool{"PATH": true, "HOME": true, "CCACHE_DIR": true, "XDG_CACHE_HOME": true, "LC_ALL": true, "TZ": true, "SOURCE_DATE_EPOCH": true,
 		"KBUILD_BUILD_TIMESTAMP": true, "KBUILD_BUILD_USER": true, "KBUILD_BUILD_HOST": true, "KBUILD_BUILD_VERSION": true,
-		"DISTCC_HOSTS": true, "DISTCC_LOG": true, "DISTCC_VERBOSE": true, "CCACHE_PREFIX": true}
+		"DISTCC_HOSTS": true, "DISTCC_LOG": true, "DISTCC_VERBOSE": true, "CCACHE_PREFIX": true, "CCACHE_DEPEND": true}
 	got := map[string]string{}
 	for _, e := range p.env() {
 		k, v, _ := strings.Cut(e, "=")
@@ -498,6 +498,15 @@ func TestMakeEnvironmentIsBuiltNotInherited(t *testing.T) {
 		if v, ok := got[k]; ok {
 			t.Errorf("the process's %s=%s reaches make", k, v)
 		}
+	}
+	// distcc needs ccache to preprocess: no depend mode with it, depend
+	// mode without (a cold cache builds faster)
+	if v, ok := got["CCACHE_DEPEND"]; ok {
+		t.Errorf("with distcc, CCACHE_DEPEND=%s", v)
+	}
+	local := NewOptions(t.TempDir(), t.TempDir(), x, Slave)
+	if env := strings.Join(plan(local).env(), "\n"); !strings.Contains(env, "\nCCACHE_DEPEND=1\n") {
+		t.Errorf("ccache without distcc is not in depend mode:\n%s", env)
 	}
 	// zero options: the default PATH, no HOME or cache variables
 	bare := plan(NewOptions(t.TempDir(), t.TempDir(), x, Slave)).env()

@@ -14,6 +14,7 @@ import (
 // tftpd-hpa, which chroots into the root first, is not stopped by it.
 func TestCheckReadable(t *testing.T) {
 	if os.Geteuid() != 0 {
+		testutil.Integration(t, "root")
 		testutil.SkipOrFail(t, "needs root to check a file as another user")
 	}
 	top := t.TempDir()

@@ -125,29 +125,38 @@ func Running() bool {
 	return err == nil
 }
 
+// Preflight is what Up refuses before it does anything, so a caller can
+// ask before its own work (a publish): what the input says first (an
+// inventory, LAB_DHCP, DISKLESS_ROOT a directory), then what this process
+// and the machine allow (root, no lab already up).
+func Preflight(o Options) error {
+	if o.Inventory == nil {
+		return errors.New("the lab needs a node inventory (nodes.toml): nodes:add first")
+	}
+	if o.DHCP != "" && o.DHCP != "dhcpd" && o.DHCP != "dnsmasq" {
+		return fmt.Errorf("LAB_DHCP=%s: want dhcpd or dnsmasq", o.DHCP)
+	}
+	if st, err := os.Stat(o.Root); err != nil || !st.IsDir() {
+		return fmt.Errorf("DISKLESS_ROOT=%s: not a directory (publish and nodes:provision first)", o.Root)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the lab needs root (network namespaces, bridges, tap devices, daemons on privileged ports)")
+	}
+	if Running() {
+		return fmt.Errorf("the lab is already up (namespace %s): lab:down first", NetNS)
+	}
+	return nil
+}
+
 // Up creates the namespace and the bridge, renders every configuration
 // into Dir and starts the daemons; it returns when each one answers. On
 // any failure everything started is stopped and the namespace removed.
 func Up(ctx context.Context, o Options) (l *Lab, err error) {
-	// what the input says first, then what this process and the machine
-	// allow
-	if o.Inventory == nil {
-		return nil, errors.New("the lab needs a node inventory (nodes.toml): nodes:add first")
+	if err := Preflight(o); err != nil {
+		return nil, err
 	}
 	if o.DHCP == "" {
 		o.DHCP = "dhcpd"
-	}
-	if o.DHCP != "dhcpd" && o.DHCP != "dnsmasq" {
-		return nil, fmt.Errorf("LAB_DHCP=%s: want dhcpd or dnsmasq", o.DHCP)
-	}
-	if st, err := os.Stat(o.Root); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("DISKLESS_ROOT=%s: not a directory (publish and nodes:provision first)", o.Root)
-	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("the lab needs root (network namespaces, bridges, tap devices, daemons on privileged ports)")
-	}
-	if Running() {
-		return nil, fmt.Errorf("the lab is already up (namespace %s): lab:down first", NetNS)
 	}
 	log := o.Log
 	if log == nil {

@@ -88,17 +88,19 @@ func TapName(mac string) string { return tapName(mac) }
 // from DHCP as a PXE ROM would; x86-64 uefi and http nodes OVMF, its own
 // PXE or HTTP boot without an iPXE ROM, as a server's firmware; arm64
 // nodes AAVMF.
-func FirmwareOf(nd nodes.Node, a arch.Arch) (qemu.Firmware, qemu.FirmwareOptions) {
+func FirmwareOf(nd nodes.Node, a arch.Arch) (qemu.Firmware, qemu.FirmwareOptions, error) {
 	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP
 	switch {
 	case a.SrcArch == "x86" && !efi:
 		// a failed network boot (no lease, a server down) is tried again
 		// after 5 s, as servers' firmware retries PXE
-		return qemu.SeaBIOS, qemu.FirmwareOptions{Retry: 5 * time.Second}
+		return qemu.SeaBIOS, qemu.FirmwareOptions{Retry: 5 * time.Second}, nil
 	case a.SrcArch == "x86":
-		return qemu.OVMF, qemu.FirmwareOptions{HTTP: nd.Boot == nodes.BootHTTP}
+		return qemu.OVMF, qemu.FirmwareOptions{HTTP: nd.Boot == nodes.BootHTTP}, nil
+	case a.Name == "arm64":
+		return qemu.AAVMF, qemu.FirmwareOptions{}, nil
 	}
-	return qemu.AAVMF, qemu.FirmwareOptions{}
+	return "", qemu.FirmwareOptions{}, fmt.Errorf("node %s: the lab boots x86_64, i386 and arm64 nodes; %s (U-Boot) is booted by smoke, which types its commands at the prompt", nd.Name, a.Name)
 }
 
 // Machine is a node on the lab's bridge (a tap device; behind a relay when
@@ -108,6 +110,10 @@ func FirmwareOf(nd nodes.Node, a arch.Arch) (qemu.Firmware, qemu.FirmwareOptions
 // files.
 func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine, func(), error) {
 	a, err := arch.Lookup(nd.Arch)
+	if err != nil {
+		return nil, nil, err
+	}
+	fw, fo, err := FirmwareOf(nd, a)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,7 +140,6 @@ func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine,
 		untap := remove
 		remove = func() { lk.Close(); untap() }
 	}
-	fw, fo := FirmwareOf(nd, a)
 	undo, err := m.UseFirmware(fw, fo)
 	if err != nil {
 		remove()

@@ -41,7 +41,7 @@ type Offer struct {
 // against the real daemon for every client architecture without booting
 // a machine for each.
 func (l *Lab) Probe(ctx context.Context, ask Ask) (*Offer, error) {
-	veth, remove, err := l.veth(ask.MAC)
+	veth, remove, err := l.veth("dlprobe", ask.MAC)
 	if err != nil {
 		return nil, err
 	}
@@ -80,11 +80,11 @@ func (l *Lab) Probe(ctx context.Context, ask Ask) (*Offer, error) {
 	return o, nil
 }
 
-// veth puts a veth pair on the lab's bridge, its outer end (returned)
-// with mac as its address, as a node's NIC would be; the function removes
-// it.
-func (l *Lab) veth(mac string) (string, func(), error) {
-	const veth, peer = "dlprobe", "dlprobe-br"
+// veth puts a veth pair on the lab's bridge, its outer end (returned,
+// named veth) with mac as its address, as a node's NIC would be; the
+// function removes it.
+func (l *Lab) veth(veth, mac string) (string, func(), error) {
+	peer := veth + "-br"
 	ip := func(args ...string) error {
 		if out, err := exec.Command("ip", append([]string{"-n", NetNS}, args...)...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -112,7 +112,7 @@ func (l *Lab) veth(mac string) (string, func(), error) {
 // before ctx ends: the lab's radvd, which ends iPXE's wait for IPv6
 // autoconfiguration.
 func (l *Lab) SolicitRouter(ctx context.Context, mac string) (string, error) {
-	veth, remove, err := l.veth(mac)
+	veth, remove, err := l.veth("dlrs", mac)
 	if err != nil {
 		return "", err
 	}
@@ -132,6 +132,10 @@ func (l *Lab) SolicitRouter(ctx context.Context, mac string) (string, error) {
 	if err := p.SetMulticastInterface(ifi); err != nil {
 		return "", err
 	}
+	// only an answer on the veth counts (the socket hears the bridge too)
+	if err := p.SetControlMessage(ipv6.FlagInterface, true); err != nil {
+		return "", err
+	}
 	rs, _ := (&icmp.Message{Type: ipv6.ICMPTypeRouterSolicitation, Body: &icmp.RawBody{Data: make([]byte, 4)}}).Marshal(nil)
 	allRouters := &net.IPAddr{IP: net.ParseIP("ff02::2"), Zone: veth}
 	buf := make([]byte, 1500)
@@ -140,9 +144,12 @@ func (l *Lab) SolicitRouter(ctx context.Context, mac string) (string, error) {
 		conn.WriteTo(rs, allRouters)
 		conn.SetReadDeadline(time.Now().Add(time.Second))
 		for {
-			n, from, err := conn.ReadFrom(buf)
+			n, cm, from, err := p.ReadFrom(buf)
 			if err != nil {
 				break
+			}
+			if cm == nil || cm.IfIndex != ifi.Index {
+				continue
 			}
 			if m, err := icmp.ParseMessage(58, buf[:n]); err == nil && m.Type == ipv6.ICMPTypeRouterAdvertisement {
 				return from.String(), nil

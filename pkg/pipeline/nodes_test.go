@@ -22,12 +22,18 @@ import (
 // x86 arch: no PXELINUX or iPXE files from Debian's packages are needed).
 func fakeBuild(t *testing.T, artifacts, content string) {
 	t.Helper()
-	dir := filepath.Join(artifacts, "arm64")
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "Image_arm64"), []byte(content), 0o644)
-	sum := sha256.Sum256([]byte(content))
-	meta, _ := json.Marshal(map[string]any{"artifacts": []map[string]string{{"name": "Image_arm64", "sha256": hex.EncodeToString(sum[:])}}})
-	os.WriteFile(filepath.Join(dir, "build_arm64.json"), meta, 0o644)
+	for a, names := range map[string][]string{"arm64": {"Image_arm64"}, "x86_64": {"bzImage_x86_64", "initramfs_x86_64.cpio.zst"}} {
+		dir := filepath.Join(artifacts, a)
+		os.MkdirAll(dir, 0o755)
+		var list []map[string]string
+		for _, name := range names {
+			os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+			sum := sha256.Sum256([]byte(content))
+			list = append(list, map[string]string{"name": name, "sha256": hex.EncodeToString(sum[:])})
+		}
+		meta, _ := json.Marshal(map[string]any{"artifacts": list})
+		os.WriteFile(filepath.Join(dir, "build_"+a+".json"), meta, 0o644)
+	}
 }
 
 const invA = `[network]
@@ -136,6 +142,10 @@ func checkServes(t *testing.T, root string, s *settings.Settings) {
 		}
 		if nfsroot(got[name]) == "" {
 			t.Errorf("%s has no nfsroot=", name)
+		}
+		// written out, not by Pin: the kernel comes from the live generation
+		if gen := fmt.Sprintf(".diskless/generations/%06d/", m.Generation); !strings.Contains(got[name], gen) {
+			t.Errorf("%s does not fetch from %s:\n%s", name, gen, got[name])
 		}
 	}
 }

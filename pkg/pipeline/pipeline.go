@@ -1,9 +1,13 @@
 // Package pipeline chains the stages for one arch: the slave kernel
 // (pkg/kbuild), the fallback initramfs (pkg/initramfs) and the netboot image
 // (pkg/elfboot), and the CI artifact job on top (publish to a scratch root,
-// boot every path, bundle) and the publish target (CI bundles or
-// artifacts/ into DISKLESS_ROOT). The magefile's targets call it with the
-// settings it loaded; each stage's logic stays in its own package.
+// boot every path, bundle), the publish target (CI bundles or artifacts/
+// into DISKLESS_ROOT, with the per-node files rendered from the loaded
+// inventory) and the bodies of the targets that chain packages (kernel,
+// build:all, smoke, lab:up, nodes:add; targets.go). The magefile's targets
+// call it with the settings it loaded; each stage's logic stays in its own
+// package, and the scenarios (pkg/smoke, pkg/storm) sit beside it: storm
+// calls it to publish.
 package pipeline
 
 import (
@@ -294,6 +298,19 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger, only .
 			return nil, err
 		}
 	}
+	if s.Inventory == nil {
+		if live, err := publish.ReadManifest(s.Root); err == nil {
+			n := 0
+			for _, f := range live.Files {
+				if publish.IsNodeFile(f.Name) {
+					n++
+				}
+			}
+			if n > 0 {
+				log.Warn("no node inventory: the live generation's per-node files are not published again", "files", n, "inventory", s.NodesFile)
+			}
+		}
+	}
 	boot := s.Boot
 	return publish.Publish(ctx, append(files, nodeFiles...), publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Nodes: true, Drop: s.PublishDrop, PXE: &boot,
 		Sign: Signer(s), Trusted: s.TrustedKeys, Log: log})
@@ -330,6 +347,9 @@ func PublishNodes(ctx context.Context, s *settings.Settings, log *slog.Logger) (
 	}
 	if err := checkTrust(s, false); err != nil {
 		return false, nil, err
+	}
+	if live, err := publish.ReadManifest(s.Root); err == nil && live.Signed && s.SigningKey == nil {
+		return false, nil, fmt.Errorf("the live generation %d of %s is signed, and its per-node files differ from %s's: set SIGNING_KEY to publish them signed (an unsigned generation would replace a signed one)", live.Generation, s.Root, s.NodesFile)
 	}
 	boot := s.Boot
 	m, err := publish.Publish(ctx, files, publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Nodes: true, PXE: &boot,

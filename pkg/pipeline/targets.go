@@ -62,14 +62,18 @@ func LabOptions(s *settings.Settings, log *slog.Logger) lab.Options {
 	return lab.Options{Dir: filepath.Join(s.Artifacts, "lab"), Root: s.Root, Inventory: s.Inventory, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log, Detach: true}
 }
 
-// LabUp is lab:up: the lab's packages, the inventory's per-node files
-// published when the live ones differ (the manifest of that publish, or
-// nil), then the daemons, left running.
+// LabUp is lab:up: the lab's packages, what the lab refuses checked
+// first, the inventory's per-node files published when the live ones
+// differ (the manifest of that publish, or nil; it needs a published
+// tree), then the daemons, left running.
 func LabUp(ctx context.Context, s *settings.Settings, log *slog.Logger) (*lab.Lab, *publish.Manifest, error) {
 	if s.Inventory == nil {
 		return nil, nil, fmt.Errorf("node inventory %s does not exist: add a node first (nodes:add name=... mac=... ip=... arch=...)", s.NodesFile)
 	}
 	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
+		return nil, nil, err
+	}
+	if err := lab.Preflight(LabOptions(s, log)); err != nil {
 		return nil, nil, err
 	}
 	_, m, err := PublishNodes(ctx, s, log)

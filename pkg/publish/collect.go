@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/diskless/diskless/pkg/arch"
@@ -43,6 +44,8 @@ type artifactMeta struct {
 	} `json:"artifacts"`
 	Name   string `json:"name"`
 	SHA256 string `json:"sha256"`
+	// Cmdline is what a netboot image carries built in.
+	Cmdline string `json:"cmdline"`
 }
 
 func kindOfArtifact(a arch.Arch, name string) string {
@@ -92,6 +95,9 @@ func Collect(artifacts string, st pxe.Settings, only ...arch.Arch) ([]File, erro
 			if err := json.Unmarshal(raw, &m); err != nil {
 				return nil, fmt.Errorf("%s: %w", filepath.Join(dir, metaName), err)
 			}
+			if strings.HasPrefix(metaName, "netboot_") && m.Cmdline != "" && m.Cmdline != st.Cmdline(a) {
+				return nil, staleCmdline(a, m.Name, m.Cmdline, st, "build:netboot")
+			}
 			type pair struct{ name, sum string }
 			var ps []pair
 			for _, art := range m.Artifacts {
@@ -111,6 +117,14 @@ func Collect(artifacts string, st pxe.Settings, only ...arch.Arch) ([]File, erro
 		}
 		if len(files) > n0 && a.SrcArch == "x86" {
 			x86 = append(x86, a)
+		}
+		if len(files) > n0 && a.EFIImagePath != "" {
+			// the EFI kernel carries the command line as CONFIG_CMDLINE
+			if cfg, err := os.ReadFile(filepath.Join(dir, "config_"+a.Name)); err == nil {
+				if got, ok := configCmdline(string(cfg)); ok && got != st.Cmdline(a) {
+					return nil, staleCmdline(a, "vmlinuz_"+a.Name, got, st, "build:slave")
+				}
+			}
 		}
 	}
 	if len(files) == 0 {
@@ -158,4 +172,23 @@ func NodeFiles(rendered map[string]string) []File {
 		out = append(out, File{Name: n, Data: []byte(rendered[n]), Kind: kind})
 	}
 	return out
+}
+
+// configCmdline is a kernel config's CONFIG_CMDLINE.
+func configCmdline(cfg string) (string, bool) {
+	for _, l := range strings.Split(cfg, "\n") {
+		if v, ok := strings.CutPrefix(l, "CONFIG_CMDLINE="); ok {
+			if u, err := strconv.Unquote(v); err == nil {
+				return u, true
+			}
+		}
+	}
+	return "", false
+}
+
+// staleCmdline refuses an image whose built-in command line is not what
+// the node settings (the inventory loaded now) say: its nodes would mount
+// another root.
+func staleCmdline(a arch.Arch, name, built string, st pxe.Settings, target string) error {
+	return fmt.Errorf("%s carries the command line %q, but the node settings now say %q: run %s arch=%s (or build:all) before publishing it", name, built, st.Cmdline(a), target, a.Name)
 }

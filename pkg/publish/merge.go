@@ -145,7 +145,8 @@ func x86Arches(files []File) []arch.Arch {
 
 // BootConfigs renders the boot configurations for the x86 arches in files,
 // each with its initramfs when files have one and the command line of st:
-// pxelinux.cfg/default (x86_64 first: PXELINUX boots the first label),
+// pxelinux.cfg/default (PXELINUX boots the first label: the CPU's choice,
+// ifcpu64.c32, with x86_64 and i386; x86_64 first),
 // boot-<arch>.ipxe (kernel and initramfs over HTTP) and boot.ipxe, which
 // DHCP hands every iPXE client: it chains the node's own script, else its
 // arch's. None when files hold no x86 kernel.
@@ -198,7 +199,40 @@ func withDefaultConfig(files []File, st pxe.Settings) ([]File, error) {
 	if err != nil {
 		return out, err
 	}
-	return append(out, gen...), nil
+	out = append(out, gen...)
+	return withCPUModules(out)
+}
+
+// withCPUModules adds, when pxelinux.cfg/default chooses the kernel by
+// CPU, the COM32 modules that choice loads and files lack (a bundle made
+// before they were published), from Debian's syslinux-common; without
+// them a node would stop at PXELINUX's prompt.
+func withCPUModules(files []File) ([]File, error) {
+	uses, have := false, map[string]bool{}
+	for _, f := range files {
+		have[f.Name] = true
+		if f.Name == DefaultConfigName && strings.Contains(string(f.Data), "COM32 "+pxe.CPULabelModules[0]) {
+			uses = true
+		}
+	}
+	if !uses {
+		return files, nil
+	}
+	for _, m := range pxe.CPULabelModules {
+		if have[m] {
+			continue
+		}
+		for _, p := range PXELinux {
+			if p.Name != m {
+				continue
+			}
+			if _, err := os.Stat(p.Path); err != nil {
+				return nil, fmt.Errorf("pxelinux.cfg/default chooses the kernel by CPU with %s, which neither the files published nor this machine have (%s): install the Debian package %s", m, p.Path, p.Package)
+			}
+			files = append(files, File{Name: p.Name, Source: p.Path, Kind: "bootloader"})
+		}
+	}
+	return files, nil
 }
 
 // readSums reads a SHA256SUMS file into name -> sha256.

@@ -230,6 +230,14 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 	if files, err = pinConfigs(files, n); err != nil {
 		return nil, err
 	}
+	for _, f := range files {
+		if !IsNodeFile(f.Name) {
+			continue
+		}
+		for _, name := range unpinned(string(f.Data)) {
+			log.Warn("a per-node file names a file this generation does not have: that node will not boot from it", "file", f.Name, "names", name)
+		}
+	}
 	tmp := filepath.Join(o.Root, genDir, fmt.Sprintf(".tmp-%06d", n))
 	os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
@@ -326,6 +334,36 @@ func pinConfigs(files []File, n int) ([]File, error) {
 		out[i].Source, out[i].SHA256 = "", ""
 	}
 	return out, nil
+}
+
+// unpinned lists what a pinned boot configuration loads that Pin left as
+// it was (its KERNEL, INITRD, or iPXE kernel and initrd): a file the
+// generation does not have.
+func unpinned(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		var names []string
+		switch {
+		case strings.EqualFold(f[0], "KERNEL"):
+			names = f[1:2]
+		case strings.EqualFold(f[0], "INITRD") && f[0] == strings.ToUpper(f[0]):
+			names = strings.Split(f[1], ",")
+		case f[0] == "kernel":
+			names = f[1:2]
+		case f[0] == "initrd":
+			names = f[len(f)-1:]
+		}
+		for _, n := range names {
+			if !strings.Contains(n, genDir+"/") {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // TopLevel returns the top-level names of a file set: "pxelinux.cfg" for

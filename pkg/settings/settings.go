@@ -116,6 +116,9 @@ type Settings struct {
 	Inventory *nodes.Inventory // nil when NodesFile does not exist
 	NodeBoot  string           // BOOT, for nodes:add
 
+	// rootSet: DISKLESS_ROOT was given (not the default)
+	rootSet bool
+
 	// Tests.
 	QEMUAccel  string   // QEMU_ACCEL: "", tcg or kvm
 	SmokePaths []string // SMOKE_PATHS
@@ -303,10 +306,7 @@ func (s *Settings) inventory(get func(string) string, _ Lookup) error {
 		return err
 	}
 	if s.Inventory != nil {
-		s.Inventory.Initrd = map[string]string{}
-		for _, a := range arch.All() {
-			s.Inventory.Initrd[a.Name] = initramfs.ArtifactName(a, s.Compress)
-		}
+		s.Inventory.Initrd = s.Initrds()
 	}
 	s.Image = get("IMAGE")
 	if s.Image == "" && s.Inventory != nil {
@@ -319,6 +319,17 @@ func (s *Settings) inventory(get func(string) string, _ Lookup) error {
 		return fmt.Errorf("IMAGE: %w", err)
 	}
 	return nil
+}
+
+// Initrds names the fallback initramfs of each arch as publish names it
+// (INITRAMFS_COMPRESS decides the extension): what an inventory's
+// per-node files boot as INITRD.
+func (s *Settings) Initrds() map[string]string {
+	out := map[string]string{}
+	for _, a := range arch.All() {
+		out[a.Name] = initramfs.ArtifactName(a, s.Compress)
+	}
+	return out
 }
 
 // ImageOptions are the options of build:image for an arch.
@@ -335,7 +346,7 @@ func (s *Settings) network(get func(string) string) error {
 	root := get("DISKLESS_ROOT")
 	if s.Inventory == nil {
 		s.Boot = env.WithDefaults()
-		s.Root = root
+		s.Root, s.rootSet = root, root != ""
 		if s.Root == "" {
 			s.Root = "/diskless"
 		}
@@ -413,6 +424,17 @@ func (s *Settings) NewNetwork(nd nodes.Node) (nodes.Network, error) {
 		n.Master = s.Boot.Server
 	}
 	n.Root = s.Root
+	// NFS_ROOT alone says the root too: <root>/%s
+	if s.Boot.Root != pxe.DefaultRoot {
+		r, ok := strings.CutSuffix(s.Boot.Root, "/%s")
+		switch {
+		case !ok || r == "":
+			return n, fmt.Errorf("NFS_ROOT=%s: an inventory's nodes have their roots at <root>/<ip>, so NFS_ROOT must be <root>/%%s for a new %s (or unset NFS_ROOT)", s.Boot.Root, s.NodesFile)
+		case s.rootSet && r != s.Root:
+			return n, fmt.Errorf("NFS_ROOT=%s but DISKLESS_ROOT=%s: the nodes' roots are <root>/%%s; set one of them", s.Boot.Root, s.Root)
+		}
+		n.Root = r
+	}
 	if s.Boot.Opts != pxe.DefaultOpts {
 		n.NFSOpts = s.Boot.Opts
 	}

@@ -414,3 +414,46 @@ func TestKernelOptionsCarryTheBuildEnvironment(t *testing.T) {
 		t.Errorf("unset: path %q ccache %q home %q", o.Path, o.CcacheDir, o.Home)
 	}
 }
+
+// NFS_ROOT alone says the root a new inventory gets (<root>/%s), so the
+// next command with it loads; with DISKLESS_ROOT naming another root, or
+// not of the <root>/%s form, nodes:add refuses before writing anything.
+func TestNodesAddWithNFSRoot(t *testing.T) {
+	nd, err := nodes.ParseAddArgs([]string{"name=slave21", "mac=00:02:A5:04:3B:66", "ip=192.168.1.21", "arch=x86_64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := project(t)
+	env := map[string]string{"NFS_ROOT": "/srv/y/%s"}
+	s, err := load(t, dir, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	network, err := s.NewNetwork(nd)
+	if err != nil || network.Root != "/srv/y" {
+		t.Fatalf("root %q %v", network.Root, err)
+	}
+	if err := nodes.AddNode(s.NodesFile, nd, network); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = load(t, dir, env); err != nil || s.Root != "/srv/y" {
+		t.Errorf("the next command with NFS_ROOT=/srv/y/%%s: %v (root %q)", err, s.Root)
+	}
+	for env, want := range map[string]string{
+		"/srv/z/%s|/srv/other": "NFS_ROOT=/srv/z/%s but DISKLESS_ROOT=/srv/other",
+		"/srv/z/nodes|":        "NFS_ROOT must be <root>/%s",
+	} {
+		nfsRoot, root, _ := strings.Cut(env, "|")
+		e := map[string]string{"NFS_ROOT": nfsRoot}
+		if root != "" {
+			e["DISKLESS_ROOT"] = root
+		}
+		s, err := load(t, project(t), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.NewNetwork(nd); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: %v, want %q", e, err, want)
+		}
+	}
+}

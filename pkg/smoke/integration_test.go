@@ -75,11 +75,13 @@ func TestIntegrationPXELinuxDefaultBothX86(t *testing.T) {
 	if _, err := publish.Publish(ctx, files, publish.Options{Root: root}); err != nil {
 		t.Fatal(err)
 	}
+	accel := testAccel()
 	for _, a := range archs {
-		rep, err := smoke.Run(ctx, smoke.Options{Accel: testAccel(), Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"pxelinux-default"}})
+		rep, err := smoke.Run(ctx, smoke.Options{Accel: accel, Arch: a, Root: root, LogDir: t.TempDir(), Work: t.TempDir(), Only: []string{"pxelinux-default"}})
 		var results []smoke.PathResult
 		if rep != nil {
 			results = rep.Paths
+			accel = rep.Accel // probed once
 		}
 		for _, r := range results {
 			t.Logf("%s %s", a.QEMU, r.Line())

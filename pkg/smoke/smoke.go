@@ -317,21 +317,20 @@ func (s *smoke) pxelinuxDefault(log string) error {
 		return err
 	}
 	defer sess.Stop()
-	res, err := sess.Expect([]string{"Kernel command line:"}, nil, s.o.Timeout)
+	res, err := sess.Expect(boot.Markers(boot.Cmdline), nil, s.o.Timeout)
 	if err != nil {
 		return err
 	}
-	cmdline := lineOf(res.Console, "Kernel command line:") // a complete line
+	cmdline := lineOf(res.Console, boot.Markers(boot.Cmdline)[0]) // a complete line
 	if !strings.Contains(cmdline, appendLine) || !strings.Contains(cmdline, "BOOT_IMAGE="+kernel+" ") {
 		return fmt.Errorf("the kernel did not get label %s (KERNEL %s, APPEND %q) of the published default:\n%s", label, kernel, appendLine, cmdline)
 	}
-	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
+	if _, err := sess.Expect(boot.Markers(boot.IPConfig), nil, s.o.Timeout); err != nil {
 		return err
 	}
 	// the kernel's own NFS root fails without an initramfs; with one, the
 	// fallback init prints its diagnosis and then starts the shell
-	want := []string{"VFS: Unable to mount root fs via NFS", "Root-NFS: ", "starting a rescue shell"}
-	res, err = sess.Expect(want, []string{"PXE-E"}, s.o.Timeout)
+	res, err = sess.Expect(boot.Markers(boot.RootAsked, boot.Rescue), boot.Failures(boot.Initramfs), s.o.Timeout)
 	if err != nil {
 		return err
 	}
@@ -426,7 +425,7 @@ func (s *smoke) pxelinux(log string, perNode bool) error {
 		return err
 	}
 	defer sess.Stop()
-	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
+	if _, err := sess.Expect(boot.Markers(boot.IPConfig), nil, s.o.Timeout); err != nil {
 		return err
 	}
 	extra := []string{"BOOT_IMAGE=" + s.o.Arch.ArtifactName()}
@@ -466,7 +465,7 @@ func (s *smoke) etherboot(log string) error {
 	if _, err := sess.Expect(boot.Markers(boot.Kernel), nil, min(45*time.Second, s.o.Timeout)); err != nil {
 		return fmt.Errorf("iPXE did not start the kernel from %s (iPXE prints its own errors on the VGA console only; check the image with readelf -l): %w", filepath.Base(s.vmlinuz), err)
 	}
-	if _, err := sess.Expect([]string{"IP-Config: Complete"}, nil, s.o.Timeout); err != nil {
+	if _, err := sess.Expect(boot.Markers(boot.IPConfig), nil, s.o.Timeout); err != nil {
 		return err
 	}
 	return s.reachRoot(sess, srv, "diskless.smoke=etherboot")
@@ -504,7 +503,7 @@ func (s *smoke) fallback(log string) error {
 		return err
 	}
 	defer sess2.Stop()
-	if _, err := sess2.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout); err != nil {
+	if _, err := sess2.Expect(boot.Markers(boot.Rescue), nil, s.o.Timeout); err != nil {
 		return err
 	}
 	srv3, err := testnfs.StartOnPort(srv.Dir, testnfs.TestExport, srv.Port)
@@ -541,7 +540,7 @@ func (s *smoke) rescued(log, kernel, initrd string) (*testnfs.Server, error) {
 		return nil, err
 	}
 	defer sess.Stop()
-	res, err := sess.Expect([]string{"starting a rescue shell"}, nil, s.o.Timeout)
+	res, err := sess.Expect(boot.Markers(boot.Rescue), nil, s.o.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -596,7 +595,7 @@ func (s *smoke) uefi(log string) error {
 		return err
 	}
 	defer sess.Stop()
-	if _, err := sess.Expect([]string{"EFI stub: Booting Linux Kernel"}, nil, s.o.Timeout); err != nil {
+	if _, err := sess.Expect(boot.Markers(boot.EFIStub), nil, s.o.Timeout); err != nil {
 		return err
 	}
 	return s.reachRoot(sess, srv)
@@ -635,7 +634,7 @@ func (s *smoke) uefiUBoot(log string) error {
 	for _, cmd := range []struct{ line, want string }{
 		{"setenv bootargs console=" + s.o.Arch.Console + " " + srv.NFSRootArgs() + " panic=-1", ""},
 		{"tftpboot ${kernel_addr_r} " + filepath.Base(s.vmlinuz), "Bytes transferred"},
-		{"bootefi ${kernel_addr_r} ${fdtcontroladdr}", "EFI stub: Booting Linux Kernel"},
+		{"bootefi ${kernel_addr_r} ${fdtcontroladdr}", boot.Markers(boot.EFIStub)[0]},
 	} {
 		if err := sess.Send(cmd.line + "\r"); err != nil {
 			return err

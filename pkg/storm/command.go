@@ -195,6 +195,10 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if len(bare) > 0 {
 		log.Warn("these nodes' roots have no /sbin/init (no image in nodes.toml, nothing copied in): the storm times them up to their NFS root", "nodes", strings.Join(bare, " "))
 	}
+	labOpts := lab.Options{Dir: dir, Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log}
+	if err := lab.Preflight(labOpts); err != nil {
+		return nil, "", err
+	}
 	// the nodes boot what this inventory says, whatever an earlier render
 	// or publish left: its per-node files, published (and published again
 	// by the publish fault) from it
@@ -205,7 +209,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	} else if ok {
 		log.Info("published the storm inventory's per-node files", "generation", m.Generation)
 	}
-	l, err := lab.Up(ctx, lab.Options{Dir: dir, Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log})
+	l, err := lab.Up(ctx, labOpts)
 	if err != nil {
 		return nil, "", err
 	}

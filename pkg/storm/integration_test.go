@@ -37,6 +37,8 @@ type fixture struct {
 	// inv is the grown inventory, nodes the storm's nodes
 	inv   *nodes.Inventory
 	nodes []nodes.Node
+	// other is another inventory (slave21 with another root)
+	other *nodes.Inventory
 	l     *lab.Lab
 	// timeout for each node of a storm
 	timeout time.Duration
@@ -64,7 +66,7 @@ func newFixture(t testing.TB, n int, image string) *fixture {
 	if f.inv, f.nodes, err = Grow(f.Inv, n); err != nil {
 		t.Fatal(err)
 	}
-	f.staleRender(t)
+	f.other = f.staleRender(t)
 	if err := f.Publish(f.inv); err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +98,9 @@ func (f *fixture) publish() error { return f.Publish(f.inv) }
 
 // staleRender leaves in artifacts/master what nodes:render wrote for
 // another inventory: slave21 with another root. Publishing must not serve
-// it (before, slave21 asked for that root and was refused).
-func (f *fixture) staleRender(t testing.TB) {
+// it (before, slave21 asked for that root and was refused). It returns
+// that inventory.
+func (f *fixture) staleRender(t testing.TB) *nodes.Inventory {
 	t.Helper()
 	text := strings.NewReplacer("{root}", filepath.Join(f.Tmp, "another-root"), "{home}", f.Home).Replace(stormInv) +
 		"\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5:04:3B:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n"
@@ -112,6 +115,7 @@ func (f *fixture) staleRender(t testing.TB) {
 	if err := nodes.WriteFiles(filepath.Join(f.S.Artifacts, "master"), files); err != nil {
 		t.Fatal(err)
 	}
+	return other
 }
 
 func (f *fixture) pick(boot string, n int) []nodes.Node {
@@ -220,7 +224,19 @@ func TestIntegrationStorm(t *testing.T) {
 	var mu sync.Mutex
 
 	t.Run("lab:storm n=8 loss=5%", func(t *testing.T) {
+		// the live generation serves the other inventory's per-node
+		// files: lab:storm publishes its own before the nodes boot
+		if err := f.Publish(f.other); err != nil {
+			t.Fatal(err)
+		}
+		slave21 := filepath.Join(f.Root, "pxelinux.cfg", "01-00-02-a5-04-3b-66")
+		if data, _ := os.ReadFile(slave21); !strings.Contains(string(data), "another-root") {
+			t.Fatalf("the other inventory is not served:\n%s", data)
+		}
 		r := f.command(t, "n=8 loss=5%")
+		if data, _ := os.ReadFile(slave21); !strings.Contains(string(data), "nfsroot=192.168.1.1:"+f.Root+"/192.168.1.21") {
+			t.Errorf("after lab:storm, slave21's file is not the storm inventory's:\n%s", data)
+		}
 		if r.Dropped == 0 {
 			t.Error("no frame was dropped: the loss was not applied")
 		}

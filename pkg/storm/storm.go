@@ -427,6 +427,10 @@ func bootNode(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, pr
 	if err != nil {
 		res.Error = err.Error()
 		res.StoppedAt = v.StoppedAt
+		if res.StoppedAt == "" {
+			// up, but not from one generation
+			res.StoppedAt = "one generation's files"
+		}
 		return res
 	}
 	res.Up, res.UpAt = true, v.UpAt

@@ -79,7 +79,7 @@ func TestReport(t *testing.T) {
 	}
 	stopped := boot.Next([]boot.Reached{{Name: "DHCP lease (firmware)"}, {Name: "first file loaded"}})
 	r := &Report{N: 2, Failed: []string{"b"}, Nodes: []NodeResult{{Name: "a", Up: true}, {Name: "b", IP: "192.168.1.5", Boot: "ipxe", StoppedAt: stopped, Error: "timed out", Console: "b.log"}}}
-	if err := r.Err(); err == nil || !strings.Contains(err.Error(), `b (192.168.1.5, boot = ipxe): stopped before "iPXE script loaded": timed out (console: b.log)`) {
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), `b (192.168.1.5, boot = ipxe): stopped before "kernel and initramfs fetched": timed out (console: b.log)`) {
 		t.Errorf("report error: %v", err)
 	}
 	// all up, but a fault that could not be applied fails the storm
