@@ -91,6 +91,8 @@ type Inventory struct {
 	// stated maps each [network] key the file states (as opposed to a
 	// default) to its line (0: not found, e.g. a dotted key).
 	stated map[string]int
+	// nodeLines are the [[node]] headers' lines (Parse)
+	nodeLines []int
 }
 
 // Boot methods: how the node's firmware starts and what it fetches how.
@@ -158,6 +160,7 @@ func Parse(data []byte, name string) (*Inventory, error) {
 		}
 		return nil, fmt.Errorf("%s: unknown key(s) %s (see the schema in README.md)", name, strings.Join(keys, ", "))
 	}
+	inv.nodeLines = nodeLines(data)
 	inv.stated = map[string]int{}
 	for _, k := range md.Keys() {
 		if len(k) == 2 && k[0] == "network" && md.IsDefined(k...) {
@@ -181,6 +184,28 @@ func (inv *Inventory) Stated(key string) (where string, ok bool) {
 		return inv.file, true
 	}
 	return fmt.Sprintf("%s:%d", inv.file, line), true
+}
+
+// nodeLines are the 1-based lines of the file's [[node]] headers, in
+// order: node i's is nodeLines[i].
+func nodeLines(data []byte) []int {
+	var out []int
+	for i, line := range strings.Split(string(data), "\n") {
+		l, _, _ := strings.Cut(line, "#")
+		if strings.ReplaceAll(strings.ReplaceAll(l, " ", ""), "\t", "") == "[[node]]" {
+			out = append(out, i+1)
+		}
+	}
+	return out
+}
+
+// nodeWhere names node i (0-based) for a message: "node 2 (b, line
+// 12)", the line of its [[node]] when the file was read by Parse.
+func (inv *Inventory) nodeWhere(i int) string {
+	if i < len(inv.nodeLines) && len(inv.nodeLines) == len(inv.Nodes) {
+		return fmt.Sprintf("node %d (%s, line %d)", i+1, inv.Nodes[i].Name, inv.nodeLines[i])
+	}
+	return fmt.Sprintf("node %d (%s)", i+1, inv.Nodes[i].Name)
 }
 
 // networkKeyLine is the 1-based line where data states key in its
@@ -301,7 +326,7 @@ func (inv *Inventory) Validate() error {
 	}
 	seen := map[string]map[string]int{"name": {}, "mac": {}, "ip": {}}
 	for i, nd := range inv.Nodes {
-		where := fmt.Sprintf("node %d (%s)", i+1, nd.Name)
+		where := inv.nodeWhere(i)
 		if !hostnameRe.MatchString(nd.Name) {
 			add(where, "name %q: want a host name (lower-case letters, digits, '-', at most 63 characters)", nd.Name)
 		}
@@ -331,14 +356,18 @@ func (inv *Inventory) Validate() error {
 		if strings.ContainsAny(nd.KernelArgs, "\"\n\r") {
 			add(where, "kernel_args must not contain quotes or line breaks")
 		}
-		for _, k := range []struct{ key, val string }{{"name", nd.Name}, {"mac", nd.MAC}, {"ip", nd.IP}} {
+		mac := nd.MAC
+		if err == nil {
+			mac = hw.String() // 00:02:A5:... and 00:02:a5:... are one NIC
+		}
+		for _, k := range []struct{ key, val string }{{"name", nd.Name}, {"mac", mac}, {"ip", nd.IP}} {
 			if k.val == "" {
 				continue
 			}
 			if j, dup := seen[k.key][k.val]; dup {
-				add(where, "%s %s is also node %d's", k.key, k.val, j)
+				add(where, "%s %s is also that of %s", k.key, k.val, inv.nodeWhere(j))
 			}
-			seen[k.key][k.val] = i + 1
+			seen[k.key][k.val] = i
 		}
 	}
 	if len(errs) > 0 {

@@ -3,6 +3,7 @@ package nodes
 import (
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,11 +69,11 @@ func TestHOWTOExampleGolden(t *testing.T) {
 // checkWithDaemons runs the real programs on rendered files.
 func checkWithDaemons(t *testing.T, files Files) {
 	t.Helper()
+	testutil.NeedTool(t, "apt-get", "apt")
 	dir := t.TempDir()
 	if err := WriteFiles(dir, files); err != nil {
 		t.Fatal(err)
 	}
-	testutil.NeedTool(t, "apt-get", "apt")
 	cache, err := os.UserCacheDir() // $XDG_CACHE_HOME, else ~/.cache: the project's cache is below it
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +101,9 @@ func checkWithDaemons(t *testing.T, files Files) {
 	}
 	findmnt := testutil.NeedTool(t, "findmnt", "util-linux")
 	fstabs, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "etc", "fstab"))
+	if len(fstabs) > 20 {
+		fstabs = fstabs[:20] // one program run each: the first 20 of thousands
+	}
 	for _, f := range fstabs {
 		out, err := exec.Command(findmnt, "--verify", "--tab-file", f).CombinedOutput()
 		// The one warning, root passno 0, is right for an NFS root (there
@@ -138,6 +142,46 @@ func checkExportsSyntax(t *testing.T, exports string) {
 					t.Errorf("exports line %d: unknown option %q", i+1, o)
 				}
 			}
+		}
+	}
+}
+
+// 10,000 nodes: the inventory validates, and the daemons take what it
+// renders (dhcpd -t with 10,000 hosts, dnsmasq --test, radvd).
+func TestManyNodesDaemons(t *testing.T) {
+	inv, err := Parse([]byte(manyNodes(10000)), "many.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := inv.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(files["dhcpd.conf"], "\nhost "); n != 10000 {
+		t.Errorf("dhcpd.conf has %d hosts", n)
+	}
+	checkWithDaemons(t, files)
+}
+
+// Among 10,000 nodes, a duplicate MAC (in another case) and a duplicate
+// address are named with both nodes' names and the lines of their
+// [[node]].
+func TestManyNodesDuplicates(t *testing.T) {
+	text := manyNodes(10000)
+	text += "\n[[node]]\nname = \"late\"\nmac = \"52:54:00:00:26:0F\"\nip = \"10.20.200.9\"\narch = \"x86_64\"\n"
+	text += "\n[[node]]\nname = \"later\"\nmac = \"52:54:00:aa:aa:aa\"\nip = \"10.20.1.2\"\narch = \"x86_64\"\n"
+	_, err := Parse([]byte(text), "many.toml")
+	if err == nil {
+		t.Fatal("duplicates accepted")
+	}
+	// node 9744 is 52:54:00:00:26:0f; node 1 is 10.20.1.2; a node's
+	// [[node]] is 7 lines after the one before, from line 7
+	for _, want := range []string{
+		"node 10001 (late, line 70007): mac 52:54:00:00:26:0f is also that of node 9744 (node9743, line 68208)",
+		"node 10002 (later, line 70013): ip 10.20.1.2 is also that of node 1 (node000, line 7)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\nlacks %q", err, want)
 		}
 	}
 }
@@ -213,12 +257,13 @@ func TestBadInventories(t *testing.T) {
 	}
 	ok := node("a", "00:00:00:00:00:01", "192.168.1.2", "x86_64")
 	cases := map[string]struct{ text, want string }{
-		"mac syntax":    {base + node("a", "00:00:00:00:01", "192.168.1.2", "x86_64"), `node 1 (a): mac "00:00:00:00:01"`},
+		"mac syntax":    {base + node("a", "00:00:00:00:01", "192.168.1.2", "x86_64"), `node 1 (a, line 5): mac "00:00:00:00:01"`},
 		"ip syntax":     {base + node("a", "00:00:00:00:00:01", "192.168.1.300", "x86_64"), `ip "192.168.1.300": not an IPv4`},
 		"outside":       {base + node("a", "00:00:00:00:00:01", "10.0.0.2", "x86_64"), "outside subnet 192.168.1.0/24"},
-		"dup mac":       {base + ok + node("b", "00:00:00:00:00:01", "192.168.1.3", "x86_64"), "node 2 (b): mac 00:00:00:00:00:01 is also node 1's"},
-		"dup ip":        {base + ok + node("b", "00:00:00:00:00:02", "192.168.1.2", "x86_64"), "ip 192.168.1.2 is also node 1's"},
-		"dup name":      {base + ok + node("a", "00:00:00:00:00:02", "192.168.1.3", "x86_64"), "name a is also node 1's"},
+		"dup mac":       {base + ok + node("b", "00:00:00:00:00:01", "192.168.1.3", "x86_64"), "node 2 (b, line 11): mac 00:00:00:00:00:01 is also that of node 1 (a, line 5)"},
+		"dup ip":        {base + ok + node("b", "00:00:00:00:00:02", "192.168.1.2", "x86_64"), "ip 192.168.1.2 is also that of node 1 (a, line 5)"},
+		"dup mac case":  {base + node("a", "02:00:00:00:00:AB", "192.168.1.2", "x86_64") + node("b", "02:00:00:00:00:ab", "192.168.1.3", "x86_64"), "node 2 (b, line 11): mac 02:00:00:00:00:ab is also that of node 1 (a, line 5)"},
+		"dup name":      {base + ok + node("a", "00:00:00:00:00:02", "192.168.1.3", "x86_64"), "name a is also that of node 1 (a, line 5)"},
 		"arch":          {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "sparc"), `unknown arch "sparc"`},
 		"hostname":      {base + node("Bad_Name", "00:00:00:00:00:01", "192.168.1.2", "x86_64"), `name "Bad_Name"`},
 		"escape":        {base + node("../../etc", "00:00:00:00:00:01", "192.168.1.2", "x86_64"), `name "../../etc"`},
@@ -226,9 +271,9 @@ func TestBadInventories(t *testing.T) {
 		"unknown key":   {base + ok + "colour = \"red\"\n", "unknown key(s) node.colour"},
 		"no nodes":      {base, "no nodes"},
 		"boot":          {base + ok + "boot = \"floppy\"\n", `boot = "floppy": want one of pxelinux, etherboot, ipxe, uefi, http`},
-		"pxe on arm64":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "arm64") + "boot = \"pxelinux\"\n", `node 1 (a): boot = "pxelinux" is for BIOS x86 nodes; arm64 boots by uefi or http`},
+		"pxe on arm64":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "arm64") + "boot = \"pxelinux\"\n", `node 1 (a, line 5): boot = "pxelinux" is for BIOS x86 nodes; arm64 boots by uefi or http`},
 		"ipxe on riscv": {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "riscv64") + "boot = \"ipxe\"\n", `boot = "ipxe" is for BIOS x86 nodes`},
-		"uefi on i386":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "i386") + "boot = \"uefi\"\n", `node 1 (a): boot = "uefi": no EFI kernel is built for i386`},
+		"uefi on i386":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "i386") + "boot = \"uefi\"\n", `node 1 (a, line 5): boot = "uefi": no EFI kernel is built for i386`},
 		"http on i386":  {base + node("a", "00:00:00:00:00:01", "192.168.1.2", "i386") + "boot = \"http\"\n", `boot = "http": no EFI kernel`},
 		"toml syntax":   {base + "[[node]\n", "howto-bad.toml"},
 		"is the master": {base + node("a", "00:00:00:00:00:01", "192.168.1.1", "x86_64"), "is the master's"},
@@ -248,7 +293,7 @@ func TestAddNodeWritesNothingOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(p)
-	if err := AddNode(p, Node{Name: "slave22", MAC: "00:02:A5:04:3B:66", IP: "192.168.1.22", Arch: "x86_64"}, net); err == nil || !strings.Contains(err.Error(), "is also node 1's") {
+	if err := AddNode(p, Node{Name: "slave22", MAC: "00:02:A5:04:3B:66", IP: "192.168.1.22", Arch: "x86_64"}, net); err == nil || !strings.Contains(err.Error(), "is also that of node 1 (slave21, line 6)") {
 		t.Errorf("duplicate MAC added: %v", err)
 	}
 	after, _ := os.ReadFile(p)
@@ -400,5 +445,136 @@ func TestStatedNetworkKeys(t *testing.T) {
 	}
 	if _, ok := inv.Stated("nfs_opts"); ok {
 		t.Error("nfs_opts stated though the network left it empty")
+	}
+}
+
+// 10,000 nodes: parse and validate, render every file in memory
+// (README: goal under 2 s with the files written, BenchmarkWriteRendered).
+func BenchmarkRender10000(b *testing.B) {
+	text := []byte(manyNodes(10000))
+	for i := 0; i < b.N; i++ {
+		inv, err := Parse(text, "many.toml")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := inv.Render(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nodes:render for 10,000 nodes (46,673 files): into an empty directory
+// (first: every file created), then again with one node's address changed
+// (again: its files written, the rest read and left alone).
+func BenchmarkRenderInto10000(b *testing.B) {
+	text := manyNodes(10000)
+	inv, err := Parse([]byte(text), "many.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	moved, err := Parse([]byte(strings.Replace(text, `ip = "10.20.1.2"`, `ip = "10.20.250.2"`, 1)), "many.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("first", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			dir := filepath.Join(b.TempDir(), "master")
+			start := time.Now()
+			if _, _, err := inv.RenderInto(dir); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(time.Since(start).Seconds(), "s")
+		}
+	})
+	b.Run("again", func(b *testing.B) {
+		dir := filepath.Join(b.TempDir(), "master")
+		if _, _, err := inv.RenderInto(dir); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			next := moved
+			if i%2 == 1 {
+				next = inv
+			}
+			_, written, err := next.RenderInto(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(written), "written")
+		}
+	})
+}
+
+// A render into the directory of an earlier one leaves exactly what this
+// inventory makes: a removed node's files and an old MAC's are gone, a
+// changed address is written, the unchanged files are not (their times
+// stay), and a file an admin left beside them is kept.
+func TestRenderIntoReplacesAnEarlierRender(t *testing.T) {
+	text := manyNodes(10)
+	a, err := Parse([]byte(text), "a.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "master")
+	total, written, err := a.RenderInto(dir)
+	if err != nil || total != written || total == 0 {
+		t.Fatalf("first render: %d files, %d written, %v", total, written, err)
+	}
+	os.WriteFile(filepath.Join(dir, "README.admin"), []byte("mine\n"), 0o644)
+	old := time.Now().Add(-time.Hour)
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			os.Chtimes(p, old, old)
+		}
+		return nil
+	})
+	// node009 removed, node001 moved to another address and MAC
+	b, err := Parse([]byte(strings.NewReplacer(
+		"\n[[node]]\nname = \"node009\"\nmac = \"52:54:00:00:00:09\"\nip = \"10.20.1.11\"\narch = \"x86_64\"\nboot = \"http\"\n", "",
+		`mac = "52:54:00:00:00:01"`, `mac = "52:54:00:00:01:01"`, `ip = "10.20.1.3"`, `ip = "10.20.9.3"`).Replace(text)), "b.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Nodes) != 9 {
+		t.Fatalf("the test's edit missed: %d nodes", len(b.Nodes))
+	}
+	want, _ := b.Render()
+	total, written, err = b.RenderInto(dir)
+	if err != nil || total != len(want) || written == 0 || written >= total {
+		t.Fatalf("second render: %d files, %d written, %v", total, written, err)
+	}
+	got := map[string]string{}
+	var rewritten []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		data, _ := os.ReadFile(p)
+		got[filepath.ToSlash(rel)] = string(data)
+		if st, _ := d.Info(); st.ModTime().After(old.Add(time.Minute)) {
+			rewritten = append(rewritten, rel)
+		}
+		return nil
+	})
+	if got["README.admin"] != "mine\n" {
+		t.Error("the admin's file is gone")
+	}
+	delete(got, "README.admin")
+	for name, content := range want {
+		if got[name] != content {
+			t.Errorf("%s: not what the inventory renders", name)
+		}
+		delete(got, name)
+	}
+	for name := range got {
+		t.Errorf("%s left from the earlier render", name)
+	}
+	if len(rewritten) != written {
+		t.Errorf("%d files written, %d said: %v", len(rewritten), written, rewritten)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nodes", "10.20.1.11")); err == nil {
+		t.Error("the removed node's directory is still there")
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -249,24 +251,10 @@ func readAuthorizedKeys(path string) ([]byte, error) {
 
 // WriteFiles writes rendered files under dir (artifacts/master).
 func WriteFiles(dir string, files Files) error {
-	for _, name := range files.Names() {
-		if err := fsutil.WriteAtomic(filepath.Join(dir, name), []byte(files[name])); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
-	return nil
-}
-
-// ClearRendered removes what an earlier render wrote per node under dir
-// (pxelinux.cfg/, ipxe/, nodes/), so a node no longer in the inventory
-// leaves nothing behind for the next render.
-func ClearRendered(dir string) error {
-	for _, sub := range []string{"pxelinux.cfg", "ipxe", "nodes"} {
-		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return fsutil.WriteMany(dir, files.Names(), func(name string) []byte { return []byte(files[name]) })
 }
 
 // Summary is the report as lines for a terminal: each kept file, each
@@ -283,16 +271,58 @@ func (r *Report) Summary(nodes int, root string) string {
 	return b.String()
 }
 
-// RenderInto writes every file Render makes into dir (artifacts/master),
-// after removing what an earlier render wrote per node; it returns how
-// many files it wrote.
-func (inv *Inventory) RenderInto(dir string) (int, error) {
+// RenderInto makes dir (artifacts/master) hold exactly what Render makes:
+// the files whose content changed are written, the per-node files of an
+// earlier render that Render no longer makes are removed, the others are
+// left alone (re-rendering 10,000 nodes writes only what changed). It
+// returns how many files Render made and how many it wrote.
+func (inv *Inventory) RenderInto(dir string) (total, written int, err error) {
 	files, err := inv.Render()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if err := ClearRendered(dir); err != nil {
-		return 0, err
+	for _, sub := range []string{"pxelinux.cfg", "ipxe", "nodes"} {
+		if err := removeStale(dir, sub, files); err != nil {
+			return 0, 0, err
+		}
 	}
-	return len(files), WriteFiles(dir, files)
+	var changed []string
+	for _, name := range files.Names() {
+		if old, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name))); err == nil && string(old) == files[name] {
+			continue
+		}
+		changed = append(changed, name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, 0, err
+	}
+	return len(files), len(changed), fsutil.WriteMany(dir, changed, func(name string) []byte { return []byte(files[name]) })
+}
+
+// removeStale removes the files under dir/sub that files does not have,
+// and the directories that leaves empty.
+func removeStale(dir, sub string, files Files) error {
+	top := filepath.Join(dir, sub)
+	var dirs []string
+	err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if _, ok := files[filepath.ToSlash(rel)]; !ok {
+			return os.Remove(p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i]) // only when empty
+	}
+	return err
 }
