@@ -37,6 +37,7 @@ import (
 	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/lab"
+	loadsim "github.com/diskless/diskless/pkg/load"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
@@ -379,11 +380,11 @@ func (Nodes) Render() error {
 		return err
 	}
 	out := filepath.Join(cfg.Artifacts, "master")
-	n, err := inv.RenderInto(out)
+	n, written, err := inv.RenderInto(out)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%d nodes: %d files in %s (dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf, radvd.conf, nginx/, default/tftpd-hpa, pxelinux.cfg/, ipxe/, nodes/)\n", len(inv.Nodes), n, out)
+	fmt.Printf("%d nodes: %d files in %s, %d of them changed (dhcpd.conf, dnsmasq.d/diskless.conf, exports, ganesha.conf, radvd.conf, nginx/, default/tftpd-hpa, pxelinux.cfg/, ipxe/, nodes/)\n", len(inv.Nodes), n, out, written)
 	return nil
 }
 
@@ -496,6 +497,43 @@ func (Lab) Storm(ctx context.Context, args string) error {
 		term = t
 	}
 	return storm.Target(ctx, s, args, log, os.Stdout, term)
+}
+
+// Load boots N simulated nodes (no QEMU: the packets of a real node, each
+// from its own MAC and address) at once, or on a ramp, against the
+// master's real daemons rendered for an inventory of N nodes on
+// 10.77.0.0/16, in a lab and a scratch root of its own
+// (artifacts/lab/load/): DHCP as the firmware, iPXE or PXELINUX and the
+// kernel, the boot files over TFTP or HTTP checked against SHA256SUMS, the
+// NFS root's calls of a recorded boot (traces/, lab:trace). Prints a
+// progress line, then the stages' p50/p95/p99/max, failures by kind, the
+// daemons' CPU and peak memory and bytes per protocol; writes
+// artifacts/lab/load/load.json; fails naming every node that failed.
+// Usage: lab:load n=1000, or
+// lab:load "n=5000 ramp=200/s dhcp=dnsmasq boot=ipxe loss=1%"
+func (Lab) Load(ctx context.Context, args string) error {
+	s, err := load()
+	if err != nil {
+		return err
+	}
+	var term io.Writer
+	if t := terminal(); t != nil {
+		term = t
+	}
+	return loadsim.Target(ctx, s, args, log, os.Stdout, term)
+}
+
+// Trace boots one node of the inventory through a lab of its own with its
+// frames captured (QEMU's filter-dump), until it is up (multi-user for a
+// node with an image), and writes the NFS calls its boot made to
+// traces/<image>-<arch>.json, or traces/<node>.json (what lab:load plays).
+// Usage: lab:trace slave21, or lab:trace "slave21 out=traces/x.json timeout=10m"
+func (Lab) Trace(ctx context.Context, args string) error {
+	s, err := load()
+	if err != nil {
+		return err
+	}
+	return loadsim.TraceTarget(ctx, s, args, log, os.Stdout)
 }
 
 // Keygen makes an Ed25519 key pair in OpenBSD signify's format in the

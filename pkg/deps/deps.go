@@ -172,9 +172,10 @@ func NodeOS() []string { return Unique(append(packagesOf(NodeOSPrograms()), "nfs
 // LabPrograms is what the lab runs besides the daemons it unpacks from
 // their packages (isc-dhcp-server, tftpd-hpa, nginx: installed, they would
 // start system services): ip for the namespace, bridge and taps, dnsmasq,
-// nsenter, and curl for its HTTP checks.
+// nsenter, curl for its HTTP checks, nft for the simulated nodes' port
+// (counters and loss).
 func LabPrograms() []Program {
-	return []Program{{"ip", "iproute2"}, {"dnsmasq", "dnsmasq-base"}, {"nsenter", "util-linux"}, {"curl", "curl"}, {"apt-get", "apt"}, {"dpkg-deb", "dpkg"}}
+	return []Program{{"ip", "iproute2"}, {"dnsmasq", "dnsmasq-base"}, {"nsenter", "util-linux"}, {"curl", "curl"}, {"apt-get", "apt"}, {"dpkg-deb", "dpkg"}, {"nft", "nftables"}}
 }
 
 // Lab lists the packages of LabPrograms, the libraries of the unpacked

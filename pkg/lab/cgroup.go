@@ -38,7 +38,17 @@ func (l *Lab) account(name string, pid int) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return err
+		}
+		// cgroup v1 keeps memory in a hierarchy of its own
+		if mem := memoryBase(); mem != "" {
+			mdir := filepath.Join(mem, name)
+			if os.MkdirAll(mdir, 0o755) == nil {
+				os.WriteFile(filepath.Join(mdir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+			}
+		}
+		return nil
 	}()
 	if err != nil {
 		l.log.Warn("the daemon's CPU will not be measured", "daemon", name, "pid", pid, "err", err)
@@ -81,6 +91,40 @@ func (l *Lab) CPU() map[string]time.Duration {
 	return out
 }
 
+// memoryBase is cgroup v1's memory hierarchy for the daemons' groups ("" on
+// cgroup v2, where the CPU groups count memory too).
+func memoryBase() string {
+	if _, v2, err := cgroupBase(); err == nil && !v2 {
+		if _, err := os.Stat("/sys/fs/cgroup/memory/memory.max_usage_in_bytes"); err == nil {
+			return "/sys/fs/cgroup/memory/" + NetNS
+		}
+	}
+	return ""
+}
+
+// PeakMemory is the most memory each daemon's control group held since
+// the lab came up (memory.peak, or v1's memory.max_usage_in_bytes),
+// children included.
+func (l *Lab) PeakMemory() map[string]int64 {
+	out := map[string]int64{}
+	base, file := memoryBase(), "memory.max_usage_in_bytes"
+	if base == "" {
+		var err error
+		if base, _, err = cgroupBase(); err != nil {
+			return out
+		}
+		file = "memory.peak"
+	}
+	entries, _ := os.ReadDir(base)
+	for _, e := range entries {
+		if data, err := os.ReadFile(filepath.Join(base, e.Name(), file)); err == nil {
+			n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+			out[e.Name()] = n
+		}
+	}
+	return out
+}
+
 // removeCgroups removes the daemons' control groups once their processes
 // are gone (a group with a process in it cannot be removed).
 func removeCgroups() {
@@ -88,14 +132,19 @@ func removeCgroups() {
 	if err != nil {
 		return
 	}
-	entries, _ := os.ReadDir(base)
-	for _, e := range entries {
-		if e.IsDir() {
-			p := filepath.Join(base, e.Name())
-			for i := 0; i < 50 && os.Remove(p) != nil; i++ {
-				time.Sleep(100 * time.Millisecond)
+	for _, b := range []string{base, memoryBase()} {
+		if b == "" {
+			continue
+		}
+		entries, _ := os.ReadDir(b)
+		for _, e := range entries {
+			if e.IsDir() {
+				p := filepath.Join(b, e.Name())
+				for i := 0; i < 50 && os.Remove(p) != nil; i++ {
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
 		}
+		os.Remove(b)
 	}
-	os.Remove(base)
 }

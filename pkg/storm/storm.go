@@ -150,11 +150,11 @@ func (r *Report) Err() error {
 	return errors.New(b.String())
 }
 
-// retried is what retries a storm node's failed steps: its firmware (the
+// Retried is what retries a lab node's failed steps: its firmware (the
 // lab's BIOS nodes try again after 5 s), the iPXE scripts and the
 // initramfs. Only a failure none of them retries ends a node's boot at
 // once; the others fail by the timeout.
-var retried = []boot.Retrier{boot.Firmware, boot.IPXEScript, boot.Initramfs}
+var Retried = []boot.Retrier{boot.Firmware, boot.IPXEScript, boot.Initramfs}
 
 // generationRe finds the published generation in a fetched path.
 var generationRe = regexp.MustCompile(`\.diskless/generations/([0-9]+)/`)
@@ -403,10 +403,10 @@ func bootNode(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, pr
 			}
 		}
 	}()
-	_, err = sess.Expect(boot.Markers(up...), boot.Failures(retried...), o.Timeout)
+	_, err = sess.Expect(boot.Markers(up...), boot.Failures(Retried...), o.Timeout)
 	close(done)
 	timeline := sess.Timeline()
-	v := boot.Judge(timeline, up, retried...)
+	v := boot.Judge(timeline, up, Retried...)
 	res.Stages = v.Stages
 	gens := map[string]bool{}
 	for _, l := range timeline {
