@@ -62,6 +62,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/diskless/diskless/internal/spawn"
 )
 
 // Result is the outcome of a test or package.
@@ -865,7 +867,7 @@ func Run(ctx context.Context, stdout io.Writer, args []string) (*Summary, error)
 		s, err := Parse(pr, out)
 		done <- parsed{s, err}
 	}()
-	runErr := cmd.Start()
+	runErr := spawn.Start(cmd)
 	if runErr == nil {
 		pid := cmd.Process.Pid
 		runErr = cmd.Wait()

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/diskless/diskless/internal/spawn"
+
 	"github.com/diskless/diskless/internal/procnet"
 	"github.com/diskless/diskless/internal/textutil"
 )
@@ -151,7 +153,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.rpcbind.SysProcAttr = procAttr(o.Detach)
 	rpcOut, _ := os.Create(filepath.Join(o.Dir, "rpcbind.log"))
 	s.rpcbind.Stdout, s.rpcbind.Stderr = rpcOut, rpcOut
-	if err := s.rpcbind.Start(); err != nil {
+	if err := spawn.Start(s.rpcbind); err != nil {
 		return nil, fmt.Errorf("starting rpcbind: %w", err)
 	}
 	if err := s.waitListen(111, timeout, nil); err != nil {
@@ -176,7 +178,7 @@ func (s *Server) startNFSD() error {
 	s.nfsd.SysProcAttr = procAttr(s.detach)
 	nfsdOut, _ := os.OpenFile(filepath.Join(s.dir, "ganesha.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	s.nfsd.Stdout, s.nfsd.Stderr = nfsdOut, nfsdOut
-	if err := s.nfsd.Start(); err != nil {
+	if err := spawn.Start(s.nfsd); err != nil {
 		nfsdOut.Close()
 		return fmt.Errorf("starting ganesha.nfsd: %w", err)
 	}

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/diskless/diskless/internal/spawn"
+
 	"github.com/diskless/diskless/internal/debpkg"
 	"github.com/diskless/diskless/internal/procnet"
 	"github.com/diskless/diskless/internal/textutil"
@@ -245,7 +247,7 @@ func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
-	if err := cmd.Start(); err != nil {
+	if err := spawn.Start(cmd); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}

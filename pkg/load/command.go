@@ -216,7 +216,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	r.DHCP, r.Boot, r.Loss = dhcp, o.Boot, o.Loss
+	r.Loss = o.Loss
 	p, werr := r.Write(dir)
 	return r, p, errors.Join(werr, r.Err())
 }

@@ -192,8 +192,22 @@ func TestIntegrationLoadMatchesQEMU(t *testing.T) {
 // compare holds the simulated nodes' traffic to the QEMU nodes', per node
 // and protocol (ARP and IPv6, "other", are not the boot's), within 10 %,
 // and their DHCP messages to the server, exactly; it logs the table.
+// DHCP is held to the QEMU node of the same boot method that asked least:
+// a guest under TCG sometimes retransmits a DISCOVER when its 1-second
+// timer fires before the offer gets through (reality's noise, which only
+// adds), so a retransmitting node is compared as the others.
 func compare(t *testing.T, nds []nodes.Node, real, sim map[string]*lab.NodeTraffic) {
 	t.Helper()
+	dhcpRef := map[string]*lab.NodeTraffic{}
+	for _, nd := range nds {
+		q := real[strings.ToLower(nd.MAC)]
+		if q == nil {
+			continue
+		}
+		if r := dhcpRef[nd.Boot]; r == nil || q.FramesFromNode[relay.ProtoDHCP] < r.FramesFromNode[relay.ProtoDHCP] {
+			dhcpRef[nd.Boot] = q
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-8s %-9s %-5s %12s %12s %7s\n", "node", "boot", "proto", "QEMU bytes", "sim bytes", "diff")
 	for _, nd := range nds {
@@ -203,10 +217,17 @@ func compare(t *testing.T, nds []nodes.Node, real, sim map[string]*lab.NodeTraff
 			t.Errorf("%s: no traffic counted (QEMU %v, simulated %v)", nd.Name, q != nil, s != nil)
 			continue
 		}
+		if n, ref := q.FramesFromNode[relay.ProtoDHCP], dhcpRef[nd.Boot].FramesFromNode[relay.ProtoDHCP]; n != ref {
+			t.Logf("%s (%s): retransmitted %d DHCP messages in QEMU", nd.Name, nd.Boot, n-ref)
+		}
 		protos := []string{relay.ProtoDHCP, relay.ProtoTFTP, relay.ProtoHTTP, relay.ProtoNFS, relay.ProtoRPC}
 		sort.Strings(protos)
 		for _, p := range protos {
-			qb, sb := q.ToNode[p]+q.FromNode[p], s.ToNode[p]+s.FromNode[p]
+			qn := q
+			if p == relay.ProtoDHCP {
+				qn = dhcpRef[nd.Boot]
+			}
+			qb, sb := qn.ToNode[p]+qn.FromNode[p], s.ToNode[p]+s.FromNode[p]
 			diff := 0.0
 			if qb > 0 {
 				diff = float64(sb-qb) / float64(qb)
@@ -216,8 +237,8 @@ func compare(t *testing.T, nds []nodes.Node, real, sim map[string]*lab.NodeTraff
 				t.Errorf("%s (%s) %s: QEMU moved %d bytes, simulated %d", nd.Name, nd.Boot, p, qb, sb)
 			}
 		}
-		if q.FramesFromNode[relay.ProtoDHCP] != s.FramesFromNode[relay.ProtoDHCP] {
-			t.Errorf("%s (%s): asked the DHCP server %d times in QEMU, %d simulated", nd.Name, nd.Boot, q.FramesFromNode[relay.ProtoDHCP], s.FramesFromNode[relay.ProtoDHCP])
+		if want, got := dhcpRef[nd.Boot].FramesFromNode[relay.ProtoDHCP], s.FramesFromNode[relay.ProtoDHCP]; want != got {
+			t.Errorf("%s (%s): asked the DHCP server %d times in QEMU, %d simulated", nd.Name, nd.Boot, want, got)
 		}
 	}
 	t.Logf("per node and protocol, both ways:\n%s", b.String())

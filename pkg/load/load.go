@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,7 +110,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer simNet.Close()
 	nds := o.Inventory.Sorted()
-	r := &Report{Started: time.Now().UTC(), N: len(nds), Firmware: string(o.Firmware), Ramp: o.Ramp, Trace: o.Trace.Source, Failed: []string{}}
+	var methods []string
+	for _, nd := range nds {
+		if !slices.Contains(methods, nd.Boot) {
+			methods = append(methods, nd.Boot)
+		}
+	}
+	r := &Report{Started: time.Now().UTC(), N: len(nds), DHCP: o.Lab.State.DHCP, Boot: strings.Join(methods, "+"), Firmware: string(o.Firmware), Ramp: o.Ramp, Trace: o.Trace.Source, Failed: []string{}}
 	var mu sync.Mutex
 	reached := map[string]int{}
 	cfg := &simnode.Config{Net: simNet, Master: o.Inventory.Network.Master, Firmware: o.Firmware, Sums: sums, Trace: o.Trace, Timeout: o.Timeout,

@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/diskless/diskless/internal/spawn"
+
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/deps"
@@ -270,7 +272,7 @@ func Start(ctx context.Context, m *Machine) (*Session, error) {
 		fmt.Fprintf(s.logf, "# %s %s\n", m.Arch.QEMU, shellJoin(m.Args()))
 	}
 	s.start = time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := spawn.Start(cmd); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", m.Arch.QEMU, err)
 	}
 	go func() {

@@ -21,35 +21,78 @@ import (
 	"github.com/diskless/diskless/pkg/nfstrace"
 )
 
-// The DHCP requests of each asker: the parameters they ask for are those
-// the real ones list (what a server sends back depends on them).
+// The DHCP requests of each asker, as they are on the wire (from a trace
+// of QEMU's iPXE ROM, undionly.kpxe and Linux 6.x booting through the
+// lab, and the PXE 2.1 specification for a PXE ROM): what a server sends
+// back depends on the parameters asked, and the bytes are what the
+// simulation is held to.
 var (
-	pxeParams    = []dhcpv4.OptionCode{dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName, dhcpv4.OptionRootPath, dhcpv4.OptionVendorSpecificInformation, dhcpv4.OptionClassIdentifier, dhcpv4.OptionTFTPServerName, dhcpv4.OptionBootfileName}
-	kernelParams = []dhcpv4.OptionCode{dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer, dhcpv4.OptionHostName, dhcpv4.OptionDomainName, dhcpv4.OptionRootPath, dhcpv4.OptionInterfaceMTU, dhcpv4.OptionBroadcastAddress, dhcpv4.OptionNTPServers}
+	// pxeParams: a PXE 2.1 ROM's parameter request list.
+	pxeParams = []byte{1, 2, 3, 4, 5, 6, 11, 12, 13, 15, 16, 17, 18, 22, 23, 28, 40, 41, 42, 43, 50, 51, 54, 58, 59, 60, 66, 67, 128, 129, 130, 131, 132, 133, 134, 135}
+	// ipxeParams and ipxeFeatures (option 175, iPXE's encapsulated
+	// options: its version and the features it was built with) are
+	// iPXE 1.21's.
+	ipxeParams   = []byte{1, 3, 6, 7, 12, 15, 17, 26, 43, 60, 66, 67, 119, 128, 129, 130, 131, 132, 133, 134, 135, 175, 203}
+	ipxeFeatures = []byte{0xb1, 0x05, 0x01, 0x80, 0x86, 0x10, 0x0e, 0xeb, 0x03, 0x01, 0x00, 0x00, 0x17, 0x01, 0x01, 0x22, 0x01, 0x01, 0x13, 0x01, 0x01, 0x11, 0x01, 0x01, 0x27, 0x01, 0x01, 0x19, 0x01, 0x01, 0x29, 0x01, 0x01, 0x10, 0x01, 0x02, 0x21, 0x01, 0x01, 0x15, 0x01, 0x01, 0x18, 0x01, 0x01, 0x12, 0x01, 0x01}
+	// kernelParams: Linux's IP-Config (net/ipv4/ipconfig.c).
+	kernelParams = []byte{1, 3, 6, 12, 15, 17, 26, 40, 42}
 )
 
+// kernelBOOTPLen is the size of IP-Config's BOOTP message: its struct
+// bootp_pkt has a 312-byte vendor area, so every request is 548 bytes
+// where the DHCP library pads only to BOOTP's 300.
+const kernelBOOTPLen = 548
+
+// opt is a raw option: the bytes exactly as the asker sends them.
+func opt(code uint8, data []byte) dhcpv4.Modifier {
+	return dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(code), data))
+}
+
 // firmwareAsk is the firmware's DHCP request: PXEClient with the client
-// architecture of the node's boot method, and iPXE's user class when
-// iPXE asks.
+// architecture of the node's boot method (options 93, 94 and 97, which
+// PXE requires, and the maximum message size), and iPXE's user class,
+// parameters and features when iPXE asks.
 func (n *node) firmwareAsk(ipxe bool) []dhcpv4.Modifier {
 	arch, class := iana.INTEL_X86PC, "PXEClient:Arch:00000:UNDI:002001"
 	if n.nd.Boot == "uefi" {
 		arch, class = iana.EFI_X86_64, "PXEClient:Arch:00007:UNDI:003000"
 	}
+	params, size := pxeParams, []byte{0x04, 0xec} // 1260
+	if ipxe {
+		params, size = ipxeParams, []byte{0x05, 0xc0} // 1472
+	}
 	mods := []dhcpv4.Modifier{
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(class)),
+		opt(57, size),
 		dhcpv4.WithOption(dhcpv4.OptClientArch(arch)),
-		dhcpv4.WithRequestedOptions(pxeParams...),
+		opt(94, []byte{1, 2, 1}),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(class)),
+		opt(55, params),
+		opt(97, make([]byte, 17)),
 	}
 	if ipxe {
-		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")), opt(175, ipxeFeatures), opt(61, append([]byte{1}, n.mac...)))
 	}
 	return mods
 }
 
-// kernelAsk is the Linux kernel's IP-Config request.
+// kernelAsk is the Linux kernel's IP-Config request; the padding to its
+// 548 bytes is private-use options (224, 225) of zeros, which servers
+// ignore.
 func kernelAsk() []dhcpv4.Modifier {
-	return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClassIdentifier("Linux ipconfig")), dhcpv4.WithRequestedOptions(kernelParams...)}
+	return []dhcpv4.Modifier{opt(55, kernelParams), func(d *dhcpv4.DHCPv4) {
+		n := 240 + 1 // the fixed part with the magic cookie, and the end option
+		for code, data := range d.Options {
+			if code < 224 {
+				n += 2 + len(data)
+			}
+		}
+		// an option holds 255 bytes at most: 224 and, past it, 225
+		for code := uint8(224); code <= 225 && kernelBOOTPLen-n >= 2; code++ {
+			size := min(kernelBOOTPLen-n-2, 255)
+			d.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(code), make([]byte, size)))
+			n += 2 + size
+		}
+	}}
 }
 
 // counter counts the messages a DHCP client sends.
