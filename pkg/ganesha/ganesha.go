@@ -74,6 +74,9 @@ type Options struct {
 	// Detach leaves the server running when this process exits (the lab);
 	// it is then stopped by its PIDs.
 	Detach bool
+	// MaxConnections is RPC_Max_Connections (0: Ganesha's 1,024), a
+	// connection per mounted client (nodes.Sizing).
+	MaxConnections int
 }
 
 // Server is a running rpcbind + ganesha.nfsd.
@@ -91,12 +94,16 @@ type Server struct {
 // Config is ganesha.conf: both protocols, no NLM (nodes mount with nolock
 // or NFSv4), no grace period (a node must not wait 90 s for its first
 // open), numeric owners, recovery state under dir, and the exports.
-func Config(dir, exportsFile string) string {
+func Config(dir, exportsFile string, maxConnections int) string {
+	if maxConnections == 0 {
+		maxConnections = 1024
+	}
 	return fmt.Sprintf(`# written by diskless (pkg/ganesha)
 NFS_CORE_PARAM {
 	Protocols = 3, 4;
 	Enable_NLM = false;
 	Enable_RQUOTA = false;
+	RPC_Max_Connections = %d;
 }
 NFSV4 {
 	Graceless = true;
@@ -107,7 +114,7 @@ NFSV4 {
 	Only_Numeric_Owners = true;
 }
 %%include "%s"
-`, filepath.Join(dir, "recovery"), exportsFile)
+`, maxConnections, filepath.Join(dir, "recovery"), exportsFile)
 }
 
 // Start writes the configuration and starts rpcbind and ganesha.nfsd in
@@ -138,7 +145,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := os.WriteFile(exports, []byte(o.Exports), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(conf, []byte(Config(o.Dir, exports)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(Config(o.Dir, exports, o.MaxConnections)), 0o644); err != nil {
 		return nil, err
 	}
 	s := &Server{logPath: filepath.Join(o.Dir, "ganesha.log")}

@@ -24,6 +24,34 @@ func cgroupBase() (dir string, v2 bool, err error) {
 	return "", false, errors.New("no cgroup v2 and no cgroup v1 cpuacct mounted under /sys/fs/cgroup")
 }
 
+// cgroupProcs makes a daemon's control groups and returns their
+// cgroup.procs files (the memory one empty under cgroup v2, which has one
+// hierarchy), for a process to join before it runs the daemon.
+func cgroupProcs(name string) (cpu, mem string, err error) {
+	base, _, err := cgroupBase()
+	if err != nil {
+		return "", "", err
+	}
+	dir := filepath.Join(base, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	if m := memoryBase(); m != "" {
+		if os.MkdirAll(filepath.Join(m, name), 0o755) == nil {
+			mem = filepath.Join(m, name, "cgroup.procs")
+		}
+	}
+	return filepath.Join(dir, "cgroup.procs"), mem, nil
+}
+
+// inCgroup is args run by a shell that first joins the daemon's control
+// groups, then becomes it (exec: the same process): every process the
+// daemon forks is born inside them (nginx's workers fork at once, before
+// a move after the start could catch them).
+func inCgroup(cpu, mem string, args []string) []string {
+	return append([]string{"sh", "-c", `echo $$ > "$0" && { [ -z "$1" ] || echo $$ > "$1"; } && shift && exec "$@"`, cpu, mem}, args...)
+}
+
 // account moves a daemon's process (all its threads) into its control
 // group; the processes it starts later are born there. Without cgroups
 // (a container that hides them) the lab runs all the same, and CPU says

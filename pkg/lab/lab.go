@@ -69,8 +69,11 @@ type State struct {
 	PIDs    map[string]int `json:"pids"`
 	Started time.Time      `json:"started"`
 	Ready   float64        `json:"ready_seconds"`
-	Root    string         `json:"root"`
-	Master  string         `json:"master"`
+	// DaemonReady is each daemon's time from its start until it served
+	// (its socket listening, its first advertisement).
+	DaemonReady map[string]float64 `json:"daemon_ready_seconds,omitempty"`
+	Root        string             `json:"root"`
+	Master      string             `json:"master"`
 }
 
 // Lab is a running lab.
@@ -240,7 +243,12 @@ func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", NetNS}, args...)...)
+	argv := append([]string{"ip", "netns", "exec", NetNS}, args...)
+	cpu, mem, cgErr := cgroupProcs(name)
+	if cgErr == nil {
+		argv = inCgroup(cpu, mem, argv)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if l.o.Detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -254,7 +262,9 @@ func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
 	logf.Close()
 	l.State.PIDs[name] = cmd.Process.Pid
 	go cmd.Wait()
-	l.account(name, cmd.Process.Pid)
+	if cgErr != nil {
+		l.log.Warn("the daemon's CPU will not be measured", "daemon", name, "err", cgErr)
+	}
 	return cmd, nil
 }
 
@@ -267,9 +277,14 @@ func (l *Lab) LogOf(name string) string {
 // waitFor polls until ok says the daemon answers, or its process is gone
 // (then its own message is quoted).
 func (l *Lab) waitFor(name, what string, timeout time.Duration, ok func() bool) error {
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for time.Now().Before(deadline) {
 		if ok() {
+			if l.State.DaemonReady == nil {
+				l.State.DaemonReady = map[string]float64{}
+			}
+			l.State.DaemonReady[name] = time.Since(start).Seconds()
 			return nil
 		}
 		if pid := l.State.PIDs[name]; pid != 0 && !alive(pid) {
@@ -313,11 +328,17 @@ func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 	if _, err := l.write("ganesha.conf", files["ganesha.conf"]); err != nil {
 		return err
 	}
-	srv, err := ganesha.Start(ctx, ganesha.Options{Exports: files["ganesha.conf"], Dir: filepath.Join(l.o.Dir, "ganesha"), NetNS: NetNSPath(), Detach: l.o.Detach, Log: l.log})
+	start := time.Now()
+	srv, err := ganesha.Start(ctx, ganesha.Options{Exports: files["ganesha.conf"], Dir: filepath.Join(l.o.Dir, "ganesha"), NetNS: NetNSPath(), Detach: l.o.Detach, Log: l.log,
+		MaxConnections: l.o.Inventory.Sizing().GaneshaConnections})
 	if err != nil {
 		return fmt.Errorf("NFS server (%s): %w", filepath.Join(l.o.Dir, "ganesha.conf"), err)
 	}
 	l.nfs = srv
+	if l.State.DaemonReady == nil {
+		l.State.DaemonReady = map[string]float64{}
+	}
+	l.State.DaemonReady["ganesha"] = time.Since(start).Seconds()
 	l.State.PIDs["rpcbind"], l.State.PIDs["ganesha"] = srv.PIDs()
 	for _, name := range []string{"rpcbind", "ganesha"} {
 		l.account(name, l.State.PIDs[name])
@@ -342,14 +363,16 @@ func (l *Lab) startTFTP(ctx context.Context, files nodes.Files) error {
 }
 
 // NginxConf is the main configuration that runs the rendered site in the
-// lab: no daemon, files and temp paths under dir.
-func NginxConf(dir, site string) string {
+// lab: no daemon, files and temp paths under dir, the rendered
+// main-context settings (nodes.Inventory.NginxMain: connections and
+// descriptors for the nodes) included.
+func NginxConf(dir, site, main string) string {
 	return fmt.Sprintf(`# written by diskless (pkg/lab)
 daemon off;
 worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/nginx-error.log info;
-events { worker_connections 256; }
+include %[3]s;
 http {
 	access_log %[1]s/nginx-access.log;
 	client_body_temp_path %[1]s/nginx-tmp/body;
@@ -360,7 +383,7 @@ http {
 	default_type application/octet-stream;
 	include %[2]s;
 }
-`, dir, site)
+`, dir, site, main)
 }
 
 // startRA runs radvd with the rendered radvd.conf for the bridge: router
@@ -396,8 +419,12 @@ func (l *Lab) startHTTP(ctx context.Context, files nodes.Files) error {
 	if err != nil {
 		return err
 	}
+	main, err := l.write("nginx/diskless-main.conf", files["nginx/diskless-main.conf"])
+	if err != nil {
+		return err
+	}
 	os.MkdirAll(filepath.Join(l.o.Dir, "nginx-tmp"), 0o755)
-	conf, err := l.write("nginx.conf", NginxConf(l.o.Dir, site))
+	conf, err := l.write("nginx.conf", NginxConf(l.o.Dir, site, main))
 	if err != nil {
 		return err
 	}

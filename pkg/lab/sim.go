@@ -2,13 +2,16 @@ package lab
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
-	"github.com/diskless/diskless/internal/netns"
 	"github.com/diskless/diskless/pkg/relay"
 )
 
@@ -305,31 +308,52 @@ func nftList(table string) ([]byte, error) {
 	return out, nil
 }
 
-// Sysctls sets the master's kernel settings inside the lab's namespace
-// from a rendered sysctl.d file (nodes:render's sysctl.d/diskless.conf):
-// the net.* keys, which each namespace has of its own (the neighbour
-// table's size among them); others are the host's, left alone.
-func (l *Lab) Sysctls(conf string) error {
-	_, err := netns.Do(NetNSPath(), func() (struct{}, error) {
-		for i, line := range strings.Split(conf, "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
-				continue
-			}
-			k, v, ok := strings.Cut(line, "=")
-			if !ok {
-				return struct{}{}, fmt.Errorf("sysctl.d line %d: %q: want key = value", i+1, line)
-			}
-			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-			if !strings.HasPrefix(k, "net.") {
-				continue
-			}
-			p := filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))
-			if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-				return struct{}{}, fmt.Errorf("sysctl %s = %s in the lab's namespace: %w", k, v, err)
+// RaiseNeighbourLimits sets the neighbour tables' limits (the rendered
+// sysctl.d/60-diskless.conf's gc_thresh1..3, nodes.Inventory.Sysctls)
+// where the host's are lower, and returns what puts the host's back.
+// Linux has one neighbour table for every namespace, sized only by the
+// first namespace's settings (a namespace of its own has no gc_thresh
+// files): the lab's master and the simulated nodes share the host's
+// table, each node adding an entry of its own, so the host is what a
+// load of many nodes needs raised.
+func RaiseNeighbourLimits(want map[string]int) (restore func() error, err error) {
+	old := map[string][]byte{}
+	restore = func() error {
+		var errs []error
+		for k, v := range old {
+			if err := os.WriteFile(sysctlPath(k), v, 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("restoring %s: %w", k, err))
 			}
 		}
-		return struct{}{}, nil
-	})
-	return err
+		return errors.Join(errs...)
+	}
+	keys := slices.Sorted(maps.Keys(want))
+	slices.Reverse(keys) // gc_thresh3, 2, 1: the ceiling first
+
+	for _, k := range keys {
+		if !strings.Contains(k, ".neigh.") || !strings.Contains(k, "gc_thresh") {
+			return restore, fmt.Errorf("%s: not a neighbour table limit", k)
+		}
+		cur, err := os.ReadFile(sysctlPath(k))
+		if err != nil {
+			return restore, fmt.Errorf("sysctl %s: %w", k, err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(cur)))
+		if err != nil {
+			return restore, fmt.Errorf("sysctl %s = %q: %w", k, cur, err)
+		}
+		if n >= want[k] {
+			continue
+		}
+		if err := os.WriteFile(sysctlPath(k), []byte(strconv.Itoa(want[k])), 0o644); err != nil {
+			return restore, fmt.Errorf("sysctl %s = %d: %w", k, want[k], err)
+		}
+		old[k] = cur
+	}
+	return restore, nil
+}
+
+// sysctlPath is a key's file under /proc/sys.
+func sysctlPath(key string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
 }

@@ -1,6 +1,9 @@
 package lab
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -69,5 +72,38 @@ func TestParseLinkDrops(t *testing.T) {
 	drops, err := parseLinkDrops([]byte(`[{"ifname":"lo","stats64":{"rx":{"dropped":0},"tx":{"dropped":0}}},{"ifname":"dlsim","stats64":{"rx":{"dropped":3},"tx":{"dropped":4}}}]`))
 	if err != nil || len(drops) != 1 || drops["dlsim"] != 7 {
 		t.Errorf("%v %v", drops, err)
+	}
+}
+
+func TestRaiseNeighbourLimitsTakesOnlyThem(t *testing.T) {
+	restore, err := RaiseNeighbourLimits(map[string]int{"net.ipv4.ip_forward": 1})
+	if err == nil || !strings.Contains(err.Error(), "net.ipv4.ip_forward: not a neighbour table limit") {
+		t.Errorf("got %v", err)
+	}
+	if err := restore(); err != nil {
+		t.Error(err)
+	}
+}
+
+// A daemon started through inCgroup is in its groups before it runs: the
+// shell writes its own PID, then execs (the same PID).
+func TestInCgroup(t *testing.T) {
+	dir := t.TempDir()
+	cpu, mem := filepath.Join(dir, "cpu.procs"), filepath.Join(dir, "mem.procs")
+	for _, m := range []string{mem, ""} {
+		argv := inCgroup(cpu, m, []string{"sh", "-c", "echo $$"})
+		out, err := exec.Command(argv[0], argv[1:]...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(cpu)
+		if strings.TrimSpace(string(got)) != strings.TrimSpace(string(out)) {
+			t.Errorf("joined as %q, ran as %q", got, out)
+		}
+		if m != "" {
+			if got, _ := os.ReadFile(m); strings.TrimSpace(string(got)) != strings.TrimSpace(string(out)) {
+				t.Errorf("memory: joined as %q, ran as %q", got, out)
+			}
+		}
 	}
 }

@@ -204,6 +204,17 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if dhcp == "" {
 		dhcp = s.LabDHCP
 	}
+	// the master's neighbour table, as the rendered sysctl.d file says
+	// (the host's: see lab.RaiseNeighbourLimits), back as it was after
+	restore, err := lab.RaiseNeighbourLimits(inv.Sysctls())
+	defer func() {
+		if err := restore(); err != nil {
+			log.Error("the host's neighbour table limits", "err", err)
+		}
+	}()
+	if err != nil {
+		return nil, "", err
+	}
 	l, err := lab.Up(ctx, lab.Options{Dir: dir, Root: root, Inventory: inv, DHCP: dhcp, CacheDir: s.CacheDir, Log: log})
 	if err != nil {
 		return nil, "", err

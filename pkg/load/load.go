@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,10 +126,34 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			reached[st.Name]++
 			mu.Unlock()
 		}}
-	cpu0 := o.Lab.CPU()
-	start := time.Now()
+	// every node gets its NIC first (its namespace and macvlan, the
+	// simulator's work), then all power on at once or by the ramp
+	powerOn := make(chan struct{})
+	var prepared sync.WaitGroup
+	prepared.Add(len(nds))
+	cfg.PowerOn, cfg.Prepared = powerOn, prepared.Done
+	// each node holds a thread of its own until it ends
+	debug.SetMaxThreads(max(10000, 2*len(nds)+1000))
 	results := make([]simnode.Result, len(nds))
 	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i, nd := range nds {
+		var after time.Duration
+		if o.Ramp > 0 {
+			after = time.Duration(float64(i) / o.Ramp * float64(time.Second))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = simnode.Boot(ctx, cfg, simnode.Node{Name: nd.Name, MAC: nd.MAC, IP: nd.IP, Arch: nd.Arch, Boot: nd.Boot, After: after})
+		}()
+	}
+	prepared.Wait()
+	r.SetupSeconds = time.Since(t0).Seconds()
+	o.Log.Info("simulated nodes ready, powering on", "nodes", len(nds), "seconds", fmt.Sprintf("%.1f", r.SetupSeconds))
+	cpu0 := o.Lab.CPU()
+	start := time.Now()
+	close(powerOn)
 	done := make(chan struct{})
 	if o.Progress != nil {
 		go func() {
@@ -146,20 +171,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				mu.Unlock()
 				o.Progress(line)
 			}
-		}()
-	}
-	for i, nd := range nds {
-		if o.Ramp > 0 {
-			due := start.Add(time.Duration(float64(i) / o.Ramp * float64(time.Second)))
-			select {
-			case <-time.After(time.Until(due)):
-			case <-ctx.Done():
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = simnode.Boot(ctx, cfg, simnode.Node{Name: nd.Name, MAC: nd.MAC, IP: nd.IP, Arch: nd.Arch, Boot: nd.Boot})
 		}()
 	}
 	wg.Wait()

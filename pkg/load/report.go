@@ -51,9 +51,12 @@ type Report struct {
 	Ramp     float64   `json:"ramp_per_second"`
 	Trace    string    `json:"trace"`
 	// AllDone is when the last node came up or failed.
-	AllDone  float64       `json:"all_done_seconds"`
-	Duration float64       `json:"duration_seconds"`
-	Stages   []Percentiles `json:"stages"`
+	AllDone  float64 `json:"all_done_seconds"`
+	Duration float64 `json:"duration_seconds"`
+	// SetupSeconds is the simulator's making of the nodes' NICs before
+	// power-on, not part of any node's time.
+	SetupSeconds float64       `json:"setup_seconds"`
+	Stages       []Percentiles `json:"stages"`
 	// Failures are counted by kind and listed by node.
 	FailureKinds map[string]int `json:"failures_by_kind"`
 	Failures     []NodeFailure  `json:"failures"`

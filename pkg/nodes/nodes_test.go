@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func TestHOWTOExampleGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"default/tftpd-hpa", "dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "ganesha.conf", "nginx/diskless.conf", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66", "radvd.conf"}
+	want := []string{"default/tftpd-hpa", "dhcpd.conf", "dnsmasq.d/diskless.conf", "exports", "ganesha.conf", "nginx/diskless-main.conf", "nginx/diskless.conf", "nodes/192.168.1.21/etc/conf.d/hostname", "nodes/192.168.1.21/etc/conf.d/net", "nodes/192.168.1.21/etc/fstab", "nodes/192.168.1.21/etc/hostname", "pxelinux.cfg/01-00-02-a5-04-3b-66", "radvd.conf", "sysctl.d/60-diskless.conf"}
 	if got := strings.Join(files.Names(), " "); got != strings.Join(want, " ") {
 		t.Fatalf("files %s", got)
 	}
@@ -98,6 +99,39 @@ func checkWithDaemons(t *testing.T, files Files) {
 	dnsmasq := testutil.NeedTool(t, "dnsmasq", "dnsmasq-base")
 	if out, err := exec.Command(dnsmasq, "--test", "--conf-file="+filepath.Join(dir, "dnsmasq.d/diskless.conf")).CombinedOutput(); err != nil || !strings.Contains(string(out), "syntax check OK") {
 		t.Errorf("dnsmasq --test: %v\n%s", err, out)
+	}
+	nginx, err := debpkg.Extract("nginx", cache)
+	if err != nil {
+		testutil.SkipOrFail(t, fmt.Sprintf("nginx not available (offline?): %v", err))
+	}
+	// the rendered site and main-context settings in a main configuration
+	// as an admin's nginx.conf includes them
+	conf := filepath.Join(dir, "nginx-test.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("pid %[1]s/nginx.pid;\nerror_log %[1]s/nginx-error.log;\ninclude %[1]s/nginx/diskless-main.conf;\nhttp {\n\taccess_log off;\n\tclient_body_temp_path %[1]s/tmp;\n\tproxy_temp_path %[1]s/tmp;\n\tfastcgi_temp_path %[1]s/tmp;\n\tuwsgi_temp_path %[1]s/tmp;\n\tscgi_temp_path %[1]s/tmp;\n\tinclude %[1]s/nginx/diskless.conf;\n}\n", dir)), 0o644)
+	// nginx -t binds the site's address: in a network namespace of its
+	// own (gone when it exits) that has it
+	m := regexp.MustCompile(`listen ([0-9.]+):80;`).FindStringSubmatch(files["nginx/diskless.conf"])
+	if m == nil {
+		t.Fatalf("no listen address in nginx/diskless.conf:\n%s", files["nginx/diskless.conf"])
+	}
+	if os.Geteuid() != 0 {
+		t.Log("nginx -t: not root, cannot make a network namespace with the master's address: not checked")
+	} else if out, err := exec.Command("unshare", "--net", "sh", "-ec", `ip link set lo up; ip addr add "$1"/32 dev lo; shift; exec "$@"`, "sh", m[1],
+		filepath.Join(nginx, "usr/sbin/nginx"), "-t", "-q", "-c", conf, "-e", filepath.Join(dir, "nginx-error.log")).CombinedOutput(); err != nil {
+		t.Errorf("nginx -t: %v\n%s", err, out)
+	}
+	// sysctl.d: every key one the kernel has, every value a number
+	for i, l := range strings.Split(files["sysctl.d/60-diskless.conf"], "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(l, " = ")
+		if _, err := os.Stat(filepath.Join("/proc/sys", strings.ReplaceAll(k, ".", "/"))); !ok || err != nil {
+			t.Errorf("sysctl.d/60-diskless.conf line %d: %q: %v", i+1, l, err)
+		}
+		if _, err := strconv.Atoi(v); err != nil {
+			t.Errorf("sysctl.d/60-diskless.conf line %d: %q: %v", i+1, l, err)
+		}
 	}
 	findmnt := testutil.NeedTool(t, "findmnt", "util-linux")
 	fstabs, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "etc", "fstab"))

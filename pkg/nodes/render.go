@@ -27,19 +27,22 @@ func (f Files) Names() []string {
 }
 
 // Render returns every master-side file: dhcpd.conf, dnsmasq.d/diskless.conf,
-// exports, ganesha.conf, nginx/diskless.conf, default/tftpd-hpa, pxelinux.cfg/01-<mac> (and
+// exports, ganesha.conf, nginx/diskless.conf and diskless-main.conf,
+// sysctl.d/60-diskless.conf (Sizing), default/tftpd-hpa, pxelinux.cfg/01-<mac> (and
 // hex-IP names when asked), ipxe/<mac>.ipxe for nodes iPXE boots, and for each
 // node its root's files under nodes/<ip>/ (etc/fstab, etc/hostname,
 // etc/conf.d/hostname, etc/conf.d/net).
 func (inv *Inventory) Render() (Files, error) {
 	f := Files{
-		"dhcpd.conf":              inv.DHCPD(),
-		"dnsmasq.d/diskless.conf": inv.Dnsmasq(),
-		"exports":                 inv.Exports(),
-		"ganesha.conf":            inv.Ganesha(""),
-		"radvd.conf":              inv.Radvd(inv.Network.Interface),
-		"nginx/diskless.conf":     inv.Nginx(),
-		"default/tftpd-hpa":       inv.TFTPD(),
+		"dhcpd.conf":                inv.DHCPD(),
+		"dnsmasq.d/diskless.conf":   inv.Dnsmasq(),
+		"exports":                   inv.Exports(),
+		"ganesha.conf":              inv.Ganesha(""),
+		"radvd.conf":                inv.Radvd(inv.Network.Interface),
+		"nginx/diskless.conf":       inv.Nginx(),
+		"nginx/diskless-main.conf":  inv.NginxMain(),
+		"sysctl.d/60-diskless.conf": inv.Sysctl(),
+		"default/tftpd-hpa":         inv.TFTPD(),
 	}
 	boot, err := inv.BootFiles()
 	if err != nil {
@@ -258,6 +261,7 @@ func (inv *Inventory) Dnsmasq() string {
 	var b strings.Builder
 	b.WriteString(inv.comment("#"))
 	fmt.Fprintf(&b, "dhcp-range=%s,static,%s\n", inv.subnet.IP, inv.netmask())
+	fmt.Fprintf(&b, "# static leases count too: %d nodes\ndhcp-lease-max=%d\n", len(inv.Nodes), inv.Sizing().DHCPLeaseMax)
 	fmt.Fprintf(&b, "dhcp-option=option:router,%s\n", n.Router)
 	fmt.Fprintf(&b, "dhcp-option=option:dns-server,%s\n", strings.Join(n.DNS, ","))
 	if n.Domain != "" {
@@ -476,6 +480,9 @@ func (inv *Inventory) Ganesha(clients string) string {
 	n := inv.Network
 	var b strings.Builder
 	b.WriteString(inv.comment("#"))
+	sz := inv.Sizing()
+	fmt.Fprintf(&b, "\n# %d nodes: about 600 files of each node's root looked up as it boots\nMDCACHE {\n\tEntries_HWMark = %d;\n}\n", sz.Nodes, sz.GaneshaEntries)
+	fmt.Fprintf(&b, "# and in the main ganesha.conf: NFS_CORE_PARAM { RPC_Max_Connections = %d; } (a connection per mounted node)\n", sz.GaneshaConnections)
 	id := 0
 	export := func(comment, p, who, access, squash string) {
 		id++

@@ -90,6 +90,8 @@ type Node struct {
 	// Boot is its boot method (pxelinux, ipxe; etherboot, uefi and http
 	// as their first file says).
 	Boot string
+	// After is how long after Config.PowerOn the node starts (a ramp).
+	After time.Duration
 }
 
 // Config is what every node of a run shares.
@@ -110,6 +112,12 @@ type Config struct {
 	TFTPTimeout time.Duration
 	// Progress, when set, gets each stage a node reaches.
 	Progress func(node string, st boot.Reached)
+	// PowerOn, when set, holds every node, its NIC made, until it is
+	// closed, as power holds a room of machines: making a namespace and
+	// a macvlan is the simulator's work, not the boot's, and takes
+	// milliseconds each. Prepared is called once a node's NIC is up.
+	PowerOn  <-chan struct{}
+	Prepared func()
 }
 
 // Failure kinds.
@@ -179,10 +187,10 @@ func (n *node) stop(kind, stage string, err error) Result {
 func Boot(ctx context.Context, c *Config, nd Node) Result {
 	runtime.LockOSThread() // never unlocked: Go ends the thread, and its namespace, with the goroutine
 	n := &node{c: c, nd: nd, res: &Result{Name: nd.Name, IP: nd.IP, Boot: nd.Boot, Files: map[string]int64{}}, start: time.Now()}
-	if c.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
-		defer cancel()
+	prepared := func() {}
+	if c.Prepared != nil {
+		prepared = sync.OnceFunc(c.Prepared)
+		defer prepared()
 	}
 	var err error
 	if n.mac, err = net.ParseMAC(nd.MAC); err != nil {
@@ -192,10 +200,31 @@ func Boot(ctx context.Context, c *Config, nd Node) Result {
 		return n.stop(Setup, boot.Lease, fmt.Errorf("%s: not an IPv4 address", nd.IP))
 	}
 	h, err := n.nic()
+	prepared()
 	if err != nil {
 		return n.stop(Setup, boot.Lease, err)
 	}
 	defer h.Close()
+	if c.PowerOn != nil {
+		select {
+		case <-c.PowerOn:
+		case <-ctx.Done():
+			return n.stop(Setup, boot.Lease, ctx.Err())
+		}
+		if nd.After > 0 {
+			select {
+			case <-time.After(nd.After):
+			case <-ctx.Done():
+				return n.stop(Setup, boot.Lease, ctx.Err())
+			}
+		}
+		n.start = time.Now()
+	}
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	r := n.run(ctx, h)
 	r.Retransmits = retransmits()
 	return r
