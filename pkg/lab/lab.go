@@ -447,6 +447,9 @@ func (l *Lab) startDHCP(ctx context.Context, files nodes.Files) error {
 		if err != nil {
 			return err
 		}
+		// a new master's leases: an earlier lab's for more nodes than
+		// dhcp-lease-max makes dnsmasq exit ("too many stored leases")
+		os.WriteFile(filepath.Join(l.o.Dir, "dnsmasq.leases"), nil, 0o644)
 		// DHCP only (port=0: no DNS), on the bridge, every exchange logged
 		if _, err := l.start("dnsmasq", dnsmasq, "--keep-in-foreground", "--log-dhcp", "--log-facility=-", "--port=0",
 			"--interface="+Bridge, "--bind-interfaces", "--dhcp-leasefile="+filepath.Join(l.o.Dir, "dnsmasq.leases"),

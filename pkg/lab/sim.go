@@ -308,15 +308,16 @@ func nftList(table string) ([]byte, error) {
 	return out, nil
 }
 
-// RaiseNeighbourLimits sets the neighbour tables' limits (the rendered
-// sysctl.d/60-diskless.conf's gc_thresh1..3, nodes.Inventory.Sysctls)
-// where the host's are lower, and returns what puts the host's back.
-// Linux has one neighbour table for every namespace, sized only by the
-// first namespace's settings (a namespace of its own has no gc_thresh
-// files): the lab's master and the simulated nodes share the host's
-// table, each node adding an entry of its own, so the host is what a
-// load of many nodes needs raised.
-func RaiseNeighbourLimits(want map[string]int) (restore func() error, err error) {
+// RaiseLimits sets the rendered sysctl.d/60-diskless.conf's limits
+// (nodes.Inventory.Sysctls: the neighbour tables' gc_thresh1..3, the
+// sockets' default receive buffer) where the host's are lower, and
+// returns what puts the host's back. Linux has them once for every
+// namespace, set only from the first (a namespace of its own has no
+// gc_thresh files and a read-only rmem_default): the lab's master and the
+// simulated nodes share the host's neighbour table, each node adding an
+// entry of its own, so the host is what a load of many nodes needs
+// raised.
+func RaiseLimits(want map[string]int) (restore func() error, err error) {
 	old := map[string][]byte{}
 	restore = func() error {
 		var errs []error
@@ -328,11 +329,11 @@ func RaiseNeighbourLimits(want map[string]int) (restore func() error, err error)
 		return errors.Join(errs...)
 	}
 	keys := slices.Sorted(maps.Keys(want))
-	slices.Reverse(keys) // gc_thresh3, 2, 1: the ceiling first
+	slices.Reverse(keys) // gc_thresh3, 2, 1 and rmem_max, rmem_default: the ceiling first
 
 	for _, k := range keys {
-		if !strings.Contains(k, ".neigh.") || !strings.Contains(k, "gc_thresh") {
-			return restore, fmt.Errorf("%s: not a neighbour table limit", k)
+		if !(strings.Contains(k, ".neigh.") && strings.Contains(k, "gc_thresh")) && k != "net.core.rmem_default" && k != "net.core.rmem_max" {
+			return restore, fmt.Errorf("%s: not a neighbour table limit or receive buffer", k)
 		}
 		cur, err := os.ReadFile(sysctlPath(k))
 		if err != nil {

@@ -75,8 +75,8 @@ func TestParseLinkDrops(t *testing.T) {
 	}
 }
 
-func TestRaiseNeighbourLimitsTakesOnlyThem(t *testing.T) {
-	restore, err := RaiseNeighbourLimits(map[string]int{"net.ipv4.ip_forward": 1})
+func TestRaiseLimitsTakesOnlyThem(t *testing.T) {
+	restore, err := RaiseLimits(map[string]int{"net.ipv4.ip_forward": 1})
 	if err == nil || !strings.Contains(err.Error(), "net.ipv4.ip_forward: not a neighbour table limit") {
 		t.Errorf("got %v", err)
 	}

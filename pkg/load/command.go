@@ -204,12 +204,13 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if dhcp == "" {
 		dhcp = s.LabDHCP
 	}
-	// the master's neighbour table, as the rendered sysctl.d file says
-	// (the host's: see lab.RaiseNeighbourLimits), back as it was after
-	restore, err := lab.RaiseNeighbourLimits(inv.Sysctls())
+	// the master's neighbour table and receive buffers, as the rendered
+	// sysctl.d file says (the host's: see lab.RaiseLimits), back as they
+	// were after
+	restore, err := lab.RaiseLimits(inv.Sysctls())
 	defer func() {
 		if err := restore(); err != nil {
-			log.Error("the host's neighbour table limits", "err", err)
+			log.Error("the host's limits", "err", err)
 		}
 	}()
 	if err != nil {

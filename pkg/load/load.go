@@ -27,6 +27,7 @@ import (
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/simnode"
+	"golang.org/x/sys/unix"
 )
 
 // Subnet is the simulated nodes' network: room for 65,000 nodes, the
@@ -132,8 +133,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var prepared sync.WaitGroup
 	prepared.Add(len(nds))
 	cfg.PowerOn, cfg.Prepared = powerOn, prepared.Done
-	// each node holds a thread of its own until it ends
+	// each node holds a thread of its own until it ends, and a dozen
+	// descriptors at most (netlink, DHCP, TFTP, HTTP, NFS, rpcbind):
+	// the simulator's own limits, not the master's
 	debug.SetMaxThreads(max(10000, 2*len(nds)+1000))
+	if have, want := raiseFiles(uint64(4*len(nds) + 1024)); have < want {
+		o.Log.Warn("the simulator may run out of descriptors: a node holds up to 4 at once (its TFTP, HTTP, NFS and rpcbind sockets); raise the hard limit (ulimit -Hn) or simulate fewer nodes", "nodes", len(nds), "want", want, "limit", have)
+	}
 	results := make([]simnode.Result, len(nds))
 	var wg sync.WaitGroup
 	t0 := time.Now()
@@ -200,3 +206,27 @@ func liveSums(root string) (map[string]string, error) {
 
 // errNoTrace: a run needs the NFS traffic to play.
 var errNoTrace = errors.New("no NFS trace: record one with lab:trace, or give trace=<file>")
+
+// raiseFiles lifts this process's open-file limit toward want, as far
+// as the hard limit lets it (raising that needs CAP_SYS_RESOURCE, which
+// root in a container may lack), and returns the limit it has.
+func raiseFiles(want uint64) (have, wanted uint64) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, want
+	}
+	if lim.Cur >= want {
+		return lim.Cur, want
+	}
+	if lim.Max < want {
+		up := lim
+		up.Cur, up.Max = want, want
+		if unix.Setrlimit(unix.RLIMIT_NOFILE, &up) == nil {
+			return want, want
+		}
+	}
+	lim.Cur = min(want, lim.Max)
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	return lim.Cur, want
+}

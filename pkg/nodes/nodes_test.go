@@ -612,3 +612,21 @@ func TestRenderIntoReplacesAnEarlierRender(t *testing.T) {
 		t.Error("the removed node's directory is still there")
 	}
 }
+
+// The sizing follows the node count, never below the daemons' defaults
+// nor above what Ganesha accepts.
+func TestSizing(t *testing.T) {
+	for _, c := range []struct {
+		n                        int
+		thresh3, leases, ganesha int
+	}{{1, 1024, 1000, 1024}, {1000, 4256, 2000, 2064}, {10000, 40256, 20000, 10000}} {
+		inv, err := Parse([]byte(manyNodes(c.n)), "many.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := inv.Sizing()
+		if s.GCThresh3 != c.thresh3 || s.DHCPLeaseMax != c.leases || s.GaneshaConnections != c.ganesha || s.GCThresh1 < c.n || s.NginxConnections < c.n {
+			t.Errorf("%d nodes: %+v", c.n, s)
+		}
+	}
+}

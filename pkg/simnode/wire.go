@@ -270,3 +270,14 @@ func (n *node) nfs(ctx context.Context, args string) error {
 	}
 	return nil
 }
+
+// bootFile is the file an offer names: option 67 when the server sent it
+// (dnsmasq does when the client asked for it, as PXE ROMs and iPXE do,
+// and leaves the BOOTP file field empty), else the file field; firmware
+// reads both.
+func bootFile(d *dhcpv4.DHCPv4) string {
+	if f := d.GetOneOption(dhcpv4.OptionBootfileName); len(f) > 0 {
+		return strings.TrimRight(string(f), "\x00")
+	}
+	return d.BootFileName
+}

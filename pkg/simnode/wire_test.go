@@ -46,3 +46,15 @@ func TestDHCPAsksHaveTheRealSizes(t *testing.T) {
 		}
 	}
 }
+
+func TestBootFileFromOption67OrTheFileField(t *testing.T) {
+	d, _ := dhcpv4.New(dhcpv4.WithOption(dhcpv4.OptBootFileName("undionly.kpxe")))
+	if got := bootFile(d); got != "undionly.kpxe" {
+		t.Errorf("option 67: %q", got)
+	}
+	d, _ = dhcpv4.New()
+	d.BootFileName = "pxelinux.0"
+	if got := bootFile(d); got != "pxelinux.0" {
+		t.Errorf("file field: %q", got)
+	}
+}
