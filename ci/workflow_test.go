@@ -2,6 +2,7 @@
 package ci
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,15 @@ func actionlint(t *testing.T, shellcheck string, files ...string) ([]byte, error
 	args := append([]string{"tool", "actionlint", "-no-color", "-shellcheck=" + shellcheck, "-pyflakes="}, files...)
 	c := exec.Command("go", args...)
 	c.Dir = root
-	return c.CombinedOutput()
+	// findings on stdout; stderr has the go command's own lines ("go:
+	// downloading ..." with an empty module cache), shown on failure
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return out, err
 }
 
 func workflows(t *testing.T) []string {
