@@ -74,11 +74,11 @@ func load() (*settings.Settings, error) {
 
 // terminal returns stdout when it is a terminal (live progress lines), nil
 // otherwise (plain periodic log lines).
-func terminal() *os.File {
+func terminal() io.Writer {
 	if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 		return os.Stdout
 	}
-	return nil
+	return nil // an untyped nil: callers test the interface
 }
 
 // Deps installs every Debian package the project uses (all arches, QEMU,
@@ -307,11 +307,7 @@ func pipelineOptions(archArg string) (pipeline.Options, error) {
 		return pipeline.Options{}, err
 	}
 	s, err := load()
-	o := pipeline.Options{Arch: a, Settings: s, Log: log}
-	if t := terminal(); t != nil {
-		o.Terminal = t
-	}
-	return o, err
+	return pipeline.Options{Arch: a, Settings: s, Log: log, Terminal: terminal()}, err
 }
 
 // Smoke boots the published tree (DISKLESS_ROOT, default /diskless) of an
@@ -492,11 +488,7 @@ func (Lab) Storm(ctx context.Context, args string) error {
 	if err != nil {
 		return err
 	}
-	var term io.Writer
-	if t := terminal(); t != nil {
-		term = t
-	}
-	return storm.Target(ctx, s, args, log, os.Stdout, term)
+	return storm.Target(ctx, s, args, log, os.Stdout, terminal())
 }
 
 // Load boots N simulated nodes (no QEMU: the packets of a real node, each
@@ -516,11 +508,7 @@ func (Lab) Load(ctx context.Context, args string) error {
 	if err != nil {
 		return err
 	}
-	var term io.Writer
-	if t := terminal(); t != nil {
-		term = t
-	}
-	return loadsim.Target(ctx, s, args, log, os.Stdout, term)
+	return loadsim.Target(ctx, s, args, log, os.Stdout, terminal())
 }
 
 // Trace boots one node of the inventory through a lab of its own with its

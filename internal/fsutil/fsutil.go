@@ -5,12 +5,14 @@ package fsutil
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -141,3 +143,22 @@ func Lock(path string, noWait bool, waiting func()) (func(), error) {
 
 // ErrLocked is Lock's error with noWait when the lock is held.
 var ErrLocked = errors.New("held by another process")
+
+// WriteReport puts v as indented JSON into dir as <name>-<started>.json
+// and <name>.json (the latest), and returns the first's path: the reports
+// of lab:storm and lab:load.
+func WriteReport(dir, name string, started time.Time, v any) (string, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data = append(data, '\n')
+	p := filepath.Join(dir, name+"-"+started.Format("20060102T150405Z")+".json")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(filepath.Join(dir, name+".json"), data, 0o644)
+}

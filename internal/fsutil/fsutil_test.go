@@ -68,3 +68,20 @@ func TestLock(t *testing.T) {
 		t.Error("the waiter was not told it waits")
 	}
 }
+
+func TestWriteReport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lab")
+	started := time.Date(2026, 12, 1, 1, 2, 3, 0, time.UTC)
+	p, err := WriteReport(dir, "load", started, map[string]int{"nodes": 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != filepath.Join(dir, "load-20261201T010203Z.json") {
+		t.Errorf("path %s", p)
+	}
+	for _, f := range []string{p, filepath.Join(dir, "load.json")} {
+		if data, err := os.ReadFile(f); err != nil || string(data) != "{\n  \"nodes\": 5\n}\n" {
+			t.Errorf("%s: %q %v", f, data, err)
+		}
+	}
+}

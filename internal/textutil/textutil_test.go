@@ -1,6 +1,10 @@
 package textutil
 
-import "testing"
+import (
+	"log/slog"
+	"strings"
+	"testing"
+)
 
 func TestFirstLineAndTail(t *testing.T) {
 	if got := FirstLine("a\nb\n"); got != "a" {
@@ -14,5 +18,18 @@ func TestFirstLineAndTail(t *testing.T) {
 	}
 	if got := Tail("", 2); got != "" {
 		t.Errorf("Tail of nothing = %q", got)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	var term strings.Builder
+	Progress(&term, nil, "load")("  5.0 s  offered 3")
+	if term.String() != "  5.0 s  offered 3\n" {
+		t.Errorf("terminal got %q", term.String())
+	}
+	var logged strings.Builder
+	Progress(nil, slog.New(slog.NewTextHandler(&logged, nil)), "load")("  5.0 s  offered 3")
+	if !strings.Contains(logged.String(), `msg="load: 5.0 s offered 3"`) {
+		t.Errorf("log got %q", logged.String())
 	}
 }

@@ -162,3 +162,22 @@ func TestJudge(t *testing.T) {
 		t.Errorf("stalled: %+v", v)
 	}
 }
+
+func TestStageTimesAndNearestRank(t *testing.T) {
+	order, at := StageTimes([][]Reached{
+		{{Name: Fetched, At: 3}, {Name: Lease, At: 1}},
+		{{Name: Lease, At: 2}},
+	})
+	if len(order) != 2 || order[0] != Lease || order[1] != Fetched {
+		t.Errorf("order %v", order)
+	}
+	if len(at[Lease]) != 2 || at[Lease][0] != 1 || at[Lease][1] != 2 {
+		t.Errorf("times %v", at)
+	}
+	s := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for p, want := range map[float64]float64{0.5: 5, 0.95: 10, 0.1: 1, 0.11: 2} {
+		if got := NearestRank(s, p); got != want {
+			t.Errorf("p%.2f = %v, want %v", p, got, want)
+		}
+	}
+}

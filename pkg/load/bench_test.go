@@ -25,14 +25,7 @@ import (
 // BENCH_LOAD=1 (go run mage.go bench passes it through); BENCH_LOAD_MAX
 // caps the nodes (default 5000).
 func BenchmarkLoad(b *testing.B) {
-	if os.Getenv("BENCH_LOAD") != "1" {
-		b.Skip("boots up to 5,000 simulated nodes per run against the lab's daemons: run with BENCH_LOAD=1")
-	}
-	most := 5000
-	if v := os.Getenv("BENCH_LOAD_MAX"); v != "" {
-		fmt.Sscan(v, &most)
-	}
-	f := labtest.New(b, labtest.Options{Inventory: masterInv + "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5:04:3B:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n", Arches: []string{"x86_64"}})
+	f, most := benchLab(b, "boots up to 5,000 simulated nodes per run against the lab's daemons")
 	for _, dhcp := range []string{"dhcpd", "dnsmasq"} {
 		for _, method := range []string{nodes.BootIPXE, nodes.BootPXELinux} {
 			failed := false
@@ -78,14 +71,7 @@ func BenchmarkLoad(b *testing.B) {
 // its start until it serves: dhcpd's or dnsmasq's hosts, Ganesha's one
 // export per node. Run with BENCH_LOAD=1.
 func BenchmarkLabUp(b *testing.B) {
-	if os.Getenv("BENCH_LOAD") != "1" {
-		b.Skip("starts the lab's daemons for thousands of nodes: run with BENCH_LOAD=1")
-	}
-	most := 5000
-	if v := os.Getenv("BENCH_LOAD_MAX"); v != "" {
-		fmt.Sscan(v, &most)
-	}
-	f := labtest.New(b, labtest.Options{Inventory: masterInv + "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5:04:3B:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n", Arches: []string{"x86_64"}})
+	f, most := benchLab(b, "starts the lab's daemons for thousands of nodes")
 	for _, n := range []int{1000, 5000, 10000} {
 		if n > most {
 			break
@@ -113,4 +99,19 @@ func BenchmarkLabUp(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchLab skips unless BENCH_LOAD=1 (saying what the benchmark does) and
+// returns the lab fixture with x86_64 built and the most nodes to run
+// (BENCH_LOAD_MAX, default 5,000).
+func benchLab(b *testing.B, does string) (*labtest.Fixture, int) {
+	if os.Getenv("BENCH_LOAD") != "1" {
+		b.Skip(does + ": run with BENCH_LOAD=1")
+	}
+	most := 5000
+	if v := os.Getenv("BENCH_LOAD_MAX"); v != "" {
+		fmt.Sscan(v, &most)
+	}
+	f := labtest.New(b, labtest.Options{Inventory: slave21Inv, Arches: []string{"x86_64"}})
+	return f, most
 }

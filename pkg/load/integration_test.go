@@ -30,6 +30,10 @@ nfs_opts = "vers=3,tcp"
 shared_ro = []
 `
 
+// slave21Inv is the fixture's inventory: the master and slave21, whose
+// published artifacts lab:load boots.
+const slave21Inv = masterInv + "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5:04:3B:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n"
+
 // TestIntegrationLoad is CI's lab:load: 200 simulated nodes at once by
 // iPXE (TFTP for undionly.kpxe, then HTTP) with 1 % of the frames lost
 // each way, playing the committed Debian 12 trace to multi-user against
@@ -39,7 +43,7 @@ func TestIntegrationLoad(t *testing.T) {
 	if lab.Running() {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
 	}
-	f := labtest.New(t, labtest.Options{Inventory: masterInv + "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5:04:3B:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n", Arches: []string{"x86_64"}})
+	f := labtest.New(t, labtest.Options{Inventory: slave21Inv, Arches: []string{"x86_64"}})
 	a, err := ParseArgs("n=200 loss=1%")
 	if err != nil {
 		t.Fatal(err)

@@ -10,9 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -189,19 +189,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 // liveSums is the live generation's SHA256SUMS, by name.
 func liveSums(root string) (map[string]string, error) {
-	data, err := os.ReadFile(filepath.Join(root, publish.SumsName))
-	if err != nil {
+	sums, err := publish.ReadSums(filepath.Join(root, publish.SumsName))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: publish into %s first", err, root)
 	}
-	lines, err := publish.ParseSums(data)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, l := range lines {
-		out[l.Name] = l.SHA256
-	}
-	return out, nil
+	return sums, err
 }
 
 // errNoTrace: a run needs the NFS traffic to play.

@@ -1,17 +1,16 @@
 package load
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/internal/netns"
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/lab"
@@ -166,26 +165,16 @@ func masterSNMP() (retrans, udpErrors int64) {
 
 // percentiles of each stage over the nodes that reached it, in boot order.
 func percentiles(results []simnode.Result) []Percentiles {
-	by := map[string][]float64{}
-	var order []string
+	var boots [][]boot.Reached
 	for _, n := range results {
-		for _, st := range n.Stages {
-			if by[st.Name] == nil {
-				order = append(order, st.Name)
-			}
-			by[st.Name] = append(by[st.Name], st.At)
-		}
+		boots = append(boots, n.Stages)
 	}
-	sort.SliceStable(order, func(i, j int) bool { return boot.Index(order[i]) < boot.Index(order[j]) })
+	order, at := boot.StageTimes(boots)
 	var out []Percentiles
 	for _, name := range order {
-		s := by[name]
+		s := at[name]
 		sort.Float64s(s)
-		rank := func(p float64) float64 {
-			i := int(math.Ceil(p*float64(len(s)))) - 1
-			return s[max(i, 0)]
-		}
-		out = append(out, Percentiles{Stage: name, Nodes: len(s), P50: rank(0.50), P95: rank(0.95), P99: rank(0.99), Max: s[len(s)-1]})
+		out = append(out, Percentiles{Stage: name, Nodes: len(s), P50: boot.NearestRank(s, 0.50), P95: boot.NearestRank(s, 0.95), P99: boot.NearestRank(s, 0.99), Max: s[len(s)-1]})
 	}
 	return out
 }
@@ -253,16 +242,5 @@ func (r *Report) Summary() string {
 // Write puts the report into dir as load-<time>.json and load.json (the
 // latest) and returns the first's path.
 func (r *Report) Write(dir string) (string, error) {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "load-"+r.Started.Format("20060102T150405Z")+".json")
-	if err := os.WriteFile(p, append(data, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	return p, os.WriteFile(filepath.Join(dir, "load.json"), append(data, '\n'), 0o644)
+	return fsutil.WriteReport(dir, "load", r.Started, r)
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/deps"
-	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nfstrace"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
@@ -80,15 +79,10 @@ func Record(ctx context.Context, o TraceOptions) (*nfstrace.Trace, string, error
 	}
 	labOpts := pipeline.LabOptions(s, log)
 	labOpts.Dir, labOpts.Detach = dir, false
-	if err := lab.Preflight(labOpts); err != nil {
-		return nil, "", err
+	l, published, err := pipeline.LabUpWith(ctx, s, log, labOpts)
+	if published != nil {
+		log.Info("published the inventory's per-node files", "generation", published.Generation)
 	}
-	if ok, m, err := pipeline.PublishNodes(ctx, s, log); err != nil {
-		return nil, "", err
-	} else if ok {
-		log.Info("published the inventory's per-node files", "generation", m.Generation)
-	}
-	l, err := lab.Up(ctx, labOpts)
 	if err != nil {
 		return nil, "", err
 	}

@@ -628,5 +628,15 @@ func TestSizing(t *testing.T) {
 		if s.GCThresh3 != c.thresh3 || s.DHCPLeaseMax != c.leases || s.GaneshaConnections != c.ganesha || s.GCThresh1 < c.n || s.NginxConnections < c.n {
 			t.Errorf("%d nodes: %+v", c.n, s)
 		}
+		// the map lab:load applies says what the rendered file says
+		conf, m := inv.Sysctl(), inv.Sysctls()
+		if len(m) != 8 || m["net.ipv6.neigh.default.gc_thresh3"] != c.thresh3 {
+			t.Errorf("%d nodes: sysctls %v", c.n, m)
+		}
+		for k, v := range m {
+			if !strings.Contains(conf, fmt.Sprintf("\n%s = %d\n", k, v)) {
+				t.Errorf("%d nodes: %s = %d not in\n%s", c.n, k, v, conf)
+			}
+		}
 	}
 }

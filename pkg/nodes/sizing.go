@@ -61,34 +61,49 @@ func (inv *Inventory) Sizing() Sizing {
 	return s
 }
 
+// sysctl is one setting of sysctl.d/60-diskless.conf.
+type sysctl struct {
+	key   string
+	value int
+}
+
+// sysctls are the file's settings in its order: the neighbour tables
+// (IPv4, IPv6), then the sockets' receive buffers.
+func (s Sizing) sysctls() (neigh, buffers []sysctl) {
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		neigh = append(neigh,
+			sysctl{"net." + fam + ".neigh.default.gc_thresh1", s.GCThresh1},
+			sysctl{"net." + fam + ".neigh.default.gc_thresh2", s.GCThresh2},
+			sysctl{"net." + fam + ".neigh.default.gc_thresh3", s.GCThresh3})
+	}
+	return neigh, []sysctl{{"net.core.rmem_default", s.ReceiveBuffer}, {"net.core.rmem_max", s.ReceiveBuffer}}
+}
+
 // Sysctl is sysctl.d/60-diskless.conf: the neighbour tables, IPv4 and
 // IPv6, and the sockets' receive buffers, sized for the nodes.
 func (inv *Inventory) Sysctl() string {
 	s := inv.Sizing()
+	neigh, buffers := s.sysctls()
 	var b strings.Builder
 	b.WriteString(inv.comment("#"))
 	fmt.Fprintf(&b, "# one neighbour entry per node: %d nodes (copy to /etc/sysctl.d/ and run sysctl --system)\n", s.Nodes)
-	for _, fam := range []string{"ipv4", "ipv6"} {
-		fmt.Fprintf(&b, "net.%s.neigh.default.gc_thresh1 = %d\n", fam, s.GCThresh1)
-		fmt.Fprintf(&b, "net.%s.neigh.default.gc_thresh2 = %d\n", fam, s.GCThresh2)
-		fmt.Fprintf(&b, "net.%s.neigh.default.gc_thresh3 = %d\n", fam, s.GCThresh3)
+	for _, c := range neigh {
+		fmt.Fprintf(&b, "%s = %d\n", c.key, c.value)
 	}
 	b.WriteString("# a request per node queued on tftpd's and dhcpd's sockets when all power on at once\n")
-	fmt.Fprintf(&b, "net.core.rmem_default = %d\nnet.core.rmem_max = %d\n", s.ReceiveBuffer, s.ReceiveBuffer)
+	for _, c := range buffers {
+		fmt.Fprintf(&b, "%s = %d\n", c.key, c.value)
+	}
 	return b.String()
 }
 
 // Sysctls are Sysctl's settings by key.
 func (inv *Inventory) Sysctls() map[string]int {
-	s := inv.Sizing()
+	neigh, buffers := inv.Sizing().sysctls()
 	out := map[string]int{}
-	for _, fam := range []string{"ipv4", "ipv6"} {
-		out["net."+fam+".neigh.default.gc_thresh1"] = s.GCThresh1
-		out["net."+fam+".neigh.default.gc_thresh2"] = s.GCThresh2
-		out["net."+fam+".neigh.default.gc_thresh3"] = s.GCThresh3
+	for _, c := range append(neigh, buffers...) {
+		out[c.key] = c.value
 	}
-	out["net.core.rmem_default"] = s.ReceiveBuffer
-	out["net.core.rmem_max"] = s.ReceiveBuffer
 	return out
 }
 

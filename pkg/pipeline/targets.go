@@ -73,14 +73,22 @@ func LabUp(ctx context.Context, s *settings.Settings, log *slog.Logger) (*lab.La
 	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
 		return nil, nil, err
 	}
-	if err := lab.Preflight(LabOptions(s, log)); err != nil {
+	return LabUpWith(ctx, s, log, LabOptions(s, log))
+}
+
+// LabUpWith is LabUp's lab with o (LabOptions changed: another directory,
+// not detached) once the packages are there: what the lab refuses checked
+// first, the inventory's per-node files published when the live ones
+// differ, then the daemons.
+func LabUpWith(ctx context.Context, s *settings.Settings, log *slog.Logger, o lab.Options) (*lab.Lab, *publish.Manifest, error) {
+	if err := lab.Preflight(o); err != nil {
 		return nil, nil, err
 	}
 	_, m, err := PublishNodes(ctx, s, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := lab.Up(ctx, LabOptions(s, log))
+	l, err := lab.Up(ctx, o)
 	return l, m, err
 }
 

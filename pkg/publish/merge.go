@@ -98,7 +98,7 @@ func keepLive(root string, files []File, drop []string, nodes bool) ([]File, err
 	dir := filepath.Join(root, genDir, fmt.Sprintf("%06d", n))
 	// carried files must hash to what the live SHA256SUMS (the signed
 	// list, when signed) says, not only to what manifest.json says
-	sums, err := readSums(filepath.Join(dir, SumsName))
+	sums, err := ReadSums(filepath.Join(dir, SumsName))
 	if err != nil {
 		return nil, fmt.Errorf("the live generation %d: %w", n, err)
 	}
@@ -235,8 +235,8 @@ func withCPUModules(files []File) ([]File, error) {
 	return files, nil
 }
 
-// readSums reads a SHA256SUMS file into name -> sha256.
-func readSums(path string) (map[string]string, error) {
+// ReadSums reads a SHA256SUMS file into name -> sha256.
+func ReadSums(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskless/diskless/internal/textutil"
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/lab"
@@ -116,12 +117,7 @@ func Target(ctx context.Context, s *settings.Settings, words string, log *slog.L
 	if err := deps.Ensure(ctx, log, append(deps.Lab(), deps.NodeOS()...)); err != nil {
 		return err
 	}
-	o := CommandOptions{Settings: s, Args: a, Log: log}
-	if terminal != nil {
-		o.Progress = func(line string) { fmt.Fprintln(terminal, line) }
-	} else {
-		o.Progress = func(line string) { log.Info("storm: " + strings.Join(strings.Fields(line), " ")) }
-	}
+	o := CommandOptions{Settings: s, Args: a, Log: log, Progress: textutil.Progress(terminal, log, "storm")}
 	r, path, err := Command(ctx, o)
 	if r != nil {
 		fmt.Fprint(out, r.Summary())

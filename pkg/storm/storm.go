@@ -9,7 +9,6 @@ package storm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
@@ -439,26 +439,18 @@ func bootNode(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, pr
 
 // percentiles of each stage over the nodes that reached it, in boot order.
 func percentiles(results []NodeResult) []Percentiles {
-	by := map[string][]float64{}
-	var order []string
-	for _, n := range results {
-		for _, st := range n.Stages {
-			if by[st.Name] == nil {
-				order = append(order, st.Name)
-			}
-			by[st.Name] = append(by[st.Name], st.At)
-		}
-	}
+	var boots [][]boot.Reached
 	up := []float64{}
 	for _, n := range results {
+		boots = append(boots, n.Stages)
 		if n.Up {
 			up = append(up, n.UpAt)
 		}
 	}
-	sort.SliceStable(order, func(i, j int) bool { return boot.Index(order[i]) < boot.Index(order[j]) })
+	order, at := boot.StageTimes(boots)
 	var out []Percentiles
 	for _, name := range order {
-		out = append(out, pct(name, by[name]))
+		out = append(out, pct(name, at[name]))
 	}
 	if len(up) > 0 {
 		out = append(out, pct("up", up))
@@ -470,31 +462,13 @@ func percentiles(results []NodeResult) []Percentiles {
 func pct(name string, v []float64) Percentiles {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	rank := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(s)))) - 1
-		if i < 0 {
-			i = 0
-		}
-		return s[i]
-	}
-	return Percentiles{Stage: name, Nodes: len(s), P50: rank(0.50), P95: rank(0.95), Max: s[len(s)-1]}
+	return Percentiles{Stage: name, Nodes: len(s), P50: boot.NearestRank(s, 0.50), P95: boot.NearestRank(s, 0.95), Max: s[len(s)-1]}
 }
 
 // Write puts the report into dir as storm-<time>.json and storm.json (the
 // latest) and returns the first's path.
 func (r *Report) Write(dir string) (string, error) {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "storm-"+r.Started.Format("20060102T150405Z")+".json")
-	if err := os.WriteFile(p, append(data, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	return p, os.WriteFile(filepath.Join(dir, "storm.json"), append(data, '\n'), 0o644)
+	return fsutil.WriteReport(dir, "storm", r.Started, r)
 }
 
 // Summary is the report as a few lines for a terminal or a log.
