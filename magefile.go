@@ -194,7 +194,10 @@ type Image mg.Namespace
 
 // Publish builds the image if needed (see build:image) and publishes it to
 // DISKLESS_ROOT/images/<IMAGE>-<arch>/ as a new generation, switched
-// atomically; nodes get it at their next boot. IMAGE_KEEP generations are
+// atomically, with the same tree as one squashfs file (zstd) beside it;
+// nodes get it at their next boot. When nodes.toml has stateless nodes
+// running it, the signed set they boot from (SHA256SUMS, SIGNING_KEY)
+// is published again with the new squashfs. IMAGE_KEEP generations are
 // kept (default 3). Usage: image:publish arch=x86_64
 func (Image) Publish(ctx context.Context, archArg string) error {
 	o, err := pipelineOptions(archArg)

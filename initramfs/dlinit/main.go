@@ -53,7 +53,11 @@ func main() {
 	}
 	raw, _ := os.ReadFile("/proc/cmdline")
 	cmd := fallback.ParseCmdline(string(raw))
-	say("%s dlinit: looking for the NFS root", fallback.Prefix)
+	if _, stateless, _ := fallback.ParseStateless(cmd); stateless {
+		say("%s dlinit: fetching the image (stateless node)", fallback.Prefix)
+	} else {
+		say("%s dlinit: looking for the NFS root", fallback.Prefix)
+	}
 
 	target, err := attempt(cmd, settings, true)
 	if err == nil {
@@ -99,9 +103,22 @@ func failureLine(err error) string {
 	return fmt.Sprintf("%s %v", fallback.Prefix, err)
 }
 
-// attempt runs network, config and mount; on success the root is mounted
-// at newRoot and has an init.
+// attempt readies the node's root at newRoot, with an init: its image in
+// RAM for a stateless node (diskless.image=), else its NFS root.
 func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.Target, error) {
+	sl, stateless, err := fallback.ParseStateless(cmd)
+	if err != nil {
+		return fallback.Target{}, &fallback.Failure{Step: fallback.StepConfig, Err: err}
+	}
+	if stateless {
+		return attemptStateless(cmd, st, sl, first)
+	}
+	return attemptNFS(cmd, st, first)
+}
+
+// attemptNFS runs network, config and mount; on success the root is mounted
+// at newRoot and has an init.
+func attemptNFS(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.Target, error) {
 	clientIP, bootServer, rootPath, err := network(cmd, first)
 	if err != nil {
 		return fallback.Target{}, err
@@ -314,7 +331,11 @@ func configuredIPv4() string {
 // boot switches to the mounted root; it returns only on failure.
 func boot(cmd fallback.Cmdline, t fallback.Target) {
 	init := initPath(cmd)
-	say("%s NFS root %s mounted: switching to %s", fallback.Prefix, t.Source(), init)
+	if _, stateless, _ := fallback.ParseStateless(cmd); stateless {
+		say("%s image %s from %s ready: switching to %s", fallback.Prefix, t.Path, t.Server, init)
+	} else {
+		say("%s NFS root %s mounted: switching to %s", fallback.Prefix, t.Source(), init)
+	}
 	if err := mount.SwitchRoot(newRoot, init); err != nil {
 		say("%s switch_root: %v", fallback.Prefix, err)
 	}

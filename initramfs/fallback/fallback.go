@@ -29,6 +29,11 @@ type Settings struct {
 	RetryMax Duration `json:"retry_max"`
 	// Shell is the rescue shell.
 	Shell string `json:"shell"`
+	// TrustedKeys are the signify public keys (one after another) a
+	// stateless node's set must be signed with (SIGNING_KEY's and
+	// TRUSTED_KEY's when the initramfs was built); none: a stateless node
+	// refuses to boot.
+	TrustedKeys string `json:"trusted_keys,omitempty"`
 }
 
 // Duration is a time.Duration written as "60s" in JSON.

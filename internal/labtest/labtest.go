@@ -25,6 +25,7 @@ import (
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/settings"
+	"github.com/diskless/diskless/pkg/sign"
 	"github.com/diskless/diskless/pkg/testroot"
 )
 
@@ -41,6 +42,10 @@ type Options struct {
 	// or tarball with a root).
 	Image     bool
 	ImageFrom string
+	// Sign signs what is published with a test key (SIGNING_KEY, made
+	// once in the cache), which the initramfs then trusts: stateless
+	// nodes boot only a signed set.
+	Sign bool
 }
 
 // Fixture is a master laid out for a test.
@@ -111,6 +116,13 @@ func New(t testing.TB, o Options) *Fixture {
 	if o.ImageFrom != "" {
 		env["IMAGE_FROM"] = o.ImageFrom
 	}
+	if o.Sign {
+		sec, err := TestKey(testenv.Settings(t, nil).CacheDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env["SIGNING_KEY"] = sec
+	}
 	f.S = testenv.Settings(t, env)
 	f.S.Artifacts = filepath.Join(f.Tmp, "artifacts")
 	f.Inv = f.S.Inventory
@@ -125,11 +137,9 @@ func New(t testing.TB, o Options) *Fixture {
 		f.Kernel[a.Name] = filepath.Join(f.S.Artifacts, a.Name, a.ArtifactName())
 		f.Initrd[a.Name] = r.Initramfs.Path
 	}
-	if len(archs) > 0 {
-		if err := f.Publish(f.Inv); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// the image and the nodes' roots (or a stateless node's identity)
+	// first: a stateless node's squashfs and overlay are published with
+	// the boot files
 	if o.Image {
 		a, _ := arch.Lookup("x86_64")
 		if _, _, err := pipeline.PublishImage(ctx, f.S, a, testenv.Quiet()); err != nil {
@@ -137,7 +147,29 @@ func New(t testing.TB, o Options) *Fixture {
 		}
 	}
 	f.Provision(t, f.Inv)
+	if len(archs) > 0 {
+		if err := f.Publish(f.Inv); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return f
+}
+
+// TestKey is the tests' signing key (a signify secret key file), made
+// once under cacheDir and reused, so that the initramfs that trusts it is
+// built once too.
+func TestKey(cacheDir string) (string, error) {
+	dir := filepath.Join(cacheDir, "test-keys")
+	sec := filepath.Join(dir, "labtest.sec")
+	if _, err := os.Stat(sec); err == nil {
+		return sec, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	os.Remove(filepath.Join(dir, "labtest.pub"))
+	_, sec, err := sign.WriteKeyPair(dir, "labtest")
+	return sec, err
 }
 
 // Publish publishes the built arches with inv's per-node files (publish

@@ -33,6 +33,7 @@ const (
 	IPConfig  = "IP-Config (kernel DHCP)"
 	RootAsked = "root asked for (NFS)"
 	Rescue    = "rescue shell"
+	Image     = "image in RAM (stateless)"
 	Root      = "root mounted (NFS)"
 	Usr       = "/usr mounted (image)"
 	TestInit  = "test init ran"
@@ -56,7 +57,7 @@ type stage struct {
 // iPXE script, a BIOS node no EFI stub, a node whose root answers at once
 // neither a failed try nor a rescue shell. Next does not name them as
 // where a boot stopped.
-var optional = map[string]bool{Script: true, EFIStub: true, RootAsked: true, Rescue: true}
+var optional = map[string]bool{Script: true, EFIStub: true, RootAsked: true, Rescue: true, Image: true}
 
 // stages are the console lines of each stage (SeaBIOS's iPXE ROM, OVMF,
 // PXELINUX, iPXE, the kernel, the fallback initramfs, the test init,
@@ -88,6 +89,8 @@ var stages = []stage{
 	{Rescue, []string{"starting a rescue shell"}, nil},
 	// the fallback initramfs's line, the kernel's own NFS root, or a root
 	// that has no init (a skeleton nobody populated: mounted all the same)
+	// a stateless node's image fetched, checked and mounted from RAM
+	{Image, []string{"in RAM: squashfs on"}, nil},
 	{Root, []string{"diskless-fallback: NFS root", "VFS: Mounted root (nfs", "the root is mounted but has no init"}, nil},
 	{Usr, []string{"diskless-fallback: /usr:"}, nil},
 	{TestInit, []string{TestInitMarker}, nil},
@@ -227,6 +230,11 @@ var failures = []failure{
 	{"Could not open", Firmware},                               // QEMU or the firmware could not open a file it was given
 	{"No such file or directory (http://ipxe.org", IPXEScript}, // iPXE: a file it fetched is missing
 	{"diskless-fallback: mount failed", Initramfs},
+	// a stateless node: the image or overlay not fetched, not what the
+	// signed SHA256SUMS says, or not mountable (the initramfs tries again)
+	{"diskless-fallback: fetch failed", Initramfs},
+	{"diskless-fallback: verify failed", Initramfs},
+	{"diskless-fallback: image failed", Initramfs},
 }
 
 // Failures lists the console lines that end a boot as failed, leaving out

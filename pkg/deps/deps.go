@@ -146,7 +146,7 @@ func WorkflowPrograms() []Program { return []Program{{"shellcheck", "shellcheck"
 // it run: debootstrap, cp and tar (IMAGE_FROM), zstd/xz for compressed
 // tarballs, ssh-keygen for each node's host keys.
 func ImagePrograms() []Program {
-	return []Program{{"debootstrap", "debootstrap"}, {"cp", "coreutils"}, {"tar", "tar"}, {"zstd", "zstd"}, {"xz", "xz-utils"}, {"ssh-keygen", "openssh-client"}}
+	return []Program{{"debootstrap", "debootstrap"}, {"cp", "coreutils"}, {"tar", "tar"}, {"zstd", "zstd"}, {"xz", "xz-utils"}, {"ssh-keygen", "openssh-client"}, {"mksquashfs", "squashfs-tools"}}
 }
 
 // Image lists the packages of ImagePrograms, and qemu-user-static for an

@@ -69,6 +69,9 @@ type Manifest struct {
 	PackageDB string    `json:"package_db"`
 	Built     time.Time `json:"built"`
 	Seconds   float64   `json:"build_seconds"`
+	// Squashfs is the published generation as one file (image:publish
+	// writes it; a build has none).
+	Squashfs *Squashfs `json:"squashfs,omitempty"`
 }
 
 // PkgInfo is one installed package.

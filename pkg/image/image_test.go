@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 )
@@ -81,6 +82,7 @@ func TestBuildFromDirectoryPublishRollback(t *testing.T) {
 		testutil.Integration(t, "root")
 		testutil.SkipOrFail(t, "building an image needs root (Build refuses otherwise: it keeps owners and device nodes)")
 	}
+	unsquashfs := testutil.NeedTool(t, "unsquashfs", "squashfs-tools") // publish writes the squashfs
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "src")
 	fakeRoot(t, src, "1")
@@ -117,8 +119,29 @@ func TestBuildFromDirectoryPublishRollback(t *testing.T) {
 	if err != nil || g1.N != 1 {
 		t.Fatalf("publish: %+v %v", g1, err)
 	}
+	// the same tree as one squashfs file beside it, described in its manifest
+	sq := SquashfsPath(g1.Dir)
+	if g1.Manifest.Squashfs == nil || !fsutil.Matches(sq, g1.Manifest.Squashfs.Bytes, g1.Manifest.Squashfs.SHA256) {
+		t.Fatalf("gen-0001's squashfs: %+v", g1.Manifest.Squashfs)
+	}
+	if m, err := ReadManifest(g1.Dir + ".json"); err != nil || m.Squashfs == nil || *m.Squashfs != *g1.Manifest.Squashfs {
+		t.Errorf("gen-0001.json: %+v %v", m, err)
+	}
+	if out, err := exec.Command(unsquashfs, "-cat", sq, "usr/marker").CombinedOutput(); err != nil || string(out) != "1" {
+		t.Errorf("usr/marker in the squashfs: %q %v", out, err)
+	}
+	// the same tree gives the same bytes
+	again2, err := MakeSquashfs(context.Background(), g1.Dir, filepath.Join(tmp, "again.squashfs"), res.Manifest.Built.Unix())
+	if err != nil || again2.SHA256 != g1.Manifest.Squashfs.SHA256 {
+		t.Errorf("the squashfs again: %+v %v, first %s", again2, err, g1.Manifest.Squashfs.SHA256)
+	}
 	if g, err := Publish(context.Background(), res, PublishOptions{Root: root}); err != nil || g.N != 1 {
 		t.Errorf("republishing the live image made %+v %v", g, err)
+	}
+	// a live generation published before squashfs files gets one
+	os.Remove(sq)
+	if g, err := Publish(context.Background(), res, PublishOptions{Root: root}); err != nil || g.N != 1 || !fsutil.Matches(sq, g.Manifest.Squashfs.Bytes, g.Manifest.Squashfs.SHA256) {
+		t.Errorf("republishing the live image without its squashfs: %+v %v", g, err)
 	}
 	// a changed source is a new key, a new build, a new generation
 	os.WriteFile(filepath.Join(src, "usr/marker"), []byte("2"), 0o644)
@@ -162,6 +185,9 @@ func TestBuildFromDirectoryPublishRollback(t *testing.T) {
 	gens, _ := Generations(Published(root, "mine", "x86_64"))
 	if len(gens) != 2 || gens[0].N != 4 || gens[1].N != 5 || !gens[1].Live {
 		t.Errorf("generations after keep=2: %+v", gens)
+	}
+	if left, _ := filepath.Glob(filepath.Join(Published(root, "mine", "x86_64"), "*.squashfs")); len(left) != 2 {
+		t.Errorf("squashfs files after keep=2: %v", left)
 	}
 }
 

@@ -162,6 +162,9 @@ func Publish(ctx context.Context, res *Result, o PublishOptions) (*Generation, e
 	next := 1
 	for _, g := range gens {
 		if g.Live && g.Manifest != nil && g.Manifest.TreeSHA256 == res.Manifest.TreeSHA256 {
+			if err := ensureSquashfs(ctx, dir, &g, res.Manifest.Built.Unix()); err != nil {
+				return nil, fmt.Errorf("the live generation %s as squashfs: %w", g.Dir, err)
+			}
 			log.Info("image already live", "image", filepath.Base(dir), "generation", filepath.Base(g.Dir))
 			return &g, nil
 		}
@@ -176,8 +179,18 @@ func Publish(ctx context.Context, res *Result, o PublishOptions) (*Generation, e
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("copying the image: %v\n%s", err, textutil.Tail(string(out), 10))
 	}
-	if err := WriteManifest(filepath.Join(dir, name+".json"), &res.Manifest); err != nil {
+	// the same tree as one file, for stateless nodes
+	sq, err := MakeSquashfs(ctx, tmp, SquashfsPath(filepath.Join(dir, name)), res.Manifest.Built.Unix())
+	if err != nil {
 		os.RemoveAll(tmp)
+		return nil, err
+	}
+	log.Info("image squashfs written", "image", filepath.Base(dir), "generation", name, "bytes", sq.Bytes, "seconds", fmt.Sprintf("%.1f", sq.Seconds))
+	m := res.Manifest
+	m.Squashfs = sq
+	if err := WriteManifest(filepath.Join(dir, name+".json"), &m); err != nil {
+		os.RemoveAll(tmp)
+		os.Remove(SquashfsPath(filepath.Join(dir, name)))
 		return nil, err
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
@@ -186,7 +199,7 @@ func Publish(ctx context.Context, res *Result, o PublishOptions) (*Generation, e
 	if err := switchTo(dir, name); err != nil {
 		return nil, err
 	}
-	g := &Generation{N: next, Dir: filepath.Join(dir, name), Manifest: &res.Manifest, Live: true}
+	g := &Generation{N: next, Dir: filepath.Join(dir, name), Manifest: &m, Live: true}
 	prune(dir, o.Keep, log)
 	return g, nil
 }
@@ -216,6 +229,7 @@ func prune(dir string, keep int, log *slog.Logger) {
 		log.Info("removing old image generation", "dir", gens[i].Dir)
 		os.RemoveAll(gens[i].Dir)
 		os.Remove(gens[i].Dir + ".json")
+		os.Remove(SquashfsPath(gens[i].Dir))
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,26 +22,10 @@ type reader struct {
 
 // readers are the lab's daemons that read the root as another user:
 // tftpd-hpa (-s chroots, then runs as nobody, its default -u) and nginx's
-// workers (as the user it was built with: nginx -V's --user, else nobody).
-// NFS-Ganesha reads as root.
+// workers (NginxUser, as its configuration says). NFS-Ganesha reads as
+// root.
 func (l *Lab) readers() ([]reader, error) {
-	nginx, err := l.program("nginx")
-	if err != nil {
-		return nil, err
-	}
-	return []reader{{"tftpd-hpa", "nobody", true}, {"nginx", nginxUser(nginx), false}}, nil
-}
-
-var nginxUserRe = regexp.MustCompile(`--user=(\S+)`)
-
-// nginxUser is the user nginx's workers run as when its configuration
-// names none (the lab's does not).
-func nginxUser(nginx string) string {
-	out, _ := exec.Command(nginx, "-V").CombinedOutput()
-	if m := nginxUserRe.FindSubmatch(out); m != nil {
-		return string(m[1])
-	}
-	return "nobody"
+	return []reader{{"tftpd-hpa", "nobody", true}, {"nginx", NginxUser, false}}, nil
 }
 
 // CheckReadable checks, before any node boots, that each daemon can read

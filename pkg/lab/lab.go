@@ -372,6 +372,9 @@ func (l *Lab) startTFTP(ctx context.Context, files nodes.Files) error {
 func NginxConf(dir, site, main string) string {
 	return fmt.Sprintf(`# written by diskless (pkg/lab)
 daemon off;
+# as on a Debian master: a stateless node's overlay is readable by
+# www-data's group only (tftpd-hpa never serves it)
+user %[4]s;
 worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log %[1]s/nginx-error.log info;
@@ -386,8 +389,11 @@ http {
 	default_type application/octet-stream;
 	include %[2]s;
 }
-`, dir, site, main)
+`, dir, site, main, NginxUser)
 }
+
+// NginxUser is the user the lab's nginx workers run as (Debian's).
+const NginxUser = "www-data"
 
 // startRA runs radvd with the rendered radvd.conf for the bridge: router
 // advertisements without a default route or prefix, which end iPXE's wait

@@ -91,7 +91,7 @@ func asNobody(t *testing.T, f func()) {
 
 func TestNginxConf(t *testing.T) {
 	c := NginxConf("/a/lab", "/a/lab/nginx/diskless.conf", "/a/lab/nginx/diskless-main.conf")
-	for _, w := range []string{"daemon off;", "pid /a/lab/nginx.pid;", "include /a/lab/nginx/diskless.conf;", "include /a/lab/nginx/diskless-main.conf;", "client_body_temp_path /a/lab/nginx-tmp/body;"} {
+	for _, w := range []string{"daemon off;", "user www-data;", "pid /a/lab/nginx.pid;", "include /a/lab/nginx/diskless.conf;", "include /a/lab/nginx/diskless-main.conf;", "client_body_temp_path /a/lab/nginx-tmp/body;"} {
 		if !strings.Contains(c, w) {
 			t.Errorf("no %q in\n%s", w, c)
 		}

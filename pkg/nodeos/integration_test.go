@@ -132,11 +132,11 @@ type labMaster struct {
 	logs string
 }
 
-func newLabMaster(t *testing.T) *labMaster {
+func newLabMaster(t *testing.T, inventory string, sign bool) *labMaster {
 	t.Helper()
 	testutil.NeedTool(t, "ssh", "openssh-client")
 	testutil.NeedTool(t, "apt-get", "apt")
-	m := &labMaster{Fixture: labtest.New(t, labtest.Options{Inventory: labTemplate, Arches: []string{"x86_64"}, Image: true}), logs: testutil.LogDir(t)}
+	m := &labMaster{Fixture: labtest.New(t, labtest.Options{Inventory: inventory, Arches: []string{"x86_64"}, Image: true, Sign: sign}), logs: testutil.LogDir(t)}
 	if lab.Running() {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
 	}
@@ -195,7 +195,7 @@ func run(t testing.TB, n *Node, cmd string) string {
 // reboot, cannot write /usr, get /opt and /home from the master, and see
 // a new image generation only at their next boot.
 func TestIntegrationDebianNodes(t *testing.T) {
-	l := newLabMaster(t)
+	l := newLabMaster(t, labTemplate, false)
 	var a, b *Node
 	var errA, errB error
 	var wg sync.WaitGroup

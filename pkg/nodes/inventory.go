@@ -61,6 +61,12 @@ type Network struct {
 	// AuthorizedKeys is a file of SSH public keys (relative to nodes.toml)
 	// provision installs as each image node's /root/.ssh/authorized_keys.
 	AuthorizedKeys string `toml:"authorized_keys,omitempty"`
+	// Mode is every node's mode unless it names its own: nfs (default,
+	// the HOWTO's NFS root) or stateless (its image from RAM).
+	Mode string `toml:"mode,omitempty"`
+	// TmpfsSize is a stateless node's writable layer (tmpfs size=: 2G,
+	// 512M, 50%); default half its RAM.
+	TmpfsSize string `toml:"tmpfs_size,omitempty"`
 }
 
 // Node is one slave ([[node]]).
@@ -73,6 +79,9 @@ type Node struct {
 	KernelArgs string `toml:"kernel_args,omitempty"`
 	// Image overrides [network] image for this node.
 	Image string `toml:"image,omitempty"`
+	// Mode and TmpfsSize override [network]'s for this node.
+	Mode      string `toml:"mode,omitempty"`
+	TmpfsSize string `toml:"tmpfs_size,omitempty"`
 }
 
 // Inventory is nodes.toml.
@@ -318,6 +327,14 @@ func (inv *Inventory) Validate() error {
 	if n.Image != "" && !imageNameRe.MatchString(n.Image) {
 		add("[network]", "image = %q: want an image name like debian-12", n.Image)
 	}
+	if n.Mode != "" && n.Mode != ModeNFS && n.Mode != ModeStateless {
+		add("[network]", "mode = %q: want one of %s", n.Mode, strings.Join(Modes, ", "))
+	}
+	if n.TmpfsSize != "" {
+		if msg := checkTmpfsSize(n.TmpfsSize); msg != "" {
+			add("[network]", "%s", msg)
+		}
+	}
 	if strings.ContainsAny(n.NFSOpts, " \t\"") {
 		add("[network]", "nfs_opts = %q: comma-separated options without spaces", n.NFSOpts)
 	}
@@ -352,6 +369,19 @@ func (inv *Inventory) Validate() error {
 		}
 		if nd.Image != "" && !imageNameRe.MatchString(nd.Image) {
 			add(where, "image = %q: want an image name like debian-12", nd.Image)
+		}
+		if nd.Mode != "" && nd.Mode != ModeNFS && nd.Mode != ModeStateless {
+			add(where, "mode = %q: want one of %s", nd.Mode, strings.Join(Modes, ", "))
+		}
+		if nd.TmpfsSize != "" {
+			if msg := checkTmpfsSize(nd.TmpfsSize); msg != "" {
+				add(where, "%s", msg)
+			}
+		}
+		if a, err := arch.Lookup(nd.Arch); err == nil && inv.Stateless(nd) {
+			if msg := statelessRefusal(nd, a, inv.ImageOf(nd)); msg != "" {
+				add(where, "%s", msg)
+			}
 		}
 		if strings.ContainsAny(nd.KernelArgs, "\"\n\r") {
 			add(where, "kernel_args must not contain quotes or line breaks")

@@ -67,7 +67,15 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 		json.Unmarshal(oldState, &state)
 		dirs := SkeletonDirs
 		seeded := false
-		if live := lives[nd.Name]; live != "" {
+		stateless := inv.Stateless(nd)
+		if stateless {
+			// its identity only (the overlay publish makes of it): the
+			// rest is the image, in the node's RAM
+			if err := statelessDirs(dir); err != nil {
+				return r, fmt.Errorf("node %s: %w", nd.Name, err)
+			}
+			dirs = nil
+		} else if live := lives[nd.Name]; live != "" {
 			dirs = ImageDirs
 			if state[seedKey] == "" {
 				if err := seed(live, dir); err != nil {
@@ -87,11 +95,12 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 				r.Created = append(r.Created, p+"/")
 			}
 		}
-		if err := os.Chmod(filepath.Join(dir, "tmp"), os.ModeSticky|0o777); err != nil {
-			return r, err
-		}
 		console := filepath.Join(dir, "dev", "console")
-		if _, err := os.Lstat(console); os.IsNotExist(err) {
+		if stateless {
+			// no tmp, no dev: the node's are in its RAM
+		} else if err := os.Chmod(filepath.Join(dir, "tmp"), os.ModeSticky|0o777); err != nil {
+			return r, err
+		} else if _, err := os.Lstat(console); os.IsNotExist(err) {
 			if os.Geteuid() == 0 {
 				if err := unix.Mknod(console, unix.S_IFCHR|0o600, int(unix.Mkdev(5, 1))); err != nil {
 					return r, fmt.Errorf("mknod %s: %w", console, err)
@@ -101,8 +110,13 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 				r.Notes = append(r.Notes, fmt.Sprintf("%s not created: mknod needs root (run: sudo mknod -m 600 %s c 5 1)", console, console))
 			}
 		}
-		if lives[nd.Name] != "" {
-			made, err := identity(dir, nd.Name)
+		if live := lives[nd.Name]; live != "" {
+			sshd := filepath.Join(dir, "etc", "ssh", "sshd_config")
+			if stateless {
+				sshd = filepath.Join(live, "etc", "ssh", "sshd_config")
+			}
+			_, serr := os.Stat(sshd)
+			made, err := identity(dir, nd.Name, serr == nil)
 			if err != nil {
 				return r, fmt.Errorf("node %s: %w", nd.Name, err)
 			}
@@ -193,7 +207,7 @@ func seed(live, dir string) error {
 // identity makes what must be unique per node, once: /etc/machine-id and
 // SSH host keys (an image carries neither). Existing ones are kept, so a
 // re-provisioned node keeps its identity.
-func identity(dir, name string) ([]string, error) {
+func identity(dir, name string, ssh bool) ([]string, error) {
 	var made []string
 	mid := filepath.Join(dir, "etc", "machine-id")
 	cur, _ := os.ReadFile(mid)
@@ -208,7 +222,7 @@ func identity(dir, name string) ([]string, error) {
 		made = append(made, mid)
 	}
 	sshDir := filepath.Join(dir, "etc", "ssh")
-	if _, err := os.Stat(filepath.Join(sshDir, "sshd_config")); err != nil {
+	if !ssh {
 		return made, nil // no SSH server in the image
 	}
 	for _, t := range []string{"rsa", "ecdsa", "ed25519"} {
@@ -223,6 +237,27 @@ func identity(dir, name string) ([]string, error) {
 		made = append(made, key)
 	}
 	return made, nil
+}
+
+// statelessDirs makes a stateless node's identity directory: its etc,
+// etc/ssh and root/.ssh (root's 0700, as the image has it).
+func statelessDirs(dir string) error {
+	for _, d := range []struct {
+		name string
+		mode os.FileMode
+	}{{"", 0o755}, {"etc", 0o755}, {"etc/ssh", 0o755}, {"root", 0o700}, {"root/.ssh", 0o700}} {
+		p := filepath.Join(dir, d.name)
+		if _, err := os.Lstat(p); err == nil {
+			continue
+		}
+		if err := os.Mkdir(p, d.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readAuthorizedKeys reads an authorized_keys file and checks each line

@@ -159,7 +159,7 @@ func (inv *Inventory) PXELinux(nd Node) (string, error) {
 		return "", err
 	}
 	return pxe.Config(fmt.Sprintf(header, path.Base(inv.file))+"\nnode "+nd.Name, []pxe.Label{{
-		Name: nd.Name, Kernel: a.ArtifactName(), Initrd: inv.Initrd[a.Name], Append: inv.Settings(nd).Cmdline(a),
+		Name: nd.Name, Kernel: a.ArtifactName(), Initrd: inv.Initrd[a.Name], Append: inv.Cmdline(nd, a),
 	}})
 }
 
@@ -181,7 +181,7 @@ func (inv *Inventory) IPXE(nd Node) (string, error) {
 		return "", err
 	}
 	return pxe.IPXEBoot(fmt.Sprintf(header, path.Base(inv.file))+"\nnode "+nd.Name+" (boot = "+nd.Boot+")", pxe.Label{
-		Name: nd.Name, Kernel: a.ArtifactName(), Initrd: inv.Initrd[a.Name], Append: inv.Settings(nd).Cmdline(a),
+		Name: nd.Name, Kernel: a.ArtifactName(), Initrd: inv.Initrd[a.Name], Append: inv.Cmdline(nd, a),
 	})
 }
 
@@ -248,7 +248,11 @@ func (inv *Inventory) DHCPD() string {
 			fmt.Fprintf(&b, "  # boot = %s: a plain PXE ROM loads iPXE first\n", nd.Boot)
 			fmt.Fprintf(&b, "  if not exists user-class or option user-class != \"iPXE\" {\n    filename \"%s\";\n  }\n", file)
 		}
-		fmt.Fprintf(&b, "  option root-path \"%s:%s\";\n}\n", n.Master, inv.RootPath(nd))
+		if inv.Stateless(nd) {
+			b.WriteString("  # mode = stateless: no NFS root\n}\n")
+		} else {
+			fmt.Fprintf(&b, "  option root-path \"%s:%s\";\n}\n", n.Master, inv.RootPath(nd))
+		}
 	}
 	return b.String()
 }
@@ -296,7 +300,9 @@ func (inv *Inventory) Dnsmasq() string {
 		case file != "":
 			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s,tag:!ipxe\ndhcp-boot=tag:%s,tag:!ipxe,%s,,%s\n", tag, tag, file, n.Master)
 		}
-		fmt.Fprintf(&b, "dhcp-option=tag:%s,option:root-path,\"%s:%s\"\n", tag, n.Master, inv.RootPath(nd))
+		if !inv.Stateless(nd) {
+			fmt.Fprintf(&b, "dhcp-option=tag:%s,option:root-path,\"%s:%s\"\n", tag, n.Master, inv.RootPath(nd))
+		}
 	}
 	return b.String()
 }
@@ -327,9 +333,11 @@ func (inv *Inventory) Exports() string {
 	b.WriteString("# its root filesystem (files like /etc/shadow, setuid binaries); only that\n")
 	b.WriteString("# slave's address may mount it.\n")
 	for _, nd := range inv.Sorted() {
-		fmt.Fprintf(&b, "%s\t%s(rw,sync,no_root_squash,no_subtree_check)\n", inv.RootPath(nd), nd.IP)
+		if !inv.Stateless(nd) {
+			fmt.Fprintf(&b, "%s\t%s(rw,sync,no_root_squash,no_subtree_check)\n", inv.RootPath(nd), nd.IP)
+		}
 	}
-	if inv.UsesImages() {
+	if inv.nfsImages() {
 		b.WriteString("\n# Node images (read-only): not squashed, so a node's root can read files\n")
 		b.WriteString("# only root may read in its /usr.\n")
 		fmt.Fprintf(&b, "%s\t%s(ro,sync,no_root_squash,no_subtree_check)\n", path.Join(n.Root, "images"), subnet)
@@ -350,6 +358,16 @@ func (inv *Inventory) Exports() string {
 func (inv *Inventory) UsesImages() bool {
 	for _, nd := range inv.Nodes {
 		if inv.ImageOf(nd) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// nfsImages says whether a node mounts its image's /usr over NFS.
+func (inv *Inventory) nfsImages() bool {
+	for _, nd := range inv.Nodes {
+		if inv.ImageOf(nd) != "" && !inv.Stateless(nd) {
 			return true
 		}
 	}
@@ -410,6 +428,9 @@ func (inv *Inventory) fstabOpts() string {
 
 // SlaveFiles are the files of the node's root skeleton.
 func (inv *Inventory) SlaveFiles(nd Node) Files {
+	if inv.Stateless(nd) {
+		return inv.statelessFiles(nd)
+	}
 	n := inv.Network
 	img := inv.ImageOf(nd)
 	opts := inv.fstabOpts()
@@ -496,9 +517,12 @@ func (inv *Inventory) Ganesha(clients string) string {
 	}
 	subnet := inv.subnet.String()
 	for _, nd := range inv.Sorted() {
+		if inv.Stateless(nd) {
+			continue // its root is in its RAM
+		}
 		export("the root of "+nd.Name+": only that node, its root user owns it", inv.RootPath(nd), nd.IP, "RW", "No_Root_Squash")
 	}
-	if inv.UsesImages() {
+	if inv.nfsImages() {
 		export("node images, read-only, not squashed (root-only files in /usr)", path.Join(n.Root, "images"), subnet, "RO", "No_Root_Squash")
 	}
 	for _, p := range inv.sharedRO() {
@@ -522,6 +546,12 @@ func (inv *Inventory) Nginx() string {
 	b.WriteString(inv.comment("#"))
 	fmt.Fprintf(&b, "server {\n\tlisten %s:80;\n\tserver_name _;\n\troot %s;\n\tautoindex on;\n", n.Master, n.Root)
 	b.WriteString("\tlocation / {\n\t\tlimit_except GET {\n\t\t\tdeny all;\n\t\t}\n\t}\n")
+	b.WriteString("\t# a stateless node's overlay (its SSH host keys) goes only to that node's\n")
+	b.WriteString("\t# address, which names the file; the file itself is readable by nginx's\n")
+	b.WriteString("\t# group only, so tftpd-hpa (world-readable files only) never serves it\n")
+	b.WriteString("\tlocation ~ \"^/(\\.diskless/generations/[0-9]+/)?overlays/(?<overlay_ip>[0-9.]+)\\.cpio$\" {\n")
+	b.WriteString("\t\tlimit_except GET {\n\t\t\tdeny all;\n\t\t}\n")
+	b.WriteString("\t\tif ($remote_addr != $overlay_ip) {\n\t\t\treturn 403;\n\t\t}\n\t}\n")
 	b.WriteString("\t# per-node roots (<root>/<ip>/) and images: NFS only\n")
 	b.WriteString("\tlocation ~ ^/([0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+|images)(/|$) {\n\t\treturn 403;\n\t}\n}\n")
 	return b.String()

@@ -12,6 +12,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,8 +29,10 @@ import (
 	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/kbuild"
+	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/settings"
+	"github.com/diskless/diskless/pkg/sign"
 	"github.com/diskless/diskless/pkg/smoke"
 )
 
@@ -96,8 +99,29 @@ func BuildArch(ctx context.Context, o Options) (*Result, error) {
 func Initramfs(ctx context.Context, o Options) (*initramfs.Result, error) {
 	fs := fallback.DefaultSettings
 	fs.DefaultOpts = o.Settings.Boot.Opts
+	fs.TrustedKeys = TrustedKeys(o.Settings)
 	res, err := initramfs.Build(ctx, initramfs.Options{Arch: o.Arch, ProjectDir: o.Settings.ProjectDir, Compress: o.Settings.Compress, OutDir: o.outDir(), CacheDir: o.Settings.CacheDir, Settings: fs, Log: o.Log})
 	return res, step("build:initramfs", err)
+}
+
+// TrustedKeys are the keys a stateless node trusts, as the initramfs
+// carries them: SIGNING_KEY's public key and TRUSTED_KEY's, one after
+// another, each once.
+func TrustedKeys(s *settings.Settings) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	keys := s.TrustedKeys
+	if s.SigningKey != nil {
+		keys = append([]*sign.PublicKey{s.SigningKey.Public()}, keys...)
+	}
+	for _, k := range keys {
+		m := string(k.Marshal())
+		if !seen[m] {
+			seen[m] = true
+			b.WriteString(m)
+		}
+	}
+	return b.String()
 }
 
 // NetbootCarriesInitramfs says whether vmlinuz_<arch> of o.Arch carries the
@@ -322,11 +346,40 @@ func NodeFiles(s *settings.Settings) ([]publish.File, error) {
 	if s.Inventory == nil {
 		return nil, nil
 	}
-	rendered, err := s.Inventory.BootFiles()
+	inv := s.Inventory
+	rendered, err := inv.BootFiles()
 	if err != nil {
 		return nil, err
 	}
-	return publish.NodeFiles(rendered), nil
+	files := publish.NodeFiles(rendered)
+	// stateless nodes: their images as squashfs files, their overlays
+	if imgs := inv.StatelessImages(); len(imgs) > 0 && s.SigningKey == nil {
+		return nil, fmt.Errorf("%s has stateless nodes, which boot only a signed set (their initramfs checks SHA256SUMS.sig): set SIGNING_KEY (go run mage.go keygen) and rebuild the initramfs (build:all), which then trusts it", s.NodesFile)
+	}
+	for _, img := range inv.StatelessImages() {
+		live, err := image.Live(s.Root, img[0], img[1])
+		if err != nil {
+			return nil, fmt.Errorf("stateless nodes run %s-%s: %w", img[0], img[1], err)
+		}
+		m, err := image.ReadManifest(live + ".json")
+		if err != nil || m.Squashfs == nil {
+			return nil, fmt.Errorf("stateless nodes run %s-%s, whose live generation %s has no squashfs: run go run mage.go image:publish arch=%s", img[0], img[1], live, img[1])
+		}
+		// the manifest says which image generation a node boots next
+		build, _ := json.Marshal(map[string]any{"image": img[0], "arch": img[1], "generation": filepath.Base(live), "tree_sha256": m.TreeSHA256, "squashfs_seconds": m.Squashfs.Seconds})
+		files = append(files, publish.File{Name: nodes.SquashfsName(img[0], img[1]), Source: image.SquashfsPath(live), SHA256: m.Squashfs.SHA256, Kind: publish.KindSquashfs, Build: build})
+	}
+	for _, nd := range inv.Sorted() {
+		if !inv.Stateless(nd) {
+			continue
+		}
+		data, err := inv.Overlay(s.Root, nd)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, publish.File{Name: nodes.OverlayName(nd), Data: data, Kind: "overlay", Private: true})
+	}
+	return files, nil
 }
 
 // PublishNodes makes the live generation serve the per-node boot files of
@@ -373,5 +426,22 @@ func PublishImage(ctx context.Context, s *settings.Settings, a arch.Arch, log *s
 		return nil, nil, err
 	}
 	g, err := image.Publish(ctx, res, image.PublishOptions{Root: s.Root, Keep: s.ImageKeep, NoWait: s.PublishNoWait, Log: log})
+	if err != nil {
+		return res, g, err
+	}
+	// the signed set serves the stateless nodes' squashfs: publish it there
+	if s.Inventory != nil && len(s.Inventory.StatelessImages()) > 0 {
+		if _, err := publish.Current(s.Root); err == nil {
+			changed, m, err := PublishNodes(ctx, s, log)
+			if err != nil {
+				return res, g, fmt.Errorf("image %s is live, but the set that serves it to stateless nodes was not published: %w", g.Dir, err)
+			}
+			if changed {
+				log.Info("stateless nodes get the image at their next boot", "generation", m.Generation)
+			}
+		} else {
+			log.Warn("nothing published yet: stateless nodes get the image with the first publish (build:all)")
+		}
+	}
 	return res, g, err
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/pxe"
 )
@@ -30,7 +31,8 @@ func group(f File) string {
 	case f.Arch != "":
 		return "arch:" + f.Arch
 	case strings.HasPrefix(f.Name, "pxelinux.cfg/") && f.Name != DefaultConfigName,
-		strings.HasPrefix(f.Name, pxe.IPXENodeDir+"/"):
+		strings.HasPrefix(f.Name, pxe.IPXENodeDir+"/"),
+		strings.HasPrefix(f.Name, "overlays/"), strings.HasPrefix(f.Name, "squashfs/"):
 		return "nodes"
 	}
 	return "x86-loader"
@@ -63,8 +65,9 @@ func Combine(sets [][]File, from []string) ([]File, error) {
 }
 
 // IsNodeFile says whether a name is a per-node boot file (the inventory's:
-// pxelinux.cfg/<mac or hex IP>, ipxe/<mac>.ipxe), as opposed to the
-// generated pxelinux.cfg/default.
+// pxelinux.cfg/<mac or hex IP>, ipxe/<mac>.ipxe, a stateless node's
+// overlays/<ip>.cpio and the squashfs/ of the images stateless nodes
+// run), as opposed to the generated pxelinux.cfg/default.
 func IsNodeFile(name string) bool {
 	return group(File{Name: name}) == "nodes"
 }
@@ -261,12 +264,12 @@ func NodesCurrent(root string, files []File) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	want := map[string][]byte{}
+	want := map[string]File{}
 	for _, f := range files {
 		if !IsNodeFile(f.Name) {
 			return false, fmt.Errorf("%s is not a per-node file", f.Name)
 		}
-		want[f.Name] = f.Data
+		want[f.Name] = f
 	}
 	tops := map[string]bool{}
 	for _, t := range TopLevel(live.Files) {
@@ -279,10 +282,22 @@ func NodesCurrent(root string, files []File) (bool, error) {
 			continue
 		}
 		n++
-		data, ok := want[lf.Name]
+		wf, ok := want[lf.Name]
 		if !ok {
 			return false, nil
 		}
+		if wf.Source != "" || !Pinned(lf.Name) {
+			// an image's squashfs (by its checksum), an overlay (as it is)
+			sum := wf.SHA256
+			if sum == "" {
+				sum = fsutil.HashBytes(wf.Data)
+			}
+			if sum != lf.SHA256 || wf.Private != lf.Private {
+				return false, nil
+			}
+			continue
+		}
+		data := wf.Data
 		got, err := os.ReadFile(filepath.Join(dir, lf.Name))
 		if err != nil {
 			return false, err

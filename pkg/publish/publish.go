@@ -30,6 +30,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -70,7 +71,20 @@ type File struct {
 	Size   int64  `json:"size"`
 	// Build carries the build's inputs (its metadata) into the manifest.
 	Build json.RawMessage `json:"build,omitempty"`
+	// Private files (a stateless node's overlay: its SSH host keys) are
+	// written 0640, group PrivateGroup: nginx's workers read them (and
+	// serve each only to its node), tftpd-hpa, which serves only files
+	// anyone may read, does not.
+	Private bool `json:"private,omitempty"`
 }
+
+// PrivateGroup is the group of Private files: nginx's workers run as
+// www-data on Debian (and in the lab).
+const PrivateGroup = "www-data"
+
+// KindSquashfs is an image's squashfs file: published by a hard link to
+// the image's generation (immutable, 80 MB: not copied per generation).
+const KindSquashfs = "squashfs"
 
 // Manifest is manifest.json.
 type Manifest struct {
@@ -248,6 +262,14 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 		return nil, err
 	}
 	m := &Manifest{Generation: n, Published: time.Now().UTC().Truncate(time.Second), Signed: o.Sign != nil}
+	gid := -1
+	for _, f := range files {
+		if f.Private && gid < 0 {
+			if gid, err = privateGID(); err != nil {
+				return fail(fmt.Errorf("%s: %w", f.Name, err))
+			}
+		}
+	}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return fail(err)
@@ -255,6 +277,11 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 		out, err := writeFile(tmp, f, o.wrap)
 		if err != nil {
 			return fail(err)
+		}
+		if f.Private {
+			if err := private(filepath.Join(tmp, f.Name), gid); err != nil {
+				return fail(err)
+			}
 		}
 		m.Files = append(m.Files, out)
 	}
@@ -443,10 +470,43 @@ func kindOf(st fs.FileInfo) string {
 
 func linkTarget(name string) string { return current + "/" + name }
 
+// privateGID is PrivateGroup's id.
+func privateGID() (int, error) {
+	g, err := user.LookupGroup(PrivateGroup)
+	if err != nil {
+		return 0, fmt.Errorf("a private file is readable by group %s (nginx's workers), which this machine does not have: %w (apt-get install nginx, or groupadd %s)", PrivateGroup, err, PrivateGroup)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// private makes a written file 0640 root:gid.
+func private(p string, gid int) error {
+	if err := os.Chown(p, os.Geteuid(), gid); err != nil {
+		return fmt.Errorf("%s: %w (a private file needs the publish to run as root)", p, err)
+	}
+	return os.Chmod(p, 0o640)
+}
+
 func writeFile(dir string, f File, wrap func(string, io.Writer) io.Writer) (File, error) {
 	dst := filepath.Join(dir, f.Name)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return f, err
+	}
+	if f.Kind == KindSquashfs && f.Source != "" && f.SHA256 != "" && wrap == nil {
+		// an image generation's file never changes (a new one is a new
+		// inode): linked, and hashed like a copy
+		if err := os.Link(f.Source, dst); err == nil {
+			sum, n, err := fsutil.HashFile(dst)
+			if err != nil {
+				return f, err
+			}
+			if sum != f.SHA256 {
+				os.Remove(dst)
+				return f, fmt.Errorf("%s changed since it was published: sha256 %s, want %s", f.Source, sum, f.SHA256)
+			}
+			f.Size = n
+			return f, nil
+		}
 	}
 	var src io.Reader
 	if f.Source != "" {

@@ -18,6 +18,22 @@ import (
 	"github.com/diskless/diskless/pkg/kconfig"
 )
 
+// PinnedArgs are the kernel arguments whose value is a published file
+// the fallback initramfs fetches over HTTP (a stateless node's image and
+// overlay): Pin pins them like the kernel, so the node's image, overlay
+// and SHA256SUMS come from the generation it booted.
+var PinnedArgs = []string{"diskless.image=", "diskless.overlay="}
+
+func pinArgs(f []string, pin func(string) string) {
+	for j := range f {
+		for _, a := range PinnedArgs {
+			if v, ok := strings.CutPrefix(f[j], a); ok && strings.HasPrefix(v, "/") {
+				f[j] = a + pin(v)
+			}
+		}
+	}
+}
+
 // Settings for the node's kernel command line.
 type Settings struct {
 	// Server is the NFS server (NFS_SERVER). Empty: the kernel uses the
@@ -396,6 +412,7 @@ func Pin(text, dir string, published func(top string) bool) string {
 					f[k] = pin(f[k])
 				}
 			}
+			pinArgs(f, pin)
 		case !ipxe && (cmd == "KERNEL" || cmd == "LINUX"):
 			f[1] = pin(f[1])
 		case !ipxe && cmd == "INITRD":
@@ -414,6 +431,7 @@ func Pin(text, dir string, published func(top string) bool) string {
 					f[j] = "initrd=" + strings.Join(parts, ",")
 				}
 			}
+			pinArgs(f, pin)
 		default:
 			continue
 		}

@@ -221,3 +221,30 @@ func TestPin(t *testing.T) {
 		t.Errorf("comments or echo rewritten: %s", Pin(s, dir, published))
 	}
 }
+
+// A stateless node's image and overlay are fetched from the generation its
+// configuration came from, as its kernel is: both boot files pin them.
+func TestPinStatelessArgs(t *testing.T) {
+	published := func(top string) bool {
+		return map[string]bool{"bzImage_x86_64": true, "squashfs": true, "overlays": true}[top]
+	}
+	const dir = ".diskless/generations/000012"
+	args := "ip=dhcp diskless.image=/squashfs/debian-12-x86_64.squashfs diskless.overlay=/overlays/10.0.0.21.cpio diskless.other=/squashfs/x"
+	want := "ip=dhcp diskless.image=/" + dir + "/squashfs/debian-12-x86_64.squashfs diskless.overlay=/" + dir + "/overlays/10.0.0.21.cpio diskless.other=/squashfs/x"
+	script, _ := IPXEBoot("s", Label{Name: "n", Kernel: "bzImage_x86_64", Append: args})
+	if got := Pin(script, dir, published); !strings.Contains(got, "kernel /"+dir+"/bzImage_x86_64 "+want+" && boot") {
+		t.Errorf("iPXE script pinned:\n%s", got)
+	}
+	cfg, _ := Config("c", []Label{{Name: "a", Kernel: "bzImage_x86_64", Append: args}})
+	got := Pin(cfg, dir, published)
+	if !strings.Contains(got, "  APPEND "+want+"\n") {
+		t.Errorf("PXELINUX config pinned:\n%s", got)
+	}
+	if again := Pin(got, ".diskless/generations/000013", published); again != strings.ReplaceAll(got, "000012", "000013") {
+		t.Errorf("re-pinned:\n%s", again)
+	}
+	unpub := func(string) bool { return false }
+	if got := Pin(cfg, dir, unpub); got != cfg {
+		t.Errorf("pinned what the generation does not have:\n%s", got)
+	}
+}

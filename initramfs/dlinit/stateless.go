@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/diskless/diskless/initramfs/fallback"
+)
+
+// A stateless node's layers: the fetched squashfs in a tmpfs (RAM), the
+// squashfs mounted from it read-only, a tmpfs for the writable layer,
+// and the overlayfs of both on newRoot.
+const (
+	ramDir   = "/run/diskless"
+	lowerDir = "/run/diskless/lower"
+	upperFS  = "/run/diskless/rw"
+)
+
+// attemptStateless fetches the image and the overlay from the boot
+// server, checks both against the signed SHA256SUMS of their set, and
+// mounts the image with a tmpfs overlay on newRoot, the node's identity
+// unpacked over it.
+func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.Stateless, first bool) (fallback.Target, error) {
+	_, server, _, err := network(cmd, first)
+	if err != nil {
+		return fallback.Target{}, err
+	}
+	t := fallback.Target{Server: server, Path: sl.Image}
+	if server == "" {
+		return t, &fallback.Failure{Step: fallback.StepConfig, Err: errors.New("DHCP named no boot server (next-server) to fetch the image from")}
+	}
+	base := "http://" + server
+	dir := fallback.SetDir(sl.Image)
+	sums, err := fetchBytes(base+dir+"SHA256SUMS", 1<<20)
+	if err != nil {
+		return t, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS", Err: err}
+	}
+	sig, err := fetchBytes(base+dir+"SHA256SUMS.sig", 4096)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return t, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS.sig", Err: err}
+	}
+	want, err := fallback.VerifySums(sums, sig, st.TrustedKeys)
+	if err != nil {
+		return t, &fallback.Failure{Step: fallback.StepVerify, Server: server, Export: dir + "SHA256SUMS", Err: err}
+	}
+	unmountStateless()
+	if err := os.MkdirAll(ramDir, 0o700); err != nil {
+		return t, err
+	}
+	// the squashfs lives in the initramfs's own RAM (rootfs): after
+	// switch_root it stays, held by the loop device
+	// the small overlay first: a refused one costs no image download
+	var overlay []byte
+	if sl.Overlay != "" {
+		p := filepath.Join(ramDir, "overlay.cpio")
+		if err := fetchChecked(server, sl.Overlay, want, p); err != nil {
+			return t, err
+		}
+		overlay, _ = os.ReadFile(p)
+		os.Remove(p)
+	}
+	img := filepath.Join(ramDir, "image.squashfs")
+	if err := fetchChecked(server, sl.Image, want, img); err != nil {
+		return t, err
+	}
+	fail := func(err error) (fallback.Target, error) {
+		unmountStateless()
+		return t, &fallback.Failure{Step: fallback.StepImage, Server: server, Export: sl.Image, Err: err}
+	}
+	if err := mountImage(img, sl.Tmpfs); err != nil {
+		return fail(err)
+	}
+	if overlay != nil {
+		n, err := fallback.ApplyOverlay(bytes.NewReader(overlay), newRoot)
+		if err != nil {
+			return fail(fmt.Errorf("overlay %s: %w", sl.Overlay, err))
+		}
+		say("%s overlay %s: %d entries", fallback.Prefix, sl.Overlay, n)
+	}
+	init := initPath(cmd)
+	if err := existsInRoot(newRoot, init); err != nil {
+		return fail(fmt.Errorf("no %s in the image", init))
+	}
+	return t, nil
+}
+
+var errNotFound = errors.New("404 not found")
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+func fetchBytes(url string, max int64) ([]byte, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, errNotFound
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, max))
+}
+
+// fetchChecked downloads path into file dst, checking it against want
+// (SHA256SUMS), retrying a failed transfer a few times with backoff and
+// jitter; a checksum mismatch is not retried (the set would have to
+// change: the caller's next attempt fetches SHA256SUMS again).
+func fetchChecked(server, path string, want map[string]string, dst string) error {
+	base := "http://" + server
+	name := fallback.SetName(path)
+	sum, ok := want[name]
+	if !ok {
+		return &fallback.Failure{Step: fallback.StepVerify, Server: server, Export: path, Err: errors.New("not listed in the set's SHA256SUMS; refused")}
+	}
+	var last error
+	for n := 1; n <= 4; n++ {
+		if n > 1 {
+			time.Sleep(fallback.Jitter(fallback.Backoff(n-1, 16*time.Second), rand.Float64()))
+			say("%s retry %d of %s: %v", fallback.Prefix, n-1, path, last)
+		}
+		err := fetchOnce(base+path, path, name, sum, dst)
+		var f *fallback.Failure
+		if errors.As(err, &f) {
+			f.Server = server
+			return err
+		}
+		if err == nil {
+			return nil
+		}
+		last = err
+	}
+	return &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: path, Err: last}
+}
+
+func fetchOnce(url, path, name, sum, dst string) error {
+	resp, err := http.Get(url) // no overall timeout: an image takes long
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	p := &fallback.Progress{Name: name, Total: resp.ContentLength, Every: 2 * time.Second, Say: func(s string) { say("%s", s) }}
+	_, err = fallback.CheckedCopy(out, resp.Body, path, sum, p.Update)
+	if err != nil {
+		os.Remove(dst)
+	}
+	return err
+}
+
+// mountImage attaches the squashfs file to a loop device, mounts it
+// read-only, and mounts on newRoot an overlayfs of it under a tmpfs of
+// the given size.
+func mountImage(img, size string) error {
+	f, err := os.OpenFile(img, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	loop, err := attachLoop(f)
+	if err != nil {
+		return fmt.Errorf("loop device: %w (is CONFIG_BLK_DEV_LOOP built in?)", err)
+	}
+	os.Remove(img) // the loop device holds it; nothing else needs its name
+	for _, d := range []string{lowerDir, upperFS, newRoot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount(loop, lowerDir, "squashfs", unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount squashfs %s: %w (CONFIG_SQUASHFS, CONFIG_SQUASHFS_ZSTD)", loop, err)
+	}
+	if err := unix.Mount("tmpfs", upperFS, "tmpfs", 0, "mode=0755,size="+size); err != nil {
+		return fmt.Errorf("tmpfs size=%s: %w", size, err)
+	}
+	for _, d := range []string{upperFS + "/upper", upperFS + "/work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := "lowerdir=" + lowerDir + ",upperdir=" + upperFS + "/upper,workdir=" + upperFS + "/work"
+	if err := unix.Mount("overlay", newRoot, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlayfs: %w (CONFIG_OVERLAY_FS)", err)
+	}
+	say("%s image %s in RAM: squashfs on %s, writes to a tmpfs of size %s", fallback.Prefix, filepath.Base(img), loop, size)
+	return nil
+}
+
+// attachLoop binds f to a free loop device (LOOP_CTL_GET_FREE,
+// LOOP_CONFIGURE) read-only and returns its path.
+func attachLoop(f *os.File) (string, error) {
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return "", err
+	}
+	defer ctl.Close()
+	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+	if err != nil {
+		return "", fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
+	}
+	dev := "/dev/loop" + strconv.Itoa(n)
+	lf, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return "", err
+	}
+	defer lf.Close()
+	cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
+	// no AUTOCLEAR: it would detach the device when this function closes it,
+	// before the mount holds it; the node keeps it for its life
+	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY
+	copy(cfg.Info.File_name[:], "diskless-image")
+	if err := unix.IoctlLoopConfigure(int(lf.Fd()), &cfg); err != nil {
+		return "", fmt.Errorf("LOOP_CONFIGURE %s: %w", dev, err)
+	}
+	return dev, nil
+}
+
+// unmountStateless undoes what a failed attempt mounted.
+func unmountStateless() {
+	for _, d := range []string{newRoot, upperFS, lowerDir} {
+		unix.Unmount(d, unix.MNT_DETACH)
+	}
+}

@@ -1,0 +1,250 @@
+package nodeos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/diskless/diskless/internal/testenv"
+	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/boot"
+	"github.com/diskless/diskless/pkg/image"
+	"github.com/diskless/diskless/pkg/lab"
+	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/pipeline"
+	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/qemu"
+)
+
+// Stateless nodes: the Debian image from RAM, by iPXE (slave31) and by
+// UEFI HTTP boot (slave32).
+const statelessTemplate = `[network]
+master = "192.168.1.1"
+subnet = "192.168.1.0/24"
+root = "{root}"
+nfs_opts = "vers=3,tcp"
+image = "debian-12"
+home = "{home}"
+shared_ro = ["{opt}:/opt"]
+authorized_keys = "admin.pub"
+mode = "stateless"
+
+[[node]]
+name = "slave31"
+mac = "00:02:A5:04:3B:71"
+ip = "192.168.1.31"
+arch = "x86_64"
+boot = "ipxe"
+tmpfs_size = "128M"
+
+[[node]]
+name = "slave32"
+mac = "00:02:A5:04:3B:72"
+ip = "192.168.1.32"
+arch = "x86_64"
+boot = "http"
+`
+
+// TestIntegrationStatelessNodes: stateless nodes fetch the signed Debian
+// squashfs and their own overlay over HTTP through the lab's real
+// daemons, run it from RAM under a tmpfs overlay to multi-user, answer SSH
+// with their own name and host key, do not notice a new image publish,
+// and keep running when the master's NFS and HTTP servers are gone. A
+// node whose overlay no longer matches the signed SHA256SUMS is refused
+// with the file named, and gets the rescue shell.
+func TestIntegrationStatelessNodes(t *testing.T) {
+	l := newLabMaster(t, statelessTemplate, true)
+	var a, b *Node
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a, errA = l.boot(t, "slave31", 1) }()
+	go func() { defer wg.Done(); b, errB = l.boot(t, "slave32", 1) }()
+	wg.Wait()
+	for _, n := range []*Node{a, b} {
+		if n != nil {
+			defer n.Stop()
+		}
+	}
+	if errA != nil || errB != nil {
+		t.Fatal(errors.Join(errA, errB))
+	}
+	m, err := publish.ReadManifest(l.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := publish.GenerationDir(m.Generation)
+	for _, c := range []struct {
+		n       *Node
+		name    string
+		ip      string
+		console []string
+		tmpfs   string
+	}{
+		{a, "slave31", "192.168.1.31", []string{"/boot.ipxe... ok", "diskless.image=/" + gen + "/squashfs/debian-12-x86_64.squashfs"}, "131072"},
+		{b, "slave32", "192.168.1.32", []string{"snponly.efi"}, ""},
+	} {
+		for _, w := range append(c.console, "fetching squashfs/debian-12-x86_64.squashfs: 100%", "overlay /"+gen+"/overlays/"+c.ip+".cpio") {
+			if !strings.Contains(c.n.Console(), w) {
+				t.Errorf("%s: no %q on the console", c.name, w)
+			}
+		}
+		state, _ := c.n.Run("systemctl is-system-running --wait")
+		if strings.TrimSpace(state) != "running" {
+			failed, _ := c.n.Run("systemctl --failed --no-legend; for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1); do journalctl -b -u $u --no-pager | tail -5; done")
+			t.Errorf("%s: systemctl is-system-running: %q\n%s", c.name, strings.TrimSpace(state), failed)
+		}
+		if got := run(t, c.n, "hostname"); got != c.name {
+			t.Errorf("hostname on %s: %q", c.name, got)
+		}
+		dir := filepath.Join(l.Root, c.ip)
+		mid, _ := os.ReadFile(filepath.Join(dir, "etc/machine-id"))
+		if got := run(t, c.n, "cat /etc/machine-id"); got != strings.TrimSpace(string(mid)) || len(got) != 32 {
+			t.Errorf("%s: machine-id %q, provisioned %q", c.name, got, mid)
+		}
+		pub, _ := os.ReadFile(filepath.Join(dir, "etc/ssh/ssh_host_ed25519_key.pub"))
+		offered, err := c.n.HostKey("ed25519")
+		if err != nil || !strings.HasPrefix(string(pub), offered) {
+			t.Errorf("%s: sshd offers %q (%v), provisioned %q", c.name, offered, err, pub)
+		}
+		if got := run(t, c.n, "findmnt -n -o FSTYPE /"); got != "overlay" {
+			t.Errorf("%s: / is %q, want overlay", c.name, got)
+		}
+		if c.tmpfs != "" {
+			if got := run(t, c.n, "df --output=size -k /run/diskless/rw | tail -1"); strings.TrimSpace(got) != c.tmpfs {
+				t.Errorf("%s: tmpfs of %s KiB, want %s (tmpfs_size = 128M)", c.name, got, c.tmpfs)
+			}
+		}
+		// what a stateless node keeps to itself: nothing of it on the
+		// master but its identity
+		run(t, c.n, "echo "+c.name+" > /var/tmp/mine")
+		if got := run(t, c.n, "cat /opt/from-master"); got != "opt" {
+			t.Errorf("%s: /opt: %q", c.name, got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(l.Root, "192.168.1.31", "var")); err == nil {
+		t.Error("slave31 has a /var on the master")
+	}
+	// nothing secret in the shared image: no host key, no machine-id
+	sq := filepath.Join(l.Root, gen, "squashfs/debian-12-x86_64.squashfs")
+	list, err := exec.Command("unsquashfs", "-lls", sq).CombinedOutput()
+	if err != nil {
+		t.Fatalf("unsquashfs -lls %s: %v\n%s", sq, err, list)
+	}
+	if !strings.Contains(string(list), "/usr/lib/systemd/systemd") || strings.Contains(string(list), "ssh_host_") {
+		t.Errorf("the shared squashfs: systemd %v, an SSH host key %v", strings.Contains(string(list), "/usr/lib/systemd/systemd"), strings.Contains(string(list), "ssh_host_"))
+	}
+	if mid, _ := exec.Command("unsquashfs", "-cat", sq, "etc/machine-id").Output(); len(strings.TrimSpace(string(mid))) == 32 {
+		t.Errorf("the shared squashfs has a machine-id: %s", mid)
+	}
+	// the set says which image generation a node boots next
+	for _, f := range m.Files {
+		if f.Name == "squashfs/debian-12-x86_64.squashfs" && imageGeneration(f.Build) != "gen-0001" {
+			t.Errorf("manifest.json: %s build %s, want image generation gen-0001", f.Name, f.Build)
+		}
+	}
+
+	// a new image publish while they run: the signed set changes, they
+	// keep theirs (in RAM)
+	gen2 := filepath.Join(l.Tmp, "gen2")
+	live, err := image.Live(l.Root, "debian-12", "x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", live, gen2).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.WriteFile(filepath.Join(gen2, "usr/share/diskless-gen2"), []byte("2\n"), 0o644)
+	s2 := *l.S
+	s2.ImageFrom = gen2
+	s2.CacheDir = filepath.Join(l.Tmp, "cache")
+	x86, _ := arch.Lookup("x86_64")
+	if _, g, err := pipeline.PublishImage(context.Background(), &s2, x86, testenv.Quiet()); err != nil || g.N != 2 {
+		t.Fatalf("publishing image generation 2: %v %+v", err, g)
+	}
+	m2, err := publish.ReadManifest(l.Root)
+	if err != nil || m2.Generation == m.Generation {
+		t.Fatalf("the image publish did not publish the set: %v (generation %d)", err, m.Generation)
+	}
+	for _, f := range m2.Files {
+		if f.Name == "squashfs/debian-12-x86_64.squashfs" && imageGeneration(f.Build) != "gen-0002" {
+			t.Errorf("manifest.json after the image publish: %s build %s, want gen-0002", f.Name, f.Build)
+		}
+	}
+	for _, n := range []*Node{a, b} {
+		if out, err := n.Run("cat /usr/share/diskless-gen2"); err == nil {
+			t.Errorf("%s sees the new image: %q", n.acc.Name, out)
+		}
+		// every file of /usr/bin read back from the squashfs in RAM
+		if out, err := n.Run("cat /usr/bin/* > /dev/null && echo read"); err != nil || strings.TrimSpace(out) != "read" {
+			t.Errorf("%s: reading /usr/bin after the publish: %v %s", n.acc.Name, err, out)
+		}
+	}
+
+	// the master's NFS and HTTP servers gone: they keep running
+	for _, d := range []string{lab.NFS, lab.HTTP} {
+		if err := l.l.Kill(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*Node{a, b} {
+		if got := run(t, n, "systemctl is-system-running"); got != "running" {
+			t.Errorf("%s without the master's NFS and HTTP: %q", n.acc.Name, got)
+		}
+		if got := run(t, n, "echo written > /tmp/after && cat /tmp/after /var/tmp/mine"); got != "written\n"+n.acc.Name {
+			t.Errorf("%s: /tmp and /var/tmp without the master: %q", n.acc.Name, got)
+		}
+	}
+	a.Stop()
+	b.Stop()
+	for _, d := range []string{lab.NFS, lab.HTTP} {
+		if err := l.l.Restart(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// slave31's overlay no longer what the signed SHA256SUMS says: refused,
+	// named, the rescue shell
+	nd := l.Node("slave31")
+	ov := filepath.Join(l.Root, publish.GenerationDir(m2.Generation), nodes.OverlayName(nd))
+	if err := os.WriteFile(ov, []byte("not slave31's identity"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	mc, remove, err := l.l.Machine(nd, nd.MAC, filepath.Join(l.logs, "slave31-tampered.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remove()
+	mc.Accel = l.S.QEMUAccel
+	sess, err := qemu.Start(context.Background(), mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Stop()
+	if _, err := sess.Expect([]string{"starting a rescue shell"}, nil, 3*time.Minute); err != nil {
+		t.Fatalf("tampered overlay: %v (console: %s)", err, mc.LogPath)
+	}
+	want := fmt.Sprintf("diskless-fallback: verify failed: server=192.168.1.1 export=/%s/%s: sha256 ", publish.GenerationDir(m2.Generation), nodes.OverlayName(nd))
+	if !strings.Contains(sess.Console(), want) || !strings.Contains(sess.Console(), "refused") {
+		t.Errorf("no %q on the console", want)
+	}
+	if strings.Contains(sess.Console(), boot.MultiUser) {
+		t.Error("the node booted with a tampered overlay")
+	}
+}
+
+// imageGeneration is the image generation a squashfs entry of
+// manifest.json names.
+func imageGeneration(build json.RawMessage) string {
+	var b struct{ Generation string }
+	json.Unmarshal(build, &b)
+	return b.Generation
+}
