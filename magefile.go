@@ -392,13 +392,16 @@ func (Nodes) Render() error {
 // conf.d/net. A node with an image (nodes.toml image =) gets its own copy
 // of the published image's etc, var and root once, a machine-id and SSH
 // host keys of its own, and authorized_keys; /usr comes from the image at
-// boot. Files an admin changed are kept and reported.
-func (Nodes) Provision() error {
+// boot. A stateless node (mode = "stateless") gets only its identity
+// (name, machine-id, SSH host keys, authorized_keys, fstab, network
+// files), published as its overlay with the live set. Files an admin
+// changed are kept and reported.
+func (Nodes) Provision(ctx context.Context) error {
 	inv, err := inventory()
 	if err != nil {
 		return err
 	}
-	r, err := inv.Provision(cfg.Root)
+	r, err := pipeline.ProvisionNodes(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -232,6 +232,7 @@ func TestIntegrationDebianNodes(t *testing.T) {
 		if got := run(t, c.n, "hostname"); got != c.name {
 			t.Errorf("hostname on %s: %q", c.name, got)
 		}
+		t.Logf("%s: RAM after boot: %s", c.name, run(t, c.n, "free -m | sed -n 2p"))
 		dir := filepath.Join(l.Root, c.ip)
 		mid, _ := os.ReadFile(filepath.Join(dir, "etc/machine-id"))
 		if got := run(t, c.n, "cat /etc/machine-id"); got != strings.TrimSpace(string(mid)) || len(got) != 32 {

@@ -123,6 +123,8 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 				t.Errorf("%s: tmpfs of %s KiB, want %s (tmpfs_size = 128M)", c.name, got, c.tmpfs)
 			}
 		}
+		// the node's RAM after boot, for the README (the image is in it)
+		t.Logf("%s: RAM after boot: %s", c.name, run(t, c.n, "free -m | sed -n 2p"))
 		// what a stateless node keeps to itself: nothing of it on the
 		// master but its identity
 		run(t, c.n, "echo "+c.name+" > /var/tmp/mine")

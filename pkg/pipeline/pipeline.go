@@ -287,7 +287,7 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger, only .
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	nodeFiles, err := NodeFiles(s)
+	nodeFiles, err := NodeFiles(s, log)
 	if err != nil {
 		return nil, err
 	}
@@ -341,10 +341,18 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger, only .
 }
 
 // NodeFiles are the per-node boot files of s's inventory, ready to
-// publish (none without an inventory).
-func NodeFiles(s *settings.Settings) ([]publish.File, error) {
+// publish (none without an inventory), and for stateless nodes the
+// squashfs of each image they run and each one's overlay. What a
+// stateless node needs and the master does not have yet (its image not
+// published, its identity not provisioned) is left out with a warning
+// naming the command that makes it: each of those commands publishes the
+// nodes' files again (image:publish, nodes:provision).
+func NodeFiles(s *settings.Settings, log *slog.Logger) ([]publish.File, error) {
 	if s.Inventory == nil {
 		return nil, nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	inv := s.Inventory
 	rendered, err := inv.BootFiles()
@@ -352,25 +360,32 @@ func NodeFiles(s *settings.Settings) ([]publish.File, error) {
 		return nil, err
 	}
 	files := publish.NodeFiles(rendered)
-	// stateless nodes: their images as squashfs files, their overlays
-	if imgs := inv.StatelessImages(); len(imgs) > 0 && s.SigningKey == nil {
+	imgs := inv.StatelessImages()
+	if len(imgs) > 0 && s.SigningKey == nil {
 		return nil, fmt.Errorf("%s has stateless nodes, which boot only a signed set (their initramfs checks SHA256SUMS.sig): set SIGNING_KEY (go run mage.go keygen) and rebuild the initramfs (build:all), which then trusts it", s.NodesFile)
 	}
-	for _, img := range inv.StatelessImages() {
+	for _, img := range imgs {
 		live, err := image.Live(s.Root, img[0], img[1])
 		if err != nil {
-			return nil, fmt.Errorf("stateless nodes run %s-%s: %w", img[0], img[1], err)
+			log.Warn("stateless nodes cannot boot until their image is published", "image", img[0]+"-"+img[1], "run", "go run mage.go image:publish arch="+img[1])
+			continue
 		}
 		m, err := image.ReadManifest(live + ".json")
 		if err != nil || m.Squashfs == nil {
-			return nil, fmt.Errorf("stateless nodes run %s-%s, whose live generation %s has no squashfs: run go run mage.go image:publish arch=%s", img[0], img[1], live, img[1])
+			log.Warn("stateless nodes cannot boot until their image's live generation has a squashfs", "generation", live, "run", "go run mage.go image:publish arch="+img[1])
+			continue
 		}
 		// the manifest says which image generation a node boots next
 		build, _ := json.Marshal(map[string]any{"image": img[0], "arch": img[1], "generation": filepath.Base(live), "tree_sha256": m.TreeSHA256, "squashfs_seconds": m.Squashfs.Seconds})
 		files = append(files, publish.File{Name: nodes.SquashfsName(img[0], img[1]), Source: image.SquashfsPath(live), SHA256: m.Squashfs.SHA256, Kind: publish.KindSquashfs, Build: build})
 	}
+	var unprovisioned []string
 	for _, nd := range inv.Sorted() {
 		if !inv.Stateless(nd) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.Root, nd.IP)); err != nil {
+			unprovisioned = append(unprovisioned, nd.Name)
 			continue
 		}
 		data, err := inv.Overlay(s.Root, nd)
@@ -379,7 +394,39 @@ func NodeFiles(s *settings.Settings) ([]publish.File, error) {
 		}
 		files = append(files, publish.File{Name: nodes.OverlayName(nd), Data: data, Kind: "overlay", Private: true})
 	}
+	if len(unprovisioned) > 0 {
+		log.Warn("stateless nodes without an identity yet: they cannot boot until provisioned", "nodes", strings.Join(unprovisioned, " "), "run", "go run mage.go nodes:provision")
+	}
 	return files, nil
+}
+
+// ProvisionNodes is nodes:provision: each node's root (or a stateless
+// node's identity) under DISKLESS_ROOT, then, when the inventory has
+// stateless nodes and a set is live, their overlays published (a no-op
+// when they already are).
+func ProvisionNodes(ctx context.Context, s *settings.Settings, log *slog.Logger) (*nodes.Report, error) {
+	if s.Inventory == nil {
+		return nil, fmt.Errorf("node inventory %s does not exist: add a node first (nodes:add ...)", s.NodesFile)
+	}
+	r, err := s.Inventory.Provision(s.Root)
+	if err != nil {
+		return r, err
+	}
+	if len(s.Inventory.StatelessImages()) == 0 {
+		return r, nil
+	}
+	if _, err := publish.Current(s.Root); err != nil {
+		log.Warn("nothing published yet: stateless nodes get their overlays with the first publish (build:all)")
+		return r, nil
+	}
+	changed, m, err := PublishNodes(ctx, s, log)
+	if err != nil {
+		return r, fmt.Errorf("provisioned, but the stateless nodes' overlays were not published: %w", err)
+	}
+	if changed {
+		log.Info("stateless nodes' overlays published", "generation", m.Generation)
+	}
+	return r, nil
 }
 
 // PublishNodes makes the live generation serve the per-node boot files of
@@ -391,7 +438,7 @@ func PublishNodes(ctx context.Context, s *settings.Settings, log *slog.Logger) (
 	if _, err := publish.Current(s.Root); err != nil {
 		return false, nil, fmt.Errorf("%w: build:all arch=x86_64 (or publish) first", err)
 	}
-	files, err := NodeFiles(s)
+	files, err := NodeFiles(s, log)
 	if err != nil {
 		return false, nil, err
 	}

@@ -50,6 +50,12 @@ type fixture struct {
 // artifacts/master, and provisions them: with the boot tests' root (a
 // static init that says it runs, then powers off), or running image.
 func newFixture(t testing.TB, n int, image string) *fixture {
+	return newFixtureMode(t, n, image, "")
+}
+
+// newFixtureMode is newFixture with every node in mode (nodes.toml's
+// [network] mode; a stateless one is signed).
+func newFixtureMode(t testing.TB, n int, image, mode string) *fixture {
 	t.Helper()
 	testutil.Slow(t)
 	if lab.Running() {
@@ -60,8 +66,11 @@ func newFixture(t testing.TB, n int, image string) *fixture {
 		// every node runs the image (the [network] default)
 		inv = strings.Replace(inv, "shared_ro = []\n", "shared_ro = []\nimage = \""+image+"\"\n", 1)
 	}
+	if mode != "" {
+		inv = strings.Replace(inv, "shared_ro = []\n", "shared_ro = []\nmode = \""+mode+"\"\n", 1)
+	}
 	inv += "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5:04:3B:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n"
-	f := &fixture{Fixture: labtest.New(t, labtest.Options{Inventory: inv, Arches: []string{"x86_64"}, Image: image != ""}), timeout: 6 * time.Minute}
+	f := &fixture{Fixture: labtest.New(t, labtest.Options{Inventory: inv, Arches: []string{"x86_64"}, Image: image != "", Sign: mode == nodes.ModeStateless}), timeout: 6 * time.Minute}
 	var err error
 	if f.inv, f.nodes, err = Grow(f.Inv, n); err != nil {
 		t.Fatal(err)
@@ -340,4 +349,21 @@ func stage(r *Report, name string) Percentiles {
 		}
 	}
 	return Percentiles{}
+}
+
+// TestIntegrationStormStateless: lab:storm with stateless nodes (the
+// Debian image from RAM): every node up to multi-user, each fetched the
+// image over HTTP, and none read a root over NFS.
+func TestIntegrationStormStateless(t *testing.T) {
+	f := newFixtureMode(t, 4, "debian-12", nodes.ModeStateless)
+	r := f.command(t, "n=4")
+	for _, n := range r.Nodes {
+		if n.Link.ToNode[relay.ProtoHTTP] < 50e6 {
+			t.Errorf("%s (boot = %s): %d bytes by HTTP: not the image", n.Name, n.Boot, n.Link.ToNode[relay.ProtoHTTP])
+		}
+		// /home's mount and nothing else: an NFS node reads ~30 MB
+		if got := n.Link.ToNode[relay.ProtoNFS]; got > 1e6 {
+			t.Errorf("%s: %d bytes by NFS", n.Name, got)
+		}
+	}
 }
