@@ -34,7 +34,6 @@ import (
 	"github.com/diskless/diskless/internal/gotest"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
-	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/lab"
 	loadsim "github.com/diskless/diskless/pkg/load"
@@ -217,12 +216,12 @@ func (Image) Publish(ctx context.Context, archArg string) error {
 
 // Rollback makes the image's previous generation live again (nodes get it
 // at their next boot). Usage: image:rollback arch=x86_64
-func (Image) Rollback(archArg string) error {
+func (Image) Rollback(ctx context.Context, archArg string) error {
 	o, err := pipelineOptions(archArg)
 	if err != nil {
 		return err
 	}
-	g, err := image.Rollback(o.Settings.Root, o.Settings.Image, o.Arch.Name, log)
+	g, err := pipeline.RollbackImage(ctx, o.Settings, o.Arch, log)
 	if err != nil {
 		return err
 	}

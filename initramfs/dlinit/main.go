@@ -344,6 +344,10 @@ func boot(cmd fallback.Cmdline, t fallback.Target) {
 // rescue runs the shell on the console through a pty (so the first byte
 // the admin types is seen here) and retries the mount in the background.
 func rescue(cmd fallback.Cmdline, st fallback.Settings) {
+	root, retried := "the NFS root", "the NFS mount is retried"
+	if _, stateless, _ := fallback.ParseStateless(cmd); stateless {
+		root, retried = "the image", "fetching the image is retried"
+	}
 	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
 	if err != nil {
 		say("%s cannot open /dev/console: %v", fallback.Prefix, err)
@@ -372,7 +376,7 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 		}
 	}()
 	for {
-		say("%s starting a rescue shell (%s); the NFS mount is retried in the background until you type", fallback.Prefix, st.Shell)
+		say("%s starting a rescue shell (%s); %s in the background until you type", fallback.Prefix, st.Shell, retried)
 		shellDone := make(chan error, 1)
 		kill, err := shell(st.Shell, con, relay, shellDone)
 		if err != nil {
@@ -383,7 +387,7 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 		case t := <-mounted:
 			kill()
 			<-shellDone
-			say("\r\n%s the NFS root came back", fallback.Prefix)
+			say("\r\n%s %s came back", fallback.Prefix, root)
 			boot(cmd, t)
 		case <-shellDone:
 			// the admin left the shell: try once more, then start another

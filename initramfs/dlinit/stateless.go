@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -57,8 +58,9 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 	if err := os.MkdirAll(ramDir, 0o700); err != nil {
 		return t, err
 	}
-	// the squashfs lives in the initramfs's own RAM (rootfs): after
-	// switch_root it stays, held by the loop device
+	// the squashfs lives in RAM, in the /run tmpfs (switch_root moves it
+	// into the node's /run): unlinked once the loop device holds it, it
+	// stays until the loop device goes
 	// the small overlay first: a refused one costs no image download
 	var overlay []byte
 	if sl.Overlay != "" {
@@ -66,8 +68,12 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 		if err := fetchChecked(server, sl.Overlay, want, p); err != nil {
 			return t, err
 		}
-		overlay, _ = os.ReadFile(p)
+		data, err := os.ReadFile(p)
 		os.Remove(p)
+		if err != nil {
+			return t, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: sl.Overlay, Err: err}
+		}
+		overlay = data
 	}
 	img := filepath.Join(ramDir, "image.squashfs")
 	if err := fetchChecked(server, sl.Image, want, img); err != nil {
@@ -144,8 +150,22 @@ func fetchChecked(server, path string, want map[string]string, dst string) error
 	return &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: path, Err: last}
 }
 
+// stall is how long a download may go without a byte before it is
+// abandoned and tried again (an image takes long: no overall timeout).
+const stall = 60 * time.Second
+
+var transport = &http.Transport{ResponseHeaderTimeout: 30 * time.Second}
+
 func fetchOnce(url, path, name, sum, dst string) error {
-	resp, err := http.Get(url) // no overall timeout: an image takes long
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watchdog := time.AfterFunc(stall, cancel)
+	defer watchdog.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: transport}).Do(req)
 	if err != nil {
 		return err
 	}
@@ -159,7 +179,13 @@ func fetchOnce(url, path, name, sum, dst string) error {
 	}
 	defer out.Close()
 	p := &fallback.Progress{Name: name, Total: resp.ContentLength, Every: 2 * time.Second, Say: func(s string) { say("%s", s) }}
-	_, err = fallback.CheckedCopy(out, resp.Body, path, sum, p.Update)
+	_, err = fallback.CheckedCopy(out, resp.Body, path, sum, func(n int64) {
+		watchdog.Reset(stall)
+		p.Update(n)
+	})
+	if ctx.Err() != nil && err != nil {
+		err = fmt.Errorf("no byte for %s: %w", stall, err)
+	}
 	if err != nil {
 		os.Remove(dst)
 	}
@@ -175,10 +201,15 @@ func mountImage(img, size string) error {
 		return err
 	}
 	defer f.Close()
-	loop, err := attachLoop(f)
+	loop, lf, err := attachLoop(f)
 	if err != nil {
+		os.Remove(img)
 		return fmt.Errorf("loop device: %w (is CONFIG_BLK_DEV_LOOP built in?)", err)
 	}
+	// autoclear: the device (and the image's RAM) goes when its last
+	// user does: this descriptor, closed once the squashfs is mounted
+	// (or not), then the mount
+	defer lf.Close()
 	os.Remove(img) // the loop device holds it; nothing else needs its name
 	for _, d := range []string{lowerDir, upperFS, newRoot} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -205,32 +236,32 @@ func mountImage(img, size string) error {
 }
 
 // attachLoop binds f to a free loop device (LOOP_CTL_GET_FREE,
-// LOOP_CONFIGURE) read-only and returns its path.
-func attachLoop(f *os.File) (string, error) {
+// LOOP_CONFIGURE) read-only with autoclear, and returns its path and an
+// open descriptor of it: the device stays until that is closed and
+// nothing mounts it.
+func attachLoop(f *os.File) (string, *os.File, error) {
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer ctl.Close()
 	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 	if err != nil {
-		return "", fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
+		return "", nil, fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
 	}
 	dev := "/dev/loop" + strconv.Itoa(n)
 	lf, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	defer lf.Close()
 	cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
-	// no AUTOCLEAR: it would detach the device when this function closes it,
-	// before the mount holds it; the node keeps it for its life
-	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY
+	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR
 	copy(cfg.Info.File_name[:], "diskless-image")
 	if err := unix.IoctlLoopConfigure(int(lf.Fd()), &cfg); err != nil {
-		return "", fmt.Errorf("LOOP_CONFIGURE %s: %w", dev, err)
+		lf.Close()
+		return "", nil, fmt.Errorf("LOOP_CONFIGURE %s: %w", dev, err)
 	}
-	return dev, nil
+	return dev, lf, nil
 }
 
 // unmountStateless undoes what a failed attempt mounted.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -23,6 +24,9 @@ func ApplyOverlay(r io.ReaderAt, root string) (int, error) {
 			return 0, fmt.Errorf("entry %q: not a path inside the root", rec.Name)
 		}
 		p := filepath.Join(root, name)
+		if err := noLinkAbove(root, name); err != nil {
+			return 0, fmt.Errorf("entry %q: %w", rec.Name, err)
+		}
 		perm := os.FileMode(rec.Mode & 0o7777)
 		switch rec.Mode & cpio.S_IFMT {
 		case cpio.S_IFDIR:
@@ -67,4 +71,26 @@ func ApplyOverlay(r io.ReaderAt, root string) (int, error) {
 		}
 	}
 	return len(recs), nil
+}
+
+// noLinkAbove refuses a path whose parent directories in root include a
+// symbolic link: an absolute link (Debian's /var/run -> /run) would be
+// followed out of root, into the initramfs.
+func noLinkAbove(root, name string) error {
+	dir := root
+	parts := strings.Split(filepath.Dir(name), string(filepath.Separator))
+	for _, c := range parts {
+		if c == "." || c == "" {
+			continue
+		}
+		dir = filepath.Join(dir, c)
+		st, err := os.Lstat(dir)
+		if err != nil {
+			return nil // made by an earlier entry, or missing (Mkdir says so)
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link in the image: not followed", strings.TrimPrefix(dir, root))
+		}
+	}
+	return nil
 }

@@ -156,6 +156,20 @@ func TestApplyOverlay(t *testing.T) {
 	if l, _ := os.Readlink(filepath.Join(root, "etc/localtime")); l != "/usr/share/zoneinfo/UTC" {
 		t.Errorf("localtime -> %q", l)
 	}
+	// an entry below a link of the image is refused, not written where
+	// the link points (outside the root)
+	outside := t.TempDir()
+	os.Symlink(outside, filepath.Join(root, "var-run"))
+	buf.Reset()
+	w = cpio.Newc.Writer(&buf)
+	cpio.WriteRecords(w, []cpio.Record{cpio.Directory("var-run", 0o755), cpio.StaticFile("var-run/escape", "x", 0o644)})
+	cpio.WriteTrailer(w)
+	if _, err := ApplyOverlay(bytes.NewReader(buf.Bytes()), root); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("an entry below a link: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "escape")); err == nil {
+		t.Error("an entry was written through a link, outside the root")
+	}
 	// an entry outside the root is refused
 	buf.Reset()
 	w = cpio.Newc.Writer(&buf)

@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -37,11 +38,6 @@ var Modes = []string{ModeNFS, ModeStateless}
 // DefaultTmpfsSize is a stateless node's tmpfs (its writable layer) when
 // the inventory names none: half the node's RAM, the kernel's own default.
 const DefaultTmpfsSize = "50%"
-
-// OverlayGroup is the group a published overlay is readable by (mode
-// 0640): nginx's workers run as www-data on Debian (and in the lab);
-// tftpd-hpa, which serves only files anyone may read, cannot serve it.
-const OverlayGroup = "www-data"
 
 // ModeOf is the node's mode: its own, else [network]'s, else nfs.
 func (inv *Inventory) ModeOf(nd Node) string {
@@ -156,6 +152,12 @@ func (inv *Inventory) Overlay(root string, nd Node) ([]byte, error) {
 	dir := filepath.Join(root, nd.IP)
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("node %s: no identity under %s (run: go run mage.go nodes:provision)", nd.Name, dir)
+	}
+	// a node that ran with its NFS root has its whole etc, var and root
+	// there: not an identity to unpack over a new image
+	var state map[string]string
+	if data, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil && json.Unmarshal(data, &state) == nil && state[seedKey] != "" {
+		return nil, fmt.Errorf("node %s is stateless now, but %s is its NFS root (its own etc, var and root): move it away and run nodes:provision for a new identity (copy etc/machine-id and etc/ssh/ssh_host_* from it into the new one to keep the old)", nd.Name, dir)
 	}
 	var recs []cpio.Record
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

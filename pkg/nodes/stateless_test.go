@@ -195,6 +195,11 @@ func TestProvisionStatelessOverlay(t *testing.T) {
 	if _, err := inv.Overlay(filepath.Join(dir, "nowhere"), other); err == nil || !strings.Contains(err.Error(), "nodes:provision") {
 		t.Errorf("overlay of an unprovisioned node: %v", err)
 	}
+	// slave22 made stateless: its directory is its NFS root, not an
+	// identity to unpack over the image
+	if _, err := inv.Overlay(root, other); err == nil || !strings.Contains(err.Error(), "is its NFS root") {
+		t.Errorf("overlay of a former NFS root: %v", err)
+	}
 }
 
 // nginx serves a stateless node's overlay to that node's address only,
@@ -241,31 +246,42 @@ func TestNginxServesAnOverlayOnlyToItsNode(t *testing.T) {
 		}
 	}
 	os.Symlink(".diskless/generations/000003/overlays", filepath.Join(root, "overlays"))
+	os.Symlink("generations/000003", filepath.Join(root, ".diskless/current"))
+	os.MkdirAll(filepath.Join(gen, "squashfs"), 0o755)
+	os.WriteFile(filepath.Join(gen, "squashfs/debian-12-x86_64.squashfs"), []byte("image"), 0o644)
+	os.Symlink(".diskless/generations/000003/squashfs", filepath.Join(root, "squashfs"))
 	conf := filepath.Join(dir, "nginx-test.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("user www-data;\ndaemon off;\npid %[1]s/nginx.pid;\nerror_log %[1]s/nginx-error.log;\ninclude %[1]s/nginx/diskless-main.conf;\nhttp {\n\taccess_log off;\n\tclient_body_temp_path %[1]s/tmp;\n\tproxy_temp_path %[1]s/tmp;\n\tfastcgi_temp_path %[1]s/tmp;\n\tuwsgi_temp_path %[1]s/tmp;\n\tscgi_temp_path %[1]s/tmp;\n\tinclude %[1]s/nginx/diskless.conf;\n}\n", dir)), 0o644)
 	script := `ip link set lo up
 ip addr add 192.168.1.1/24 dev lo
 ip addr add 192.168.1.21/24 dev lo
 ip addr add 192.168.1.22/24 dev lo
+ip addr add 10.9.9.9/8 dev lo
 "$1" -c "$2" -e "$3" &
 pid=$!
 trap 'kill $pid' EXIT
 for i in $(seq 50); do "$4" -s -o /dev/null http://192.168.1.1/ && break; sleep 0.1; done
 for from in 192.168.1.21 192.168.1.22; do
-  for path in overlays/192.168.1.21.cpio .diskless/generations/000003/overlays/192.168.1.21.cpio; do
+  for path in overlays/192.168.1.21.cpio .diskless/generations/000003/overlays/192.168.1.21.cpio .diskless/current/overlays/192.168.1.21.cpio .diskless/generations/000003/overlays/ squashfs/debian-12-x86_64.squashfs; do
     echo "$from $path $("$4" -s -o /dev/null -w '%{http_code}' --interface $from http://192.168.1.1/$path)"
   done
 done
 echo "body $("$4" -s --interface 192.168.1.21 http://192.168.1.1/overlays/192.168.1.21.cpio)"
+echo "outside squashfs $("$4" -s -o /dev/null -w '%{http_code}' --interface 10.9.9.9 http://192.168.1.1/squashfs/debian-12-x86_64.squashfs)"
 `
 	out, err := exec.Command("unshare", "--net", "sh", "-c", script, "sh", filepath.Join(nginx, "usr/sbin/nginx"), conf, filepath.Join(dir, "nginx-error.log"), curl).CombinedOutput()
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "nginx-error.log"))
 		t.Fatalf("%v\n%s\n%s", err, out, log)
 	}
+	// .diskless/current (nginx follows links) is refused to everyone; a
+	// generation's overlays/ listing shows names only; the image goes to
+	// the subnet
 	want := "192.168.1.21 overlays/192.168.1.21.cpio 200\n192.168.1.21 .diskless/generations/000003/overlays/192.168.1.21.cpio 200\n" +
+		"192.168.1.21 .diskless/current/overlays/192.168.1.21.cpio 403\n192.168.1.21 .diskless/generations/000003/overlays/ 200\n192.168.1.21 squashfs/debian-12-x86_64.squashfs 200\n" +
 		"192.168.1.22 overlays/192.168.1.21.cpio 403\n192.168.1.22 .diskless/generations/000003/overlays/192.168.1.21.cpio 403\n" +
-		"body identity of 192.168.1.21\n"
+		"192.168.1.22 .diskless/current/overlays/192.168.1.21.cpio 403\n192.168.1.22 .diskless/generations/000003/overlays/ 200\n192.168.1.22 squashfs/debian-12-x86_64.squashfs 200\n" +
+		"body identity of 192.168.1.21\noutside squashfs 403\n"
 	if string(out) != want {
 		log, _ := os.ReadFile(filepath.Join(dir, "nginx-error.log"))
 		t.Errorf("got\n%s\nwant\n%s\nnginx's log:\n%s", out, want, log)

@@ -367,12 +367,12 @@ func NodeFiles(s *settings.Settings, log *slog.Logger) ([]publish.File, error) {
 	for _, img := range imgs {
 		live, err := image.Live(s.Root, img[0], img[1])
 		if err != nil {
-			log.Warn("stateless nodes cannot boot until their image is published", "image", img[0]+"-"+img[1], "run", "go run mage.go image:publish arch="+img[1])
+			log.Warn("stateless nodes cannot boot until their image is published", "image", img[0]+"-"+img[1], "run", "IMAGE="+img[0]+" go run mage.go image:publish arch="+img[1])
 			continue
 		}
 		m, err := image.ReadManifest(live + ".json")
 		if err != nil || m.Squashfs == nil {
-			log.Warn("stateless nodes cannot boot until their image's live generation has a squashfs", "generation", live, "run", "go run mage.go image:publish arch="+img[1])
+			log.Warn("stateless nodes cannot boot until their image's live generation has a squashfs", "generation", live, "run", "IMAGE="+img[0]+" go run mage.go image:publish arch="+img[1])
 			continue
 		}
 		// the manifest says which image generation a node boots next
@@ -398,6 +398,40 @@ func NodeFiles(s *settings.Settings, log *slog.Logger) ([]publish.File, error) {
 		log.Warn("stateless nodes without an identity yet: they cannot boot until provisioned", "nodes", strings.Join(unprovisioned, " "), "run", "go run mage.go nodes:provision")
 	}
 	return files, nil
+}
+
+// RollbackImage is image:rollback: the image's previous generation live
+// again, and, when stateless nodes run it, the signed set they boot from
+// published with that generation's squashfs.
+func RollbackImage(ctx context.Context, s *settings.Settings, a arch.Arch, log *slog.Logger) (*image.Generation, error) {
+	g, err := image.Rollback(s.Root, s.Image, a.Name, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := publishStatelessImage(ctx, s, g, log); err != nil {
+		return g, err
+	}
+	return g, nil
+}
+
+// publishStatelessImage publishes the signed set again when stateless
+// nodes run an image whose live generation changed to g.
+func publishStatelessImage(ctx context.Context, s *settings.Settings, g *image.Generation, log *slog.Logger) error {
+	if s.Inventory == nil || len(s.Inventory.StatelessImages()) == 0 {
+		return nil
+	}
+	if _, err := publish.Current(s.Root); err != nil {
+		log.Warn("nothing published yet: stateless nodes get the image with the first publish (build:all)")
+		return nil
+	}
+	changed, m, err := PublishNodes(ctx, s, log)
+	if err != nil {
+		return fmt.Errorf("image %s is live, but the set that serves it to stateless nodes was not published: %w", g.Dir, err)
+	}
+	if changed {
+		log.Info("stateless nodes get the image at their next boot", "generation", m.Generation)
+	}
+	return nil
 }
 
 // ProvisionNodes is nodes:provision: each node's root (or a stateless
@@ -477,18 +511,5 @@ func PublishImage(ctx context.Context, s *settings.Settings, a arch.Arch, log *s
 		return res, g, err
 	}
 	// the signed set serves the stateless nodes' squashfs: publish it there
-	if s.Inventory != nil && len(s.Inventory.StatelessImages()) > 0 {
-		if _, err := publish.Current(s.Root); err == nil {
-			changed, m, err := PublishNodes(ctx, s, log)
-			if err != nil {
-				return res, g, fmt.Errorf("image %s is live, but the set that serves it to stateless nodes was not published: %w", g.Dir, err)
-			}
-			if changed {
-				log.Info("stateless nodes get the image at their next boot", "generation", m.Generation)
-			}
-		} else {
-			log.Warn("nothing published yet: stateless nodes get the image with the first publish (build:all)")
-		}
-	}
-	return res, g, err
+	return res, g, publishStatelessImage(ctx, s, g, log)
 }

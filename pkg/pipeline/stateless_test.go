@@ -11,6 +11,7 @@ import (
 
 	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/internal/testutil"
+	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/sign"
@@ -115,5 +116,28 @@ func TestStatelessPublishInAnyOrder(t *testing.T) {
 	}
 	if m2, _ := publish.ReadManifest(root); m2.Generation != m.Generation {
 		t.Errorf("provisioning again published generation %d", m2.Generation)
+	}
+	// a second image generation live, then image:rollback: the set
+	// serves the first one's squashfs again
+	dir := image.Published(root, "debian-12", "x86_64")
+	gen2 := filepath.Join(dir, "gen-0002")
+	os.MkdirAll(gen2, 0o755)
+	os.WriteFile(image.SquashfsPath(gen2), []byte("squashfs 2"), 0o644)
+	sum, n, _ := fsutil.HashFile(image.SquashfsPath(gen2))
+	image.WriteManifest(gen2+".json", &image.Manifest{Name: "debian-12", Arch: "x86_64", TreeSHA256: "t2", Squashfs: &image.Squashfs{SHA256: sum, Bytes: n}})
+	os.Remove(filepath.Join(dir, "current"))
+	os.Symlink("gen-0002", filepath.Join(dir, "current"))
+	if _, _, err := PublishNodes(ctx, s, log); err != nil {
+		t.Fatal(err)
+	}
+	if got := publishedNodeFiles(t, root)["squashfs/debian-12-x86_64.squashfs"]; got != "squashfs 2" {
+		t.Fatalf("generation 2's squashfs not served: %q", got)
+	}
+	x86, _ := arch.Lookup("x86_64")
+	if g, err := RollbackImage(ctx, s, x86, log); err != nil || g.N != 1 {
+		t.Fatalf("rollback: %+v %v", g, err)
+	}
+	if got := publishedNodeFiles(t, root)["squashfs/debian-12-x86_64.squashfs"]; got != "squashfs bytes" {
+		t.Errorf("after image:rollback the set serves %q", got)
 	}
 }

@@ -519,7 +519,13 @@ func writeFile(dir string, f File, wrap func(string, io.Writer) io.Writer) (File
 	} else {
 		src = strings.NewReader(string(f.Data))
 	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	// a private file is root's alone until it is whole (then private()
+	// gives it to nginx's group): nobody reads it meanwhile
+	perm := os.FileMode(0o644)
+	if f.Private {
+		perm = 0o600
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
 	if err != nil {
 		return f, err
 	}
@@ -538,7 +544,7 @@ func writeFile(dir string, f File, wrap func(string, io.Writer) io.Writer) (File
 	if err != nil {
 		return f, fmt.Errorf("writing %s: %w", f.Name, err)
 	}
-	os.Chmod(dst, 0o644)
+	os.Chmod(dst, perm)
 	sum := hex.EncodeToString(h.Sum(nil))
 	if f.SHA256 != "" && f.SHA256 != sum {
 		src := f.Source

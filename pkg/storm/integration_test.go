@@ -172,8 +172,8 @@ func checkReport(t testing.TB, r *Report, n int) {
 		t.Errorf("%d of %d up", r.UpCount, n)
 	}
 	for _, nd := range r.Nodes {
-		if nd.Up && !hasStage(nd, boot.Root) && !hasStage(nd, boot.Usr) {
-			t.Errorf("%s: up without its NFS root on the console: %v", nd.Name, nd.Stages)
+		if nd.Up && !hasStage(nd, boot.Root) && !hasStage(nd, boot.Usr) && !hasStage(nd, boot.Image) {
+			t.Errorf("%s: up without its NFS root (or a stateless node's image) on the console: %v", nd.Name, nd.Stages)
 		}
 	}
 }
