@@ -177,6 +177,76 @@ func (m *labMaster) boot(t *testing.T, name string, n int) (*Node, error) {
 	return node, nil
 }
 
+// bootTwo boots two nodes at once (stopped when the test ends) and fails
+// the test unless both are up.
+func (m *labMaster) bootTwo(t *testing.T, name1, name2 string) (*Node, *Node) {
+	t.Helper()
+	var a, b *Node
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a, errA = m.boot(t, name1, 1) }()
+	go func() { defer wg.Done(); b, errB = m.boot(t, name2, 1) }()
+	wg.Wait()
+	for _, n := range []*Node{a, b} {
+		if n != nil {
+			t.Cleanup(n.Stop)
+		}
+	}
+	if errA != nil || errB != nil {
+		t.Fatal(errors.Join(errA, errB))
+	}
+	return a, b
+}
+
+// checkIdentity checks that a node is running, under its name, with the
+// machine-id and SSH host key provisioned under its address, and logs its
+// RAM after boot.
+func (m *labMaster) checkIdentity(t *testing.T, n *Node, name, ip string) {
+	t.Helper()
+	state, _ := n.Run("systemctl is-system-running --wait")
+	if strings.TrimSpace(state) != "running" {
+		failed, _ := n.Run("systemctl --failed --no-legend; for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1); do journalctl -b -u $u --no-pager | tail -5; done")
+		t.Errorf("%s: systemctl is-system-running: %q\n%s", name, strings.TrimSpace(state), failed)
+	}
+	if got := run(t, n, "hostname"); got != name {
+		t.Errorf("hostname on %s: %q", name, got)
+	}
+	t.Logf("%s: RAM after boot: %s", name, run(t, n, "free -m | sed -n 2p"))
+	dir := filepath.Join(m.Root, ip)
+	mid, _ := os.ReadFile(filepath.Join(dir, "etc/machine-id"))
+	if got := run(t, n, "cat /etc/machine-id"); got != strings.TrimSpace(string(mid)) || len(got) != 32 {
+		t.Errorf("%s: machine-id %q, provisioned %q", name, got, mid)
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, "etc/ssh/ssh_host_ed25519_key.pub"))
+	offered, err := n.HostKey("ed25519")
+	if err != nil || !strings.HasPrefix(string(pub), offered) {
+		t.Errorf("%s: sshd offers %q (%v), provisioned %q", name, offered, err, pub)
+	}
+}
+
+// publishImageGen2 publishes the live image again as generation 2, with
+// /usr/share/diskless-gen2 added.
+func (m *labMaster) publishImageGen2(t *testing.T) {
+	t.Helper()
+	gen2 := filepath.Join(m.Tmp, "gen2")
+	live, err := image.Live(m.Root, "debian-12", "x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", live, gen2).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.WriteFile(filepath.Join(gen2, "usr/share/diskless-gen2"), []byte("2\n"), 0o644)
+	s2 := *m.S
+	s2.ImageFrom = gen2
+	s2.CacheDir = filepath.Join(m.Tmp, "cache") // not the shared cache's debootstrapped debian-12
+	x86, _ := arch.Lookup("x86_64")
+	if _, g, err := pipeline.PublishImage(context.Background(), &s2, x86, testenv.Quiet()); err != nil || g.N != 2 {
+		t.Fatalf("publishing image generation 2: %v %+v", err, g)
+	}
+}
+
 func run(t testing.TB, n *Node, cmd string) string {
 	t.Helper()
 	out, err := n.Run(cmd)
@@ -196,21 +266,7 @@ func run(t testing.TB, n *Node, cmd string) string {
 // a new image generation only at their next boot.
 func TestIntegrationDebianNodes(t *testing.T) {
 	l := newLabMaster(t, labTemplate, false)
-	var a, b *Node
-	var errA, errB error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a, errA = l.boot(t, "slave21", 1) }()
-	go func() { defer wg.Done(); b, errB = l.boot(t, "slave22", 1) }()
-	wg.Wait()
-	for _, n := range []*Node{a, b} {
-		if n != nil {
-			defer n.Stop()
-		}
-	}
-	if errA != nil || errB != nil {
-		t.Fatal(errors.Join(errA, errB))
-	}
+	a, b := l.bootTwo(t, "slave21", "slave22")
 	for n, want := range map[*Node][]string{a: {"Filename: pxelinux.0", "PXELINUX 6", "BOOT_IMAGE=.diskless/generations/000001/bzImage_x86_64"}, b: {"Filename: vmlinuz_x86_64", "[Multiboot]"}} {
 		for _, w := range want {
 			if !strings.Contains(n.Console(), w) {
@@ -224,25 +280,7 @@ func TestIntegrationDebianNodes(t *testing.T) {
 		name string
 		ip   string
 	}{{a, "slave21", "192.168.1.21"}, {b, "slave22", "192.168.1.22"}} {
-		state, _ := c.n.Run("systemctl is-system-running --wait")
-		if strings.TrimSpace(state) != "running" {
-			failed, _ := c.n.Run("systemctl --failed --no-legend; for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1); do journalctl -b -u $u --no-pager | tail -5; done")
-			t.Errorf("%s: systemctl is-system-running: %q\n%s", c.name, strings.TrimSpace(state), failed)
-		}
-		if got := run(t, c.n, "hostname"); got != c.name {
-			t.Errorf("hostname on %s: %q", c.name, got)
-		}
-		t.Logf("%s: RAM after boot: %s", c.name, run(t, c.n, "free -m | sed -n 2p"))
-		dir := filepath.Join(l.Root, c.ip)
-		mid, _ := os.ReadFile(filepath.Join(dir, "etc/machine-id"))
-		if got := run(t, c.n, "cat /etc/machine-id"); got != strings.TrimSpace(string(mid)) || len(got) != 32 {
-			t.Errorf("%s: machine-id %q, provisioned %q", c.name, got, mid)
-		}
-		pub, _ := os.ReadFile(filepath.Join(dir, "etc/ssh/ssh_host_ed25519_key.pub"))
-		offered, err := c.n.HostKey("ed25519")
-		if err != nil || !strings.HasPrefix(string(pub), offered) {
-			t.Errorf("%s: sshd offers %q (%v), provisioned %q", c.name, offered, err, pub)
-		}
+		l.checkIdentity(t, c.n, c.name, c.ip)
 		// /usr is the image's, read-only
 		if out, err := c.n.Run("touch /usr/bin/diskless-test"); err == nil || !strings.Contains(out+err.Error(), "Read-only file system") {
 			t.Errorf("%s: writing /usr: %v %s", c.name, err, out)
@@ -278,22 +316,7 @@ func TestIntegrationDebianNodes(t *testing.T) {
 	b.Stop()
 
 	// a new image generation while slave21 runs: it keeps its /usr
-	gen2 := filepath.Join(l.Tmp, "gen2")
-	live, err := image.Live(l.Root, "debian-12", "x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", live, gen2).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	os.WriteFile(filepath.Join(gen2, "usr/share/diskless-gen2"), []byte("2\n"), 0o644)
-	s2 := *l.S
-	s2.ImageFrom = gen2
-	s2.CacheDir = filepath.Join(l.Tmp, "cache") // not the shared cache's debootstrapped debian-12
-	x86, _ := arch.Lookup("x86_64")
-	if _, g, err := pipeline.PublishImage(context.Background(), &s2, x86, testenv.Quiet()); err != nil || g.N != 2 {
-		t.Fatalf("publishing generation 2: %v %+v", err, g)
-	}
+	l.publishImageGen2(t)
 	if out, err := a.Run("cat /usr/share/diskless-gen2"); err == nil {
 		t.Errorf("running slave21 sees the new generation: %q", out)
 	}
@@ -303,7 +326,8 @@ func TestIntegrationDebianNodes(t *testing.T) {
 	a.Stop()
 
 	// slave21 again: its /var survived, and it runs generation 2
-	if a, err = l.boot(t, "slave21", 2); err != nil {
+	a, err := l.boot(t, "slave21", 2)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Stop()

@@ -3,23 +3,17 @@ package nodeos
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/diskless/diskless/internal/testenv"
-	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/boot"
-	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
-	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/qemu"
 )
@@ -62,21 +56,7 @@ boot = "http"
 // with the file named, and gets the rescue shell.
 func TestIntegrationStatelessNodes(t *testing.T) {
 	l := newLabMaster(t, statelessTemplate, true)
-	var a, b *Node
-	var errA, errB error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a, errA = l.boot(t, "slave31", 1) }()
-	go func() { defer wg.Done(); b, errB = l.boot(t, "slave32", 1) }()
-	wg.Wait()
-	for _, n := range []*Node{a, b} {
-		if n != nil {
-			defer n.Stop()
-		}
-	}
-	if errA != nil || errB != nil {
-		t.Fatal(errors.Join(errA, errB))
-	}
+	a, b := l.bootTwo(t, "slave31", "slave32")
 	m, err := publish.ReadManifest(l.Root)
 	if err != nil {
 		t.Fatal(err)
@@ -97,24 +77,7 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 				t.Errorf("%s: no %q on the console", c.name, w)
 			}
 		}
-		state, _ := c.n.Run("systemctl is-system-running --wait")
-		if strings.TrimSpace(state) != "running" {
-			failed, _ := c.n.Run("systemctl --failed --no-legend; for u in $(systemctl --failed --no-legend --plain | cut -d' ' -f1); do journalctl -b -u $u --no-pager | tail -5; done")
-			t.Errorf("%s: systemctl is-system-running: %q\n%s", c.name, strings.TrimSpace(state), failed)
-		}
-		if got := run(t, c.n, "hostname"); got != c.name {
-			t.Errorf("hostname on %s: %q", c.name, got)
-		}
-		dir := filepath.Join(l.Root, c.ip)
-		mid, _ := os.ReadFile(filepath.Join(dir, "etc/machine-id"))
-		if got := run(t, c.n, "cat /etc/machine-id"); got != strings.TrimSpace(string(mid)) || len(got) != 32 {
-			t.Errorf("%s: machine-id %q, provisioned %q", c.name, got, mid)
-		}
-		pub, _ := os.ReadFile(filepath.Join(dir, "etc/ssh/ssh_host_ed25519_key.pub"))
-		offered, err := c.n.HostKey("ed25519")
-		if err != nil || !strings.HasPrefix(string(pub), offered) {
-			t.Errorf("%s: sshd offers %q (%v), provisioned %q", c.name, offered, err, pub)
-		}
+		l.checkIdentity(t, c.n, c.name, c.ip)
 		if got := run(t, c.n, "findmnt -n -o FSTYPE /"); got != "overlay" {
 			t.Errorf("%s: / is %q, want overlay", c.name, got)
 		}
@@ -123,8 +86,6 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 				t.Errorf("%s: tmpfs of %s KiB, want %s (tmpfs_size = 128M)", c.name, got, c.tmpfs)
 			}
 		}
-		// the node's RAM after boot, for the README (the image is in it)
-		t.Logf("%s: RAM after boot: %s", c.name, run(t, c.n, "free -m | sed -n 2p"))
 		// what a stateless node keeps to itself: nothing of it on the
 		// master but its identity
 		run(t, c.n, "echo "+c.name+" > /var/tmp/mine")
@@ -156,22 +117,7 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 
 	// a new image publish while they run: the signed set changes, they
 	// keep theirs (in RAM)
-	gen2 := filepath.Join(l.Tmp, "gen2")
-	live, err := image.Live(l.Root, "debian-12", "x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", live, gen2).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	os.WriteFile(filepath.Join(gen2, "usr/share/diskless-gen2"), []byte("2\n"), 0o644)
-	s2 := *l.S
-	s2.ImageFrom = gen2
-	s2.CacheDir = filepath.Join(l.Tmp, "cache")
-	x86, _ := arch.Lookup("x86_64")
-	if _, g, err := pipeline.PublishImage(context.Background(), &s2, x86, testenv.Quiet()); err != nil || g.N != 2 {
-		t.Fatalf("publishing image generation 2: %v %+v", err, g)
-	}
+	l.publishImageGen2(t)
 	m2, err := publish.ReadManifest(l.Root)
 	if err != nil || m2.Generation == m.Generation {
 		t.Fatalf("the image publish did not publish the set: %v (generation %d)", err, m.Generation)
