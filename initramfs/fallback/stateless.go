@@ -50,7 +50,13 @@ func ParseStateless(c Cmdline) (s Stateless, ok bool, err error) {
 			return s, true, fmt.Errorf("%s=%s: want an absolute path on the boot server", p.k, p.v)
 		}
 		if SetDir(p.v) != SetDir(s.Image) {
-			return s, true, fmt.Errorf("diskless.image=%s and diskless.overlay=%s are from two generations", s.Image, s.Overlay)
+			// publish pins what its generation has: the one left as it
+			// was is not in the set
+			missing := p.k + "=" + p.v
+			if SetDir(p.v) != "/" {
+				missing = "diskless.image=" + s.Image
+			}
+			return s, true, fmt.Errorf("%s is not in the published set the node booted from (is the image published? image:publish; the node provisioned? nodes:provision)", missing)
 		}
 	}
 	if strings.ContainsAny(s.Tmpfs, ",\"") {

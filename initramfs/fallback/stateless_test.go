@@ -30,10 +30,11 @@ func TestParseStateless(t *testing.T) {
 		t.Errorf("unpinned: %+v %v", s, err)
 	}
 	for line, want := range map[string]string{
-		"diskless.image=squashfs/x":                                           "want an absolute path",
-		"diskless.image=/squashfs/../../etc/shadow":                           "want an absolute path",
-		"diskless.image=" + gen + "a diskless.overlay=/overlays/1.2.3.4.cpio": "from two generations",
-		"diskless.image=/a diskless.tmpfs=1G,nr_inodes=1":                     "diskless.tmpfs",
+		"diskless.image=squashfs/x":                                                    "want an absolute path",
+		"diskless.image=/squashfs/../../etc/shadow":                                    "want an absolute path",
+		"diskless.image=" + gen + "a diskless.overlay=/overlays/1.2.3.4.cpio":          "diskless.overlay=/overlays/1.2.3.4.cpio is not in the published set",
+		"diskless.image=/squashfs/x diskless.overlay=" + gen + "overlays/1.2.3.4.cpio": "diskless.image=/squashfs/x is not in the published set",
+		"diskless.image=/a diskless.tmpfs=1G,nr_inodes=1":                              "diskless.tmpfs",
 	} {
 		if _, _, err := ParseStateless(ParseCmdline(line)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", line, err, want)

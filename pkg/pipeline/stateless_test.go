@@ -82,7 +82,7 @@ func TestStatelessPublishInAnyOrder(t *testing.T) {
 	if _, err := Publish(ctx, s, log); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"image:publish arch=x86_64", "nodes:provision"} {
+	for _, w := range []string{"image:publish arch=x86_64", "nodes:provision", "names=/squashfs/debian-12-x86_64.squashfs"} {
 		if !strings.Contains(logs.String(), w) {
 			t.Errorf("the publish does not say to run %s:\n%s", w, logs.String())
 		}

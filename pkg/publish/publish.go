@@ -384,6 +384,14 @@ func unpinned(text string) []string {
 		case f[0] == "initrd":
 			names = f[len(f)-1:]
 		}
+		// a stateless node's image and overlay, on any line
+		for _, w := range f {
+			for _, a := range pxe.PinnedArgs {
+				if v, ok := strings.CutPrefix(w, a); ok {
+					names = append(names, v)
+				}
+			}
+		}
 		for _, n := range names {
 			if !strings.Contains(n, genDir+"/") {
 				out = append(out, n)
