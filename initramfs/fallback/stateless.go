@@ -1,8 +1,6 @@
 package fallback
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -101,14 +99,16 @@ func VerifySums(sums, sig []byte, trusted string) (map[string]string, error) {
 	if err := sign.Verify(sums, s, keys...); err != nil {
 		return nil, fmt.Errorf("SHA256SUMS: %w; refused", err)
 	}
+	lines, err := sign.ParseSums(sums)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(sums))
-	for sc.Scan() {
-		sum, name, ok := strings.Cut(sc.Text(), "  ")
-		if !ok || len(sum) != 64 {
-			return nil, fmt.Errorf("SHA256SUMS: bad line %q", sc.Text())
+	for _, l := range lines {
+		if len(l.SHA256) != 64 {
+			return nil, fmt.Errorf("SHA256SUMS: bad checksum for %s: %q", l.Name, l.SHA256)
 		}
-		out[name] = sum
+		out[l.Name] = l.SHA256
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ package nodes
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -444,10 +445,7 @@ func (inv *Inventory) Node(name string) (Node, bool) {
 
 // ImageOf is the image the node runs ("" for none).
 func (inv *Inventory) ImageOf(nd Node) string {
-	if nd.Image != "" {
-		return nd.Image
-	}
-	return inv.Network.Image
+	return cmp.Or(nd.Image, inv.Network.Image)
 }
 
 // AuthorizedKeysPath is the authorized_keys file, resolved against the

@@ -445,17 +445,7 @@ func (inv *Inventory) SlaveFiles(nd Node) Files {
 	} else {
 		fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\t%s,rw\t0 0\n", n.Master, inv.RootPath(nd), opts)
 	}
-	for _, p := range n.SharedRO {
-		e, m := SplitShared(p)
-		if img != "" && m == "/usr" {
-			continue
-		}
-		fmt.Fprintf(&fstab, "%s:%s\t%s\tnfs\t%s,ro\t0 0\n", n.Master, e, m, opts)
-	}
-	fmt.Fprintf(&fstab, "%s:%s\t/home\tnfs\t%s,rw\t0 0\n", n.Master, n.Home, opts)
-	if n.SharedLog != "" {
-		fmt.Fprintf(&fstab, "%s:%s\t/var/log\tnfs\t%s,rw\t0 0\n", n.Master, n.SharedLog, opts)
-	}
+	inv.sharedMounts(&fstab, img != "", "")
 	if img == "" {
 		fstab.WriteString("proc\t/proc\tproc\tdefaults\t0 0\n")
 	}
@@ -486,9 +476,33 @@ func (inv *Inventory) SlaveFiles(nd Node) Files {
 			"# ifupdown: only the loopback. The interface that carries the NFS root was\n" +
 			"# configured by the kernel; bringing it down or up again cuts the root.\n" +
 			"auto lo\niface lo inet loopback\n"
-		f["etc/hosts"] = inv.comment("#") + "127.0.0.1\tlocalhost\n127.0.1.1\t" + nd.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+		f["etc/hosts"] = inv.hosts(nd)
 	}
 	return f
+}
+
+// sharedMounts writes the fstab lines of the master's shared exports:
+// shared_ro (but /usr when the node's image has its own), /home and
+// shared_log, each with the nodes' NFS options and then extra.
+func (inv *Inventory) sharedMounts(b *strings.Builder, imageUsr bool, extra string) {
+	n := inv.Network
+	opts := inv.fstabOpts()
+	for _, p := range n.SharedRO {
+		e, m := SplitShared(p)
+		if imageUsr && m == "/usr" {
+			continue
+		}
+		fmt.Fprintf(b, "%s:%s\t%s\tnfs\t%s,ro%s\t0 0\n", n.Master, e, m, opts, extra)
+	}
+	fmt.Fprintf(b, "%s:%s\t/home\tnfs\t%s,rw%s\t0 0\n", n.Master, n.Home, opts, extra)
+	if n.SharedLog != "" {
+		fmt.Fprintf(b, "%s:%s\t/var/log\tnfs\t%s,rw%s\t0 0\n", n.Master, n.SharedLog, opts, extra)
+	}
+}
+
+// hosts is a node's /etc/hosts: its name on 127.0.1.1, as Debian's.
+func (inv *Inventory) hosts(nd Node) string {
+	return inv.comment("#") + "127.0.0.1\tlocalhost\n127.0.1.1\t" + nd.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 }
 
 // Ganesha renders the same exports as Exports for NFS-Ganesha (EXPORT

@@ -2,7 +2,9 @@ package nodes
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -41,13 +43,7 @@ const DefaultTmpfsSize = "50%"
 
 // ModeOf is the node's mode: its own, else [network]'s, else nfs.
 func (inv *Inventory) ModeOf(nd Node) string {
-	switch {
-	case nd.Mode != "":
-		return nd.Mode
-	case inv.Network.Mode != "":
-		return inv.Network.Mode
-	}
-	return ModeNFS
+	return cmp.Or(nd.Mode, inv.Network.Mode, ModeNFS)
 }
 
 // Stateless says whether the node runs its image from RAM.
@@ -55,13 +51,7 @@ func (inv *Inventory) Stateless(nd Node) bool { return inv.ModeOf(nd) == ModeSta
 
 // TmpfsSizeOf is the size of a stateless node's tmpfs (tmpfs's size=).
 func (inv *Inventory) TmpfsSizeOf(nd Node) string {
-	switch {
-	case nd.TmpfsSize != "":
-		return nd.TmpfsSize
-	case inv.Network.TmpfsSize != "":
-		return inv.Network.TmpfsSize
-	}
-	return DefaultTmpfsSize
+	return cmp.Or(nd.TmpfsSize, inv.Network.TmpfsSize, DefaultTmpfsSize)
 }
 
 var tmpfsSizeRe = regexp.MustCompile(`^([0-9]+)([kKmMgG%]?)$`)
@@ -143,6 +133,10 @@ func (inv *Inventory) StatelessImages() [][2]string {
 	return out
 }
 
+// ErrNotProvisioned is Overlay's error for a node nodes:provision has not
+// made an identity for yet.
+var ErrNotProvisioned = errors.New("not provisioned")
+
 // Overlay is a stateless node's overlay: its identity directory on the
 // master (<root>/<ip>: what provision wrote and kept there, the admin's
 // edits included) as a newc cpio that the fallback initramfs unpacks over
@@ -151,7 +145,7 @@ func (inv *Inventory) StatelessImages() [][2]string {
 func (inv *Inventory) Overlay(root string, nd Node) ([]byte, error) {
 	dir := filepath.Join(root, nd.IP)
 	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("node %s: no identity under %s (run: go run mage.go nodes:provision)", nd.Name, dir)
+		return nil, fmt.Errorf("node %s: %w: no identity under %s (run: go run mage.go nodes:provision)", nd.Name, ErrNotProvisioned, dir)
 	}
 	// a node that ran with its NFS root has its whole etc, var and root
 	// there: not an identity to unpack over a new image
@@ -222,27 +216,15 @@ func (inv *Inventory) Overlay(root string, nd Node) ([]byte, error) {
 // exports, its name, and its interface left to the address the
 // initramfs configured.
 func (inv *Inventory) statelessFiles(nd Node) Files {
-	n := inv.Network
-	opts := inv.fstabOpts()
 	var fstab strings.Builder
 	fstab.WriteString(inv.comment("#"))
 	fstab.WriteString("# <fs>\t<mountpoint>\t<type>\t<opts>\t<dump> <pass>\n")
 	fmt.Fprintf(&fstab, "# /: the image %s in RAM (squashfs under an overlayfs on tmpfs, set up by the fallback initramfs)\n", inv.ImageOf(nd))
-	for _, p := range n.SharedRO {
-		e, m := SplitShared(p)
-		if m == "/usr" {
-			continue // the image's
-		}
-		fmt.Fprintf(&fstab, "%s:%s\t%s\tnfs\t%s,ro,nofail\t0 0\n", n.Master, e, m, opts)
-	}
-	fmt.Fprintf(&fstab, "%s:%s\t/home\tnfs\t%s,rw,nofail\t0 0\n", n.Master, n.Home, opts)
-	if n.SharedLog != "" {
-		fmt.Fprintf(&fstab, "%s:%s\t/var/log\tnfs\t%s,rw,nofail\t0 0\n", n.Master, n.SharedLog, opts)
-	}
+	inv.sharedMounts(&fstab, true, ",nofail")
 	return Files{
 		"etc/fstab":    fstab.String(),
 		"etc/hostname": nd.Name + "\n",
-		"etc/hosts":    inv.comment("#") + "127.0.0.1\tlocalhost\n127.0.1.1\t" + nd.Name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+		"etc/hosts":    inv.hosts(nd),
 		"etc/systemd/network/00-diskless-boot.network": inv.comment("#") +
 			"# The initramfs configured this interface (DHCP, a fixed lease): leave it.\n" +
 			"[Match]\nMACAddress=" + nd.MAC + "\n\n[Link]\nUnmanaged=yes\n",

@@ -384,11 +384,11 @@ func NodeFiles(s *settings.Settings, log *slog.Logger) ([]publish.File, error) {
 		if !inv.Stateless(nd) {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(s.Root, nd.IP)); err != nil {
+		data, err := inv.Overlay(s.Root, nd)
+		if errors.Is(err, nodes.ErrNotProvisioned) {
 			unprovisioned = append(unprovisioned, nd.Name)
 			continue
 		}
-		data, err := inv.Overlay(s.Root, nd)
 		if err != nil {
 			return nil, err
 		}
@@ -408,28 +408,27 @@ func RollbackImage(ctx context.Context, s *settings.Settings, a arch.Arch, log *
 	if err != nil {
 		return nil, err
 	}
-	if err := publishStatelessImage(ctx, s, g, log); err != nil {
-		return g, err
-	}
-	return g, nil
+	return g, publishStateless(ctx, s, log, "image "+g.Dir+" is live")
 }
 
-// publishStatelessImage publishes the signed set again when stateless
-// nodes run an image whose live generation changed to g.
-func publishStatelessImage(ctx context.Context, s *settings.Settings, g *image.Generation, log *slog.Logger) error {
+// publishStateless publishes the stateless nodes' files with the live set
+// (their images' squashfs, their overlays) after what changed them: done
+// says what that was, for the error. Nothing without stateless nodes or
+// before a first publish (which publishes them).
+func publishStateless(ctx context.Context, s *settings.Settings, log *slog.Logger, done string) error {
 	if s.Inventory == nil || len(s.Inventory.StatelessImages()) == 0 {
 		return nil
 	}
 	if _, err := publish.Current(s.Root); err != nil {
-		log.Warn("nothing published yet: stateless nodes get the image with the first publish (build:all)")
+		log.Warn("nothing published yet: stateless nodes get their image and overlays with the first publish (build:all)")
 		return nil
 	}
 	changed, m, err := PublishNodes(ctx, s, log)
 	if err != nil {
-		return fmt.Errorf("image %s is live, but the set that serves it to stateless nodes was not published: %w", g.Dir, err)
+		return fmt.Errorf("%s, but the set that serves the stateless nodes was not published: %w", done, err)
 	}
 	if changed {
-		log.Info("stateless nodes get the image at their next boot", "generation", m.Generation)
+		log.Info("stateless nodes get what changed at their next boot", "generation", m.Generation)
 	}
 	return nil
 }
@@ -446,21 +445,7 @@ func ProvisionNodes(ctx context.Context, s *settings.Settings, log *slog.Logger)
 	if err != nil {
 		return r, err
 	}
-	if len(s.Inventory.StatelessImages()) == 0 {
-		return r, nil
-	}
-	if _, err := publish.Current(s.Root); err != nil {
-		log.Warn("nothing published yet: stateless nodes get their overlays with the first publish (build:all)")
-		return r, nil
-	}
-	changed, m, err := PublishNodes(ctx, s, log)
-	if err != nil {
-		return r, fmt.Errorf("provisioned, but the stateless nodes' overlays were not published: %w", err)
-	}
-	if changed {
-		log.Info("stateless nodes' overlays published", "generation", m.Generation)
-	}
-	return r, nil
+	return r, publishStateless(ctx, s, log, "provisioned")
 }
 
 // PublishNodes makes the live generation serve the per-node boot files of
@@ -511,5 +496,5 @@ func PublishImage(ctx context.Context, s *settings.Settings, a arch.Arch, log *s
 		return res, g, err
 	}
 	// the signed set serves the stateless nodes' squashfs: publish it there
-	return res, g, publishStatelessImage(ctx, s, g, log)
+	return res, g, publishStateless(ctx, s, log, "image "+g.Dir+" is live")
 }

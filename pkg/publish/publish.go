@@ -274,14 +274,9 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 		if err := ctx.Err(); err != nil {
 			return fail(err)
 		}
-		out, err := writeFile(tmp, f, o.wrap)
+		out, err := writeFile(tmp, f, o.wrap, gid)
 		if err != nil {
 			return fail(err)
-		}
-		if f.Private {
-			if err := private(filepath.Join(tmp, f.Name), gid); err != nil {
-				return fail(err)
-			}
 		}
 		m.Files = append(m.Files, out)
 	}
@@ -487,32 +482,23 @@ func privateGID() (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// private makes a written file 0640 root:gid.
-func private(p string, gid int) error {
-	if err := os.Chown(p, os.Geteuid(), gid); err != nil {
-		return fmt.Errorf("%s: %w (a private file needs the publish to run as root)", p, err)
-	}
-	return os.Chmod(p, 0o640)
-}
-
-func writeFile(dir string, f File, wrap func(string, io.Writer) io.Writer) (File, error) {
+// writeFile writes f under dir and returns it with its checksum and size;
+// a Private file ends 0640, group gid.
+func writeFile(dir string, f File, wrap func(string, io.Writer) io.Writer, gid int) (File, error) {
 	dst := filepath.Join(dir, f.Name)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return f, err
 	}
 	if f.Kind == KindSquashfs && f.Source != "" && f.SHA256 != "" && wrap == nil {
 		// an image generation's file never changes (a new one is a new
-		// inode): linked, and hashed like a copy
+		// inode): linked; checkDir hashes it, as every file, before the
+		// generation goes live
 		if err := os.Link(f.Source, dst); err == nil {
-			sum, n, err := fsutil.HashFile(dst)
+			st, err := os.Stat(dst)
 			if err != nil {
 				return f, err
 			}
-			if sum != f.SHA256 {
-				os.Remove(dst)
-				return f, fmt.Errorf("%s changed since it was published: sha256 %s, want %s", f.Source, sum, f.SHA256)
-			}
-			f.Size = n
+			f.Size = st.Size()
 			return f, nil
 		}
 	}
@@ -527,8 +513,8 @@ func writeFile(dir string, f File, wrap func(string, io.Writer) io.Writer) (File
 	} else {
 		src = strings.NewReader(string(f.Data))
 	}
-	// a private file is root's alone until it is whole (then private()
-	// gives it to nginx's group): nobody reads it meanwhile
+	// a private file is root's alone until it is whole (then it goes to
+	// nginx's group): nobody reads it meanwhile
 	perm := os.FileMode(0o644)
 	if f.Private {
 		perm = 0o600
@@ -553,6 +539,13 @@ func writeFile(dir string, f File, wrap func(string, io.Writer) io.Writer) (File
 		return f, fmt.Errorf("writing %s: %w", f.Name, err)
 	}
 	os.Chmod(dst, perm)
+	if f.Private {
+		// whole now: nginx's group may read it
+		if err := os.Chown(dst, os.Geteuid(), gid); err != nil {
+			return f, fmt.Errorf("%s: %w (a private file needs the publish to run as root)", dst, err)
+		}
+		os.Chmod(dst, 0o640)
+	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if f.SHA256 != "" && f.SHA256 != sum {
 		src := f.Source
@@ -591,21 +584,10 @@ func Sums(files []File) string {
 }
 
 // SumLine is one line of SHA256SUMS.
-type SumLine struct{ SHA256, Name string }
+type SumLine = sign.SumLine
 
-// ParseSums reads SHA256SUMS (sha256sum's format), in its order; a line
-// without the two-space separator is an error quoting it.
-func ParseSums(data []byte) ([]SumLine, error) {
-	var out []SumLine
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		sum, name, ok := strings.Cut(line, "  ")
-		if !ok {
-			return nil, fmt.Errorf("%s: bad line %q", SumsName, line)
-		}
-		out = append(out, SumLine{sum, name})
-	}
-	return out, nil
-}
+// ParseSums reads SHA256SUMS (sign.ParseSums).
+func ParseSums(data []byte) ([]SumLine, error) { return sign.ParseSums(data) }
 
 // checkDir re-reads every file of m under dir.
 func checkDir(dir string, m *Manifest) error {
