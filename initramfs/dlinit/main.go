@@ -53,17 +53,20 @@ func main() {
 	}
 	raw, _ := os.ReadFile("/proc/cmdline")
 	cmd := fallback.ParseCmdline(string(raw))
-	if _, stateless, _ := fallback.ParseStateless(cmd); stateless {
+	switch _, stateless, _ := fallback.ParseStateless(cmd); {
+	case stateless:
 		say("%s dlinit: fetching the image (stateless node)", fallback.Prefix)
-	} else {
+	case settings.NodeLookup:
+		say("%s dlinit: looking for this node's own command line (a stateless node), else the NFS root", fallback.Prefix)
+	default:
 		say("%s dlinit: looking for the NFS root", fallback.Prefix)
 	}
 
-	target, err := attempt(cmd, settings, true)
+	r, err := attempt(cmd, settings, true)
 	if err == nil {
-		boot(cmd, target)
+		boot(r)
 		// boot only returns on failure
-		err = &fallback.Failure{Step: fallback.StepInit, Server: target.Server, Export: target.Path, Err: errors.New("switch_root failed")}
+		err = &fallback.Failure{Step: fallback.StepInit, Server: r.Server, Export: r.Path, Err: errors.New("switch_root failed")}
 	}
 	say("%s", failureLine(err))
 	rescue(cmd, settings)
@@ -103,17 +106,40 @@ func failureLine(err error) string {
 	return fmt.Sprintf("%s %v", fallback.Prefix, err)
 }
 
+// root is a root ready at newRoot, and the command line it was readied
+// by: the kernel's, or a stateless node's own (lookupNode).
+type root struct {
+	fallback.Target
+	cmd fallback.Cmdline
+}
+
 // attempt readies the node's root at newRoot, with an init: its image in
-// RAM for a stateless node (diskless.image=), else its NFS root.
-func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.Target, error) {
+// RAM for a stateless node (diskless.image=, on the kernel's command line
+// or, with Settings.NodeLookup, the node's own), else its NFS root.
+func attempt(cmd fallback.Cmdline, st fallback.Settings, first bool) (root, error) {
 	sl, stateless, err := fallback.ParseStateless(cmd)
 	if err != nil {
-		return fallback.Target{}, &fallback.Failure{Step: fallback.StepConfig, Err: err}
+		return root{}, &fallback.Failure{Step: fallback.StepConfig, Err: err}
 	}
+	if !stateless && st.NodeLookup {
+		own, err := lookupNode(cmd, st, first)
+		if err != nil {
+			return root{}, err
+		}
+		if own != nil {
+			cmd = own
+			if sl, stateless, err = fallback.ParseStateless(cmd); err != nil {
+				return root{}, &fallback.Failure{Step: fallback.StepConfig, Err: err}
+			}
+		}
+	}
+	var t fallback.Target
 	if stateless {
-		return attemptStateless(cmd, st, sl, first)
+		t, err = attemptStateless(cmd, st, sl, first)
+	} else {
+		t, err = attemptNFS(cmd, st, first)
 	}
-	return attemptNFS(cmd, st, first)
+	return root{t, cmd}, err
 }
 
 // attemptNFS runs network, config and mount; on success the root is mounted
@@ -329,12 +355,12 @@ func configuredIPv4() string {
 }
 
 // boot switches to the mounted root; it returns only on failure.
-func boot(cmd fallback.Cmdline, t fallback.Target) {
-	init := initPath(cmd)
-	if _, stateless, _ := fallback.ParseStateless(cmd); stateless {
-		say("%s image %s from %s ready: switching to %s", fallback.Prefix, t.Path, t.Server, init)
+func boot(r root) {
+	init := initPath(r.cmd)
+	if _, stateless, _ := fallback.ParseStateless(r.cmd); stateless {
+		say("%s image %s from %s ready: switching to %s", fallback.Prefix, r.Path, r.Server, init)
 	} else {
-		say("%s NFS root %s mounted: switching to %s", fallback.Prefix, t.Source(), init)
+		say("%s NFS root %s mounted: switching to %s", fallback.Prefix, r.Source(), init)
 	}
 	if err := mount.SwitchRoot(newRoot, init); err != nil {
 		say("%s switch_root: %v", fallback.Prefix, err)
@@ -344,9 +370,11 @@ func boot(cmd fallback.Cmdline, t fallback.Target) {
 // rescue runs the shell on the console through a pty (so the first byte
 // the admin types is seen here) and retries the mount in the background.
 func rescue(cmd fallback.Cmdline, st fallback.Settings) {
-	root, retried := "the NFS root", "the NFS mount is retried"
+	retried := "the NFS mount is retried"
 	if _, stateless, _ := fallback.ParseStateless(cmd); stateless {
-		root, retried = "the image", "fetching the image is retried"
+		retried = "fetching the image is retried"
+	} else if st.NodeLookup {
+		retried = "the node's own command line, then the NFS mount, is retried"
 	}
 	con, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
 	if err != nil {
@@ -357,7 +385,7 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 	// shell ends and the next starts goes to the next one
 	relay := &fallback.Relay{}
 	go relay.Run(con)
-	mounted := make(chan fallback.Target, 1)
+	mounted := make(chan root, 1)
 	go func() {
 		for n := 1; ; n++ {
 			time.Sleep(fallback.Jitter(fallback.Backoff(n, time.Duration(st.RetryMax)), rand.Float64()))
@@ -365,9 +393,9 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 				say("\r\n%s the admin is at the shell: background retries stopped", fallback.Prefix)
 				return
 			}
-			t, err := attempt(cmd, st, false)
+			r, err := attempt(cmd, st, false)
 			if err == nil {
-				mounted <- t
+				mounted <- r
 				return
 			}
 			if n <= 3 || n%10 == 0 {
@@ -384,15 +412,19 @@ func rescue(cmd fallback.Cmdline, st fallback.Settings) {
 			select {}
 		}
 		select {
-		case t := <-mounted:
+		case r := <-mounted:
 			kill()
 			<-shellDone
-			say("\r\n%s %s came back", fallback.Prefix, root)
-			boot(cmd, t)
+			what := "the NFS root"
+			if _, stateless, _ := fallback.ParseStateless(r.cmd); stateless {
+				what = "the image"
+			}
+			say("\r\n%s %s came back", fallback.Prefix, what)
+			boot(r)
 		case <-shellDone:
 			// the admin left the shell: try once more, then start another
-			if t, err := attempt(cmd, st, false); err == nil {
-				boot(cmd, t)
+			if r, err := attempt(cmd, st, false); err == nil {
+				boot(r)
 			} else {
 				say("%s", failureLine(err))
 			}

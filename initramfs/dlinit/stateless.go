@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/diskless/diskless/initramfs/fallback"
+	"github.com/diskless/diskless/pkg/pxe"
 )
 
 // A stateless node's layers: the fetched squashfs in a tmpfs (RAM), the
@@ -40,19 +42,9 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 	if server == "" {
 		return t, &fallback.Failure{Step: fallback.StepConfig, Err: errors.New("DHCP named no boot server (next-server) to fetch the image from")}
 	}
-	base := "http://" + server
-	dir := fallback.SetDir(sl.Image)
-	sums, err := fetchBytes(base+dir+"SHA256SUMS", 1<<20)
+	want, err := signedSums(server, fallback.SetDir(sl.Image), st)
 	if err != nil {
-		return t, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS", Err: err}
-	}
-	sig, err := fetchBytes(base+dir+"SHA256SUMS.sig", 4096)
-	if err != nil && !errors.Is(err, errNotFound) {
-		return t, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS.sig", Err: err}
-	}
-	want, err := fallback.VerifySums(sums, sig, st.TrustedKeys)
-	if err != nil {
-		return t, &fallback.Failure{Step: fallback.StepVerify, Server: server, Export: dir + "SHA256SUMS", Err: err}
+		return t, err
 	}
 	unmountStateless()
 	if err := os.MkdirAll(ramDir, 0o700); err != nil {
@@ -100,12 +92,106 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 	return t, nil
 }
 
+// lookupNode asks the boot server for the node's own command line
+// (cmdline/<mac>), which publish writes for a stateless node whose kernel
+// has its command line built in, and checks it against the live set's
+// signed SHA256SUMS. It returns nil when the server has none for this
+// MAC (an NFS-root node) or cannot be asked (the NFS root is tried; a
+// stateless node's retry asks again).
+func lookupNode(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.Cmdline, error) {
+	ip, server, _, err := network(cmd, first)
+	if err != nil {
+		return nil, err
+	}
+	mac := interfaceMAC(ip)
+	if server == "" || mac == "" {
+		return nil, nil
+	}
+	name, err := pxe.NodeCmdlineName(mac)
+	if err != nil {
+		return nil, nil
+	}
+	base := "http://" + server + "/"
+	file, err := fetchBytesWithin(base+name, 64<<10, 5*time.Second)
+	switch {
+	case errors.Is(err, errNotFound):
+		return nil, nil
+	case err != nil:
+		if first {
+			say("%s cannot ask %s for this node's command line (%v): trying the NFS root", fallback.Prefix, server, err)
+		}
+		return nil, nil
+	}
+	fail := func(step fallback.Step, export string, err error) (fallback.Cmdline, error) {
+		return nil, &fallback.Failure{Step: step, Server: server, Export: export, Err: err}
+	}
+	want, err := signedSums(server, "/", st)
+	if err != nil {
+		return nil, err
+	}
+	sum, ok := want[name]
+	if !ok {
+		return fail(fallback.StepVerify, "/"+name, errors.New("not listed in the set's SHA256SUMS; refused"))
+	}
+	if _, err := fallback.CheckedCopy(io.Discard, bytes.NewReader(file), "/"+name, sum, nil); err != nil {
+		var f *fallback.Failure
+		if errors.As(err, &f) {
+			f.Server = server
+		}
+		return nil, err
+	}
+	own, err := fallback.NodeCmdline(cmd, file, "/"+name)
+	if err != nil {
+		return fail(fallback.StepConfig, "/"+name, err)
+	}
+	say("%s command line of %s from %s:/%s (signed)", fallback.Prefix, mac, server, name)
+	return own, nil
+}
+
+// signedSums fetches SHA256SUMS and its signature from dir (a set's
+// directory: "/" or a generation's) on server, checks the signature with
+// the trusted keys and returns name -> sha256.
+func signedSums(server, dir string, st fallback.Settings) (map[string]string, error) {
+	base := "http://" + server + dir
+	sums, err := fetchBytes(base+"SHA256SUMS", 1<<20)
+	if err != nil {
+		return nil, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS", Err: err}
+	}
+	sig, err := fetchBytes(base+"SHA256SUMS.sig", 4096)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return nil, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS.sig", Err: err}
+	}
+	want, err := fallback.VerifySums(sums, sig, st.TrustedKeys)
+	if err != nil {
+		return nil, &fallback.Failure{Step: fallback.StepVerify, Server: server, Export: dir + "SHA256SUMS", Err: err}
+	}
+	return want, nil
+}
+
+// interfaceMAC is the hardware address of the interface that has ip.
+func interfaceMAC(ip string) string {
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.String() == ip {
+				return i.HardwareAddr.String()
+			}
+		}
+	}
+	return ""
+}
+
 var errNotFound = errors.New("404 not found")
 
 var client = &http.Client{Timeout: 30 * time.Second}
 
 func fetchBytes(url string, max int64) ([]byte, error) {
-	resp, err := client.Get(url)
+	return fetchBytesWithin(url, max, client.Timeout)
+}
+
+func fetchBytesWithin(url string, max int64, timeout time.Duration) ([]byte, error) {
+	resp, err := (&http.Client{Timeout: timeout}).Get(url)
 	if err != nil {
 		return nil, err
 	}

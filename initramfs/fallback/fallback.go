@@ -34,6 +34,12 @@ type Settings struct {
 	// TRUSTED_KEY's when the initramfs was built); none: a stateless node
 	// refuses to boot.
 	TrustedKeys string `json:"trusted_keys,omitempty"`
+	// NodeLookup: the kernel's command line is built in and the same for
+	// every node (arm64's EFI kernel carries this initramfs), so a node
+	// without diskless.image= asks its boot server for a command line of
+	// its own (cmdline/<mac>, signed), and boots its NFS root when there
+	// is none.
+	NodeLookup bool `json:"node_lookup,omitempty"`
 }
 
 // Duration is a time.Duration written as "60s" in JSON.

@@ -63,6 +63,35 @@ func ParseStateless(c Cmdline) (s Stateless, ok bool, err error) {
 	return s, true, nil
 }
 
+// NodeCmdline reads a node's command line file (pxe.NodeCmdlineName: one
+// line, "#" comments) over the kernel's own command line: its arguments
+// win. It must make the node stateless (diskless.image=): that is what
+// such a file is for.
+func NodeCmdline(kernel Cmdline, file []byte, name string) (Cmdline, error) {
+	var line string
+	for _, l := range strings.Split(string(file), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if line != "" {
+			return nil, fmt.Errorf("%s: more than one command line", name)
+		}
+		line = l
+	}
+	out := Cmdline{}
+	for k, v := range kernel {
+		out[k] = v
+	}
+	for k, v := range ParseCmdline(line) {
+		out[k] = v
+	}
+	if _, ok := out["diskless.image"]; !ok {
+		return nil, fmt.Errorf("%s: names no diskless.image", name)
+	}
+	return out, nil
+}
+
 var generationDir = regexp.MustCompile(`^/\.diskless/generations/[0-9]+/`)
 
 // SetDir is the published set a path belongs to: its generation's

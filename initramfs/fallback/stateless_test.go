@@ -182,3 +182,33 @@ func TestApplyOverlay(t *testing.T) {
 		}
 	}
 }
+
+// A node's command line file is read over the kernel's built-in one: its
+// arguments win, comments are skipped, and it must make the node
+// stateless; two lines are refused.
+func TestNodeCmdline(t *testing.T) {
+	kernel := ParseCmdline("ip=dhcp root=/dev/nfs nfsroot=10.0.0.1:/diskless/%s rw console=ttyAMA0")
+	file := "# generated\n# node arm1\nip=dhcp rw console=ttyAMA1 diskless.image=/g/squashfs/x.squashfs diskless.overlay=/g/overlays/10.0.0.41.cpio diskless.tmpfs=1G\n"
+	got, err := NodeCmdline(kernel, []byte(file), "/cmdline/52-54-00-aa-00-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["console"] != "ttyAMA1" || got["diskless.tmpfs"] != "1G" || got["nfsroot"] != "10.0.0.1:/diskless/%s" {
+		t.Errorf("merged: %v", got)
+	}
+	if kernel["console"] != "ttyAMA0" {
+		t.Error("the kernel's command line was changed")
+	}
+	if sl, ok, err := ParseStateless(got); !ok || err != nil || sl.Image != "/g/squashfs/x.squashfs" {
+		t.Errorf("stateless %v %v %+v", ok, err, sl)
+	}
+	for text, want := range map[string]string{
+		"ip=dhcp rw\n":                           "names no diskless.image",
+		"diskless.image=/a\ndiskless.image=/b\n": "more than one command line",
+		"# only a comment\n":                     "names no diskless.image",
+	} {
+		if _, err := NodeCmdline(kernel, []byte(text), "/cmdline/x"); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "/cmdline/x") {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/ganesha"
+	"github.com/diskless/diskless/pkg/image"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
@@ -37,9 +39,9 @@ type Options struct {
 	// Arches are built (slave kernel, initramfs, netboot image) with the
 	// inventory's settings and published with its per-node files.
 	Arches []string
-	// Image builds (cached) and publishes the inventory's image for
-	// x86_64: debootstrapped, or from ImageFrom (IMAGE_FROM: a directory
-	// or tarball with a root).
+	// Image builds (cached) and publishes the inventory's image for each
+	// of Arches: debootstrapped (a foreign arch through qemu-user-static),
+	// or from ImageFrom (IMAGE_FROM: a directory or tarball with a root).
 	Image     bool
 	ImageFrom string
 	// Sign signs what is published with a test key (SIGNING_KEY, made
@@ -84,6 +86,9 @@ func New(t testing.TB, o Options) *Fixture {
 			for _, p := range append(publish.PXELinux[:len(publish.PXELinux):len(publish.PXELinux)], publish.IPXE...) {
 				testutil.NeedFile(t, p.Path, p.Package)
 			}
+		}
+		if o.Image && o.ImageFrom == "" && !a.NativeFor(runtime.GOARCH) {
+			testutil.NeedTool(t, "qemu-"+image.QEMUUser(a)+"-static", "qemu-user-static")
 		}
 		archs = append(archs, a)
 	}
@@ -141,9 +146,10 @@ func New(t testing.TB, o Options) *Fixture {
 	// first: a stateless node's squashfs and overlay are published with
 	// the boot files
 	if o.Image {
-		a, _ := arch.Lookup("x86_64")
-		if _, _, err := pipeline.PublishImage(ctx, f.S, a, testenv.Quiet()); err != nil {
-			t.Fatal(err)
+		for _, a := range archs {
+			if _, _, err := pipeline.PublishImage(ctx, f.S, a, testenv.Quiet()); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	f.Provision(t, f.Inv)

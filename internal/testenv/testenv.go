@@ -7,15 +7,12 @@
 package testenv
 
 import (
-	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
-	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/settings"
 )
 
@@ -74,19 +71,4 @@ func Arch(t testing.TB, name string) arch.Arch {
 	testutil.NeedTool(t, cc, pkg)
 	testutil.NeedTool(t, a.QEMU, a.QEMUPackage)
 	return a
-}
-
-// Slave builds (or finds up to date in the shared cache) the slave kernel
-// of name with s's settings into a directory of the test's own, as
-// build:slave does; it returns the arch, that directory and the kernel
-// image's path.
-func Slave(t testing.TB, s *settings.Settings, name string) (arch.Arch, string, string) {
-	t.Helper()
-	a := Arch(t, name)
-	o := s.Kernel(a, kbuild.Slave)
-	o.OutDir, o.Log = t.TempDir(), Quiet()
-	if _, err := kbuild.Build(context.Background(), o); err != nil {
-		t.Fatal(err)
-	}
-	return a, o.OutDir, filepath.Join(o.OutDir, a.ArtifactName())
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/diskless/diskless/internal/testenv"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
-	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/initramfs"
 	"github.com/diskless/diskless/pkg/qemu"
 )
@@ -21,33 +20,6 @@ import (
 // PXELINUX, AAVMF, U-Boot) to the NFS root is the smoke suite's proof
 // (pkg/smoke, run by the CI artifact jobs' tests); what is left here is
 // what it does not boot.
-
-// vmlinuz_arm64 is the EFI zboot kernel: under real UEFI firmware it boots
-// with its built-in command line (CONFIG_CMDLINE from the settings) when the
-// loader passes none (the smoke suite passes the test server's).
-func TestIntegrationVmlinuzArm64BuiltinCmdline(t *testing.T) {
-	s := testenv.Settings(t, nil)
-	a, dir, _ := testenv.Slave(t, s, "arm64")
-	testutil.NeedFile(t, qemu.AAVMFCode, "qemu-efi-aarch64")
-	ctx := context.Background()
-	img, err := Artifact(a, dir, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &qemu.Machine{Arch: a, Kernel: img, LogPath: filepath.Join(t.TempDir(), "console.log")}
-	if _, err := m.UseFirmware(qemu.AAVMF, qemu.FirmwareOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	res, err := qemu.Boot(ctx, m, boot.Markers(boot.IPConfig), nil, 120*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"EFI stub: Booting Linux Kernel", "Kernel command line: " + s.Boot.Cmdline(a)} {
-		if !strings.Contains(res.Console, want) {
-			t.Errorf("console lacks %q", want)
-		}
-	}
-}
 
 // The writer also boots a kernel this project did not build: Debian's
 // cloud kernel, wrapped with the project's fallback initramfs, reaches the

@@ -88,8 +88,8 @@ func DebArch(a arch.Arch) string {
 	return a.GOARCH
 }
 
-// qemuUser is the qemu-user-static emulator's name for the arch.
-func qemuUser(a arch.Arch) string {
+// QEMUUser is the qemu-user-static emulator's name for the arch.
+func QEMUUser(a arch.Arch) string {
 	switch a.GOARCH {
 	case "amd64":
 		return "x86_64"
@@ -325,7 +325,7 @@ func hostDebArch() string {
 // mounts binfmt_misc when needed and registers the handler from Debian's
 // /usr/lib/binfmt.d/qemu-<arch>.conf, as systemd-binfmt would.
 func EnsureBinfmt(a arch.Arch) error {
-	q := qemuUser(a)
+	q := QEMUUser(a)
 	const mnt = "/proc/sys/fs/binfmt_misc"
 	if _, err := os.Stat(filepath.Join(mnt, "qemu-"+q)); err == nil {
 		return nil

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,6 +72,12 @@ type Options struct {
 	// passes no options), so vmlinuz_<arch> boots with the node's
 	// settings. It is part of the cache key like any requested value.
 	Cmdline string
+	// Initramfs, for slave kernels of arches with an EFI zboot image, is a
+	// cpio archive (.cpio, or .cpio.gz/.xz/.zst, which the kernel's RD_*
+	// options unpack) built into the kernel as CONFIG_INITRAMFS_SOURCE: the
+	// firmware loads the EFI kernel alone, so vmlinuz_<arch> carries the
+	// fallback initramfs inside. Its content is in the cache key.
+	Initramfs string
 	// SourceDateEpoch is the build timestamp (SOURCE_DATE_EPOCH); 0 means
 	// the source tree's release date. It is part of the cache key.
 	SourceDateEpoch int64
@@ -126,18 +133,20 @@ type Meta struct {
 	SourceEpoch   int64      `json:"source_date_epoch"`
 	BaseConfig    string     `json:"base_config"`
 	Fragments     []FileHash `json:"fragments"`
-	Compiler      string     `json:"compiler"`
-	CompilerVer   string     `json:"compiler_version"`
-	Ccache        bool       `json:"ccache"`
-	Jobs          int        `json:"jobs"`
-	Targets       []string   `json:"make_targets"`
-	ConfigOnly    bool       `json:"config_only"`
-	Key           string     `json:"cache_key"`
-	DistccHosts   string     `json:"distcc_hosts,omitempty"`
-	RemoteJobs    int        `json:"distcc_remote_jobs,omitempty"`
-	Started       time.Time  `json:"started"`
-	Duration      float64    `json:"duration_seconds"`
-	CompileSteps  int        `json:"compile_steps"`
+	// Initramfs is the cpio archive built into the kernel, if any.
+	Initramfs    *FileHash `json:"initramfs,omitempty"`
+	Compiler     string    `json:"compiler"`
+	CompilerVer  string    `json:"compiler_version"`
+	Ccache       bool      `json:"ccache"`
+	Jobs         int       `json:"jobs"`
+	Targets      []string  `json:"make_targets"`
+	ConfigOnly   bool      `json:"config_only"`
+	Key          string    `json:"cache_key"`
+	DistccHosts  string    `json:"distcc_hosts,omitempty"`
+	RemoteJobs   int       `json:"distcc_remote_jobs,omitempty"`
+	Started      time.Time `json:"started"`
+	Duration     float64   `json:"duration_seconds"`
+	CompileSteps int       `json:"compile_steps"`
 	// FullSteps is the step count of the last build from an empty tree:
 	// the total the progress line shows for the next one.
 	FullSteps int        `json:"full_compile_steps,omitempty"`
@@ -228,6 +237,22 @@ type Plan struct {
 	src      *Source
 	buildDir string
 	key      string
+	// initramfs is Options.Initramfs and its checksum
+	initramfs FileHash
+}
+
+// builtinInitramfsName is the name, in the build tree, of the initramfs
+// built into the kernel: its suffix says the kernel how it is compressed.
+func builtinInitramfsName(o Options) (string, error) {
+	if o.Role != Slave || o.Arch.EFIImagePath == "" {
+		return "", fmt.Errorf("an initramfs built into the kernel is for the EFI zboot slave kernels (arm64, riscv64), not the %s %s kernel", o.Arch.Name, o.Role)
+	}
+	base := filepath.Base(o.Initramfs)
+	i := strings.Index(base, ".cpio")
+	if i < 0 || (base[i:] != ".cpio" && !slices.Contains([]string{".cpio.gz", ".cpio.xz", ".cpio.zst"}, base[i:])) {
+		return "", fmt.Errorf("%s: the initramfs built into the kernel must be a .cpio, .cpio.gz, .cpio.xz or .cpio.zst archive", o.Initramfs)
+	}
+	return "diskless-initramfs" + base[i:], nil
 }
 
 // Prepare validates the inputs in the order of cost: role, fragments
@@ -288,6 +313,22 @@ func Prepare(ctx context.Context, o Options) (*Plan, error) {
 			Symbol: "CMDLINE", Value: kconfig.Quote(o.Cmdline), File: "settings (NFS_SERVER, NFS_ROOT, NFS_OPTS, KERNEL_ARGS)", Line: 1,
 		}}}
 		cfgs = append(cfgs, gen)
+	}
+	if o.Initramfs != "" {
+		name, err := builtinInitramfsName(o)
+		if err != nil {
+			return nil, err
+		}
+		sum, _, err := fsutil.HashFile(o.Initramfs)
+		if err != nil {
+			return nil, fmt.Errorf("the initramfs to build into the kernel: %w (build:initramfs arch=%s)", err, o.Arch.Name)
+		}
+		p.initramfs = FileHash{Path: o.Initramfs, SHA256: sum}
+		// relative to the build tree, where make runs: the same value on
+		// every machine
+		cfgs = append(cfgs, &kconfig.Config{Name: "settings", Entries: []kconfig.Entry{{
+			Symbol: "INITRAMFS_SOURCE", Value: kconfig.Quote(name), File: "settings (NETBOOT_INITRAMFS: the fallback initramfs inside vmlinuz_" + o.Arch.Name + ")", Line: 1,
+		}}})
 	}
 	p.req, p.warnings = kconfig.Merge(cfgs...)
 	for _, w := range p.warnings {
@@ -407,6 +448,9 @@ func (p *Plan) computeKey() string {
 	for _, e := range p.req.Entries {
 		fmt.Fprintf(h, "%s\n", e)
 	}
+	if p.initramfs.SHA256 != "" {
+		fmt.Fprintf(h, "initramfs %s\n", p.initramfs.SHA256)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -480,6 +524,13 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 		Compiler: p.cc, CompilerVer: p.ccVer, Ccache: p.ccache != "",
 		Jobs: o.Jobs, Targets: o.targets(), ConfigOnly: o.ConfigOnly,
 		Key: p.key, Started: start.UTC().Truncate(time.Second),
+	}
+	if o.Initramfs != "" {
+		ih := p.initramfs
+		m.Initramfs = &ih
+		if err := p.placeInitramfs(); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.configure(ctx); err != nil {
 		return nil, err
@@ -637,6 +688,29 @@ func (p *Plan) makeArgs(targets ...string) []string {
 		args = append(args, "CC=distcc "+p.cc)
 	}
 	return append(args, targets...)
+}
+
+// placeInitramfs copies the initramfs into the build tree under the name
+// CONFIG_INITRAMFS_SOURCE gives (left as it is when it already has that
+// content: make then has nothing to relink for it), checked against the
+// checksum in the key.
+func (p *Plan) placeInitramfs() error {
+	name, err := builtinInitramfsName(p.opts)
+	if err != nil {
+		return err
+	}
+	dst := filepath.Join(p.buildDir, name)
+	if sum, _, err := fsutil.HashFile(dst); err == nil && sum == p.initramfs.SHA256 {
+		return nil
+	}
+	data, err := os.ReadFile(p.opts.Initramfs)
+	if err != nil {
+		return err
+	}
+	if sum(data) != p.initramfs.SHA256 {
+		return fmt.Errorf("%s changed while the kernel build was prepared: build again", p.opts.Initramfs)
+	}
+	return fsutil.WriteAtomic(dst, data)
 }
 
 func (p *Plan) distccLog() string { return filepath.Join(p.buildDir, "diskless-distcc.log") }

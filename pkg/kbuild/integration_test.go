@@ -1,6 +1,8 @@
 package kbuild
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +16,7 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kconfig"
+	"github.com/u-root/mkuimage/cpio"
 )
 
 // These tests build real kernels with the kernel's own make (into the shared
@@ -145,14 +148,56 @@ func TestIntegrationSlaveX86_64(t *testing.T) {
 	})
 }
 
+// arm64's EFI kernel carries an initramfs built in (the fallback one, in
+// the pipeline; here a small archive of the test's own).
 func TestIntegrationSlaveArm64(t *testing.T) {
-	res, o := buildSlave(t, "arm64")
+	a := mustArch(t, "arm64")
+	needKernelTools(t, a)
+	o := realOptions(t, a, Slave, false)
+	o.Initramfs = filepath.Join(t.TempDir(), "test.cpio.gz")
+	writeCpio(t, o.Initramfs, "init", "#!/bin/sh\n")
+	res, err := Build(context.Background(), o)
+	if err != nil {
+		t.Fatalf("build:slave arm64: %v", err)
+	}
 	checkArtifacts(t, res, o)
 	cfg, _ := os.ReadFile(filepath.Join(o.OutDir, "config_arm64"))
-	if !strings.Contains(string(cfg), `CONFIG_CMDLINE="ip=dhcp root=/dev/nfs nfsroot=`) {
-		t.Error("the EFI kernel's CONFIG_CMDLINE is not the settings' command line")
+	for _, want := range []string{`CONFIG_CMDLINE="ip=dhcp root=/dev/nfs nfsroot=`, `CONFIG_INITRAMFS_SOURCE="diskless-initramfs.cpio.gz"`} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("config_arm64 lacks %s", want)
+		}
 	}
-	// booting it is the smoke suite's proof (pkg/smoke, in the CI jobs' test)
+	if res.Initramfs == nil || res.Initramfs.Path != o.Initramfs {
+		t.Errorf("the build's record names no initramfs: %+v", res.Initramfs)
+	}
+	// the archive is inside the kernel image, byte for byte (a compressed
+	// one is copied, not compressed again)
+	img, _ := os.ReadFile(filepath.Join(o.OutDir, "Image_arm64"))
+	want, _ := os.ReadFile(o.Initramfs)
+	if !bytes.Contains(img, want) {
+		t.Error("Image_arm64 does not contain the initramfs")
+	}
+	// booting it is the smoke suite's and the lab's proof
+}
+
+func writeCpio(t *testing.T, path, name, content string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z := gzip.NewWriter(f)
+	w := cpio.Newc.Writer(z)
+	if err := cpio.WriteRecordsAndDirs(w, []cpio.Record{cpio.StaticFile(name, content, 0o755)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // i386, riscv64 and the master are checked up to the verified config in the

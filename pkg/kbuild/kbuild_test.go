@@ -368,6 +368,38 @@ func TestSourceDateEpochIsInTheKeyAndTheEnvironment(t *testing.T) {
 	}
 }
 
+// An initramfs built into the kernel is for the EFI slave kernels, by a
+// name whose suffix the kernel understands, and its content is in the key.
+func TestBuiltinInitramfs(t *testing.T) {
+	arm, x := mustArch(t, "arm64"), mustArch(t, "x86_64")
+	for _, c := range []struct {
+		a    arch.Arch
+		role Role
+		file string
+		want string // name, or the error's words
+	}{
+		{arm, Slave, "/a/initramfs_arm64.cpio.zst", "diskless-initramfs.cpio.zst"},
+		{arm, Slave, "/a/x.cpio", "diskless-initramfs.cpio"},
+		{arm, Slave, "/a/x.cpio.lz4", "must be a .cpio"},
+		{arm, Slave, "/a/x.tar", "must be a .cpio"},
+		{arm, Master, "/a/x.cpio", "not the arm64 master kernel"},
+		{x, Slave, "/a/x.cpio", "not the x86_64 slave kernel"},
+	} {
+		o := NewOptions(t.TempDir(), t.TempDir(), c.a, c.role)
+		o.Initramfs = c.file
+		got, err := builtinInitramfsName(o)
+		if (err == nil && got != c.want) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s %s %s: %q %v, want %q", c.a.Name, c.role, c.file, got, err, c.want)
+		}
+	}
+	plan := func(sum string) *Plan {
+		return &Plan{opts: NewOptions(t.TempDir(), t.TempDir(), arm, Slave), src: &Source{Identity: "id", Dir: "/src"}, req: &kconfig.Config{}, initramfs: FileHash{SHA256: sum}}
+	}
+	if plan("").computeKey() == plan("aa").computeKey() || plan("aa").computeKey() == plan("bb").computeKey() {
+		t.Error("the initramfs's content does not change the cache key")
+	}
+}
+
 // Every program a kernel build runs, the compressor its fragments choose
 // included (x86 asks for zstd, which Debian 12 minimal lacks), comes from a
 // package the kernel-build stage installs; dpkg -S is the oracle. Without

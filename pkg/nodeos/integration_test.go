@@ -132,11 +132,14 @@ type labMaster struct {
 	logs string
 }
 
-func newLabMaster(t *testing.T, inventory string, sign bool) *labMaster {
+func newLabMaster(t *testing.T, inventory string, sign bool, arches ...string) *labMaster {
 	t.Helper()
 	testutil.NeedTool(t, "ssh", "openssh-client")
 	testutil.NeedTool(t, "apt-get", "apt")
-	m := &labMaster{Fixture: labtest.New(t, labtest.Options{Inventory: inventory, Arches: []string{"x86_64"}, Image: true, Sign: sign}), logs: testutil.LogDir(t)}
+	if len(arches) == 0 {
+		arches = []string{"x86_64"}
+	}
+	m := &labMaster{Fixture: labtest.New(t, labtest.Options{Inventory: inventory, Arches: arches, Image: true, Sign: sign}), logs: testutil.LogDir(t)}
 	if lab.Running() {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
 	}
@@ -181,22 +184,31 @@ func (m *labMaster) boot(t *testing.T, name string, n int) (*Node, error) {
 // the test unless both are up.
 func (m *labMaster) bootTwo(t *testing.T, name1, name2 string) (*Node, *Node) {
 	t.Helper()
-	var a, b *Node
-	var errA, errB error
+	n := m.bootAll(t, name1, name2)
+	return n[0], n[1]
+}
+
+// bootAll boots nodes at once (stopped when the test ends) and fails the
+// test unless all are up.
+func (m *labMaster) bootAll(t *testing.T, names ...string) []*Node {
+	t.Helper()
+	out := make([]*Node, len(names))
+	errs := make([]error, len(names))
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a, errA = m.boot(t, name1, 1) }()
-	go func() { defer wg.Done(); b, errB = m.boot(t, name2, 1) }()
+	for i, name := range names {
+		wg.Add(1)
+		go func() { defer wg.Done(); out[i], errs[i] = m.boot(t, name, 1) }()
+	}
 	wg.Wait()
-	for _, n := range []*Node{a, b} {
+	for _, n := range out {
 		if n != nil {
 			t.Cleanup(n.Stop)
 		}
 	}
-	if errA != nil || errB != nil {
-		t.Fatal(errors.Join(errA, errB))
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
-	return a, b
+	return out
 }
 
 // checkIdentity checks that a node is running, under its name, with the

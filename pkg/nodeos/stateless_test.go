@@ -18,8 +18,10 @@ import (
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
-// Stateless nodes: the Debian image from RAM, by iPXE (slave31) and by
-// UEFI HTTP boot (slave32).
+// Stateless nodes: the Debian image from RAM, by iPXE (slave31), by
+// UEFI HTTP boot (slave32), and an arm64 node by UEFI PXE (slave33), whose
+// EFI kernel has one command line for every node built in: the fallback
+// initramfs inside it fetches the node's own (cmdline/<mac>, signed).
 const statelessTemplate = `[network]
 master = "192.168.1.1"
 subnet = "192.168.1.0/24"
@@ -45,6 +47,13 @@ mac = "00:02:A5:04:3B:72"
 ip = "192.168.1.32"
 arch = "x86_64"
 boot = "http"
+
+[[node]]
+name = "slave33"
+mac = "00:02:A5:04:3B:73"
+ip = "192.168.1.33"
+arch = "arm64"
+boot = "uefi"
 `
 
 // TestIntegrationStatelessNodes: stateless nodes fetch the signed Debian
@@ -55,8 +64,9 @@ boot = "http"
 // node whose overlay no longer matches the signed SHA256SUMS is refused
 // with the file named, and gets the rescue shell.
 func TestIntegrationStatelessNodes(t *testing.T) {
-	l := newLabMaster(t, statelessTemplate, true)
-	a, b := l.bootTwo(t, "slave31", "slave32")
+	l := newLabMaster(t, statelessTemplate, true, "x86_64", "arm64")
+	all := l.bootAll(t, "slave31", "slave32", "slave33")
+	a, b, arm := all[0], all[1], all[2]
 	m, err := publish.ReadManifest(l.Root)
 	if err != nil {
 		t.Fatal(err)
@@ -69,10 +79,11 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 		console []string
 		tmpfs   string
 	}{
-		{a, "slave31", "192.168.1.31", []string{"/boot.ipxe... ok", "diskless.image=/" + gen + "/squashfs/debian-12-x86_64.squashfs"}, "131072"},
-		{b, "slave32", "192.168.1.32", []string{"snponly.efi"}, ""},
+		{a, "slave31", "192.168.1.31", []string{"/boot.ipxe... ok", "diskless.image=/" + gen + "/squashfs/debian-12-x86_64.squashfs", "fetching squashfs/debian-12-x86_64.squashfs: 100%"}, "131072"},
+		{b, "slave32", "192.168.1.32", []string{"snponly.efi", "fetching squashfs/debian-12-x86_64.squashfs: 100%"}, ""},
+		{arm, "slave33", "192.168.1.33", []string{"EFI stub: Booting Linux Kernel", "command line of 00:02:a5:04:3b:73 from 192.168.1.1:/cmdline/00-02-a5-04-3b-73 (signed)", "fetching squashfs/debian-12-arm64.squashfs: 100%"}, ""},
 	} {
-		for _, w := range append(c.console, "fetching squashfs/debian-12-x86_64.squashfs: 100%", "overlay /"+gen+"/overlays/"+c.ip+".cpio") {
+		for _, w := range append(c.console, "overlay /"+gen+"/overlays/"+c.ip+".cpio") {
 			if !strings.Contains(c.n.Console(), w) {
 				t.Errorf("%s: no %q on the console", c.name, w)
 			}
@@ -127,7 +138,7 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 			t.Errorf("manifest.json after the image publish: %s build %s, want gen-0002", f.Name, f.Build)
 		}
 	}
-	for _, n := range []*Node{a, b} {
+	for _, n := range all {
 		if out, err := n.Run("cat /usr/share/diskless-gen2"); err == nil {
 			t.Errorf("%s sees the new image: %q", n.acc.Name, out)
 		}
@@ -143,7 +154,7 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range []*Node{a, b} {
+	for _, n := range all {
 		if got := run(t, n, "systemctl is-system-running"); got != "running" {
 			t.Errorf("%s without the master's NFS and HTTP: %q", n.acc.Name, got)
 		}
@@ -151,8 +162,9 @@ func TestIntegrationStatelessNodes(t *testing.T) {
 			t.Errorf("%s: /tmp and /var/tmp without the master: %q", n.acc.Name, got)
 		}
 	}
-	a.Stop()
-	b.Stop()
+	for _, n := range all {
+		n.Stop()
+	}
 	for _, d := range []string{lab.NFS, lab.HTTP} {
 		if err := l.l.Restart(context.Background(), d); err != nil {
 			t.Fatal(err)

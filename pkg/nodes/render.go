@@ -61,7 +61,7 @@ func (inv *Inventory) Render() (Files, error) {
 
 // BootFiles are the per-node boot files publish serves: pxelinux.cfg/01-<mac>
 // (and the hex-IP name when asked) for each PXELINUX node, ipxe/<mac>.ipxe
-// for each node iPXE boots. Publish renders them from the inventory it
+// for each node iPXE boots, cmdline/<mac> for each stateless arm64 node. Publish renders them from the inventory it
 // loaded, so they always match it.
 func (inv *Inventory) BootFiles() (Files, error) {
 	f := Files{}
@@ -85,6 +85,14 @@ func (inv *Inventory) BootFiles() (Files, error) {
 			}
 			name, _ := pxe.IPXENodeScriptName(nd.MAC)
 			f[name] = script
+		}
+		if inv.NodeCmdlineFile(nd) {
+			text, err := inv.NodeCmdline(nd)
+			if err != nil {
+				return nil, err
+			}
+			name, _ := pxe.NodeCmdlineName(nd.MAC)
+			f[name] = text
 		}
 	}
 	return f, nil

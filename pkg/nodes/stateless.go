@@ -75,9 +75,11 @@ func statelessRefusal(nd Node, a arch.Arch, img string) string {
 	if img == "" {
 		return `mode = "stateless" runs an image: set image = (here or in [network]) to a published image`
 	}
-	if nd.Boot == BootEtherboot || a.SrcArch != "x86" {
+	if nd.Boot == BootEtherboot || (a.SrcArch != "x86" && a.Name != "arm64") {
 		// vmlinuz_<arch> carries one command line built in for every node
-		return fmt.Sprintf(`mode = "stateless" needs a command line of the node's own (its image and overlay): boot = %q loads vmlinuz_%s, whose command line is built in; boot x86 nodes by pxelinux, ipxe, uefi or http`, nd.Boot, a.Name)
+		// (arm64's, the fallback initramfs too, which fetches the node's
+		// own: NodeCmdlineFile)
+		return fmt.Sprintf(`mode = "stateless" needs a command line of the node's own (its image and overlay): boot = %q loads vmlinuz_%s, whose command line is built in; boot x86 nodes by pxelinux, ipxe, uefi or http, arm64 nodes by uefi or http`, nd.Boot, a.Name)
 	}
 	return ""
 }
@@ -106,6 +108,24 @@ func (inv *Inventory) StatelessCmdline(nd Node, a arch.Arch) string {
 		parts = append(parts, nd.KernelArgs)
 	}
 	return strings.Join(parts, " ")
+}
+
+// NodeCmdlineFile says whether the node's command line is published as a
+// file of its own (pxe.NodeCmdlineName): a stateless node whose kernel
+// (arm64's EFI vmlinuz) has one command line built in for every node; the
+// fallback initramfs inside it fetches the node's.
+func (inv *Inventory) NodeCmdlineFile(nd Node) bool {
+	return inv.Stateless(nd) && nd.Arch == "arm64"
+}
+
+// NodeCmdline is the node's command line file (NodeCmdlineFile).
+func (inv *Inventory) NodeCmdline(nd Node) (string, error) {
+	a, err := arch.Lookup(nd.Arch)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("# %s\n# node %s (boot = %s): its command line, which the fallback initramfs inside vmlinuz_%s fetches and checks against SHA256SUMS\n%s\n",
+		fmt.Sprintf(header, path.Base(inv.file)), nd.Name, nd.Boot, a.Name, inv.Cmdline(nd, a)), nil
 }
 
 // Cmdline is the node's kernel command line, by its mode.

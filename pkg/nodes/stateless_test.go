@@ -292,3 +292,73 @@ echo "outside squashfs $("$4" -s -o /dev/null -w '%{http_code}' --interface 10.9
 		t.Errorf("overlay mode %v", st.Mode())
 	}
 }
+
+// An arm64 node boots vmlinuz_arm64, whose command line is everyone's:
+// stateless, it gets a command line file of its own (cmdline/<mac>), which
+// the fallback initramfs inside that kernel fetches; an NFS arm64 node and
+// x86 nodes get none. riscv64's kernel carries no initramfs: refused.
+func TestStatelessArm64(t *testing.T) {
+	base := strings.ReplaceAll(imageInv, "%ROOT%", "/diskless") + `mode = "stateless"
+boot = "ipxe"
+
+[[node]]
+name = "arm1"
+mac = "52:54:00:aa:00:01"
+ip = "192.168.1.41"
+arch = "arm64"
+boot = "uefi"
+mode = "stateless"
+tmpfs_size = "1G"
+
+[[node]]
+name = "arm2"
+mac = "52:54:00:aa:00:02"
+ip = "192.168.1.42"
+arch = "arm64"
+boot = "http"
+`
+	dir := t.TempDir()
+	p := filepath.Join(dir, "nodes.toml")
+	os.WriteFile(p, []byte(base), 0o644)
+	inv, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := inv.BootFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmdlines []string
+	for name := range files {
+		if strings.HasPrefix(name, "cmdline/") {
+			cmdlines = append(cmdlines, name)
+		}
+	}
+	if len(cmdlines) != 1 || cmdlines[0] != "cmdline/52-54-00-aa-00-01" {
+		t.Fatalf("command line files %v, want arm1's alone", cmdlines)
+	}
+	text := files["cmdline/52-54-00-aa-00-01"]
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	want := "ip=dhcp rw console=ttyAMA0 diskless.image=/squashfs/debian-12-arm64.squashfs diskless.overlay=/overlays/192.168.1.41.cpio diskless.tmpfs=1G"
+	if len(lines) != 1 || lines[0] != want {
+		t.Errorf("arm1's command line file:\n%s\nwant the line %q", text, want)
+	}
+	if got := inv.StatelessImages(); len(got) != 2 || got[0] != [2]string{"debian-12", "arm64"} {
+		t.Errorf("stateless images %v", got)
+	}
+	// riscv64 and etherboot: one command line built in, no initramfs to
+	// fetch the node's
+	for _, c := range []struct{ arch, boot string }{{"riscv64", "uefi"}, {"x86_64", "etherboot"}} {
+		text := strings.Replace(base, "arch = \"arm64\"\nboot = \"uefi\"", fmt.Sprintf("arch = %q\nboot = %q", c.arch, c.boot), 1)
+		os.WriteFile(p, []byte(text), 0o644)
+		_, err := Load(p)
+		if err == nil || !strings.Contains(err.Error(), "whose command line is built in") || !strings.Contains(err.Error(), "nodes.toml") {
+			t.Errorf("stateless %s by %s: %v", c.arch, c.boot, err)
+		}
+	}
+}

@@ -71,26 +71,57 @@ func step(name string, err error) error {
 	return &StepError{Step: name, Err: err}
 }
 
-// BuildArch builds the slave kernel, the initramfs and the netboot image of
-// o.Arch into Artifacts/<arch>, each skipped when its inputs are unchanged.
+// BuildArch builds the fallback initramfs, the slave kernel and the netboot
+// image of o.Arch into Artifacts/<arch>, each skipped when its inputs are
+// unchanged (the initramfs first: arm64's kernel carries it).
 func BuildArch(ctx context.Context, o Options) (*Result, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r := &Result{}
-	ko := o.Settings.Kernel(o.Arch, kbuild.Slave)
-	ko.OutDir, ko.Log, ko.Terminal = o.outDir(), o.Log, o.Terminal
 	var err error
-	if r.Kernel, err = kbuild.Build(ctx, ko); err != nil {
-		return nil, step("build:slave", err)
-	}
 	if r.Initramfs, err = Initramfs(ctx, o); err != nil {
 		return nil, err
+	}
+	ko, err := slaveOptions(ctx, o, r.Initramfs.Path)
+	if err != nil {
+		return nil, err
+	}
+	ko.OutDir, ko.Log, ko.Terminal = o.outDir(), o.Log, o.Terminal
+	if r.Kernel, err = kbuild.Build(ctx, ko); err != nil {
+		return nil, step("build:slave", err)
 	}
 	if r.Netboot, err = Netboot(o, r.Initramfs.Path); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// SlaveOptions are the slave kernel's build options for o.Arch: the
+// settings' (Settings.Kernel), and on an arch whose EFI kernel carries the
+// fallback initramfs (KernelCarriesInitramfs) that initramfs, built first
+// when needed.
+func SlaveOptions(ctx context.Context, o Options) (kbuild.Options, error) {
+	return slaveOptions(ctx, o, "")
+}
+
+// slaveOptions is SlaveOptions with the initramfs already built at initrd
+// ("" builds it when the kernel carries it).
+func slaveOptions(ctx context.Context, o Options, initrd string) (kbuild.Options, error) {
+	ko := o.Settings.Kernel(o.Arch, kbuild.Slave)
+	carry, err := KernelCarriesInitramfs(o)
+	if err != nil || !carry || ko.ConfigOnly {
+		return ko, err
+	}
+	if initrd == "" {
+		res, err := Initramfs(ctx, o)
+		if err != nil {
+			return ko, err
+		}
+		initrd = res.Path
+	}
+	ko.Initramfs = initrd
+	return ko, nil
 }
 
 // Initramfs builds Artifacts/<arch>/initramfs_<arch>.cpio.<ext>
@@ -100,6 +131,9 @@ func Initramfs(ctx context.Context, o Options) (*initramfs.Result, error) {
 	fs := fallback.DefaultSettings
 	fs.DefaultOpts = o.Settings.Boot.Opts
 	fs.TrustedKeys = TrustedKeys(o.Settings)
+	// inside arm64's EFI kernel its command line is everyone's: a
+	// stateless node asks for its own
+	fs.NodeLookup, _ = KernelCarriesInitramfs(o)
 	res, err := initramfs.Build(ctx, initramfs.Options{Arch: o.Arch, ProjectDir: o.Settings.ProjectDir, Compress: o.Settings.Compress, OutDir: o.outDir(), CacheDir: o.Settings.CacheDir, Settings: fs, Log: o.Log})
 	return res, step("build:initramfs", err)
 }
@@ -125,29 +159,40 @@ func TrustedKeys(s *settings.Settings) string {
 }
 
 // NetbootCarriesInitramfs says whether vmlinuz_<arch> of o.Arch carries the
-// fallback initramfs: on x86 unless NETBOOT_INITRAMFS=0 (so a node whose
-// root is unreachable gets the diagnosis and a shell, never a panic); the
-// EFI images of arm64/riscv64 cannot, and asking for it there is an error.
+// fallback initramfs, so that a node whose root is unreachable gets the
+// diagnosis and a shell, never a panic, and a stateless node fetches its
+// image: on x86 (inside the ELF netboot image) and arm64 (built into the
+// EFI kernel, KernelCarriesInitramfs) unless NETBOOT_INITRAMFS=0. riscv64's
+// EFI kernel does not yet, and asking for it there is an error.
 func NetbootCarriesInitramfs(o Options) (bool, error) {
-	if o.Arch.SrcArch == "x86" {
+	if o.Arch.SrcArch == "x86" || o.Arch.Name == "arm64" {
 		return o.Settings.NetbootInitramfs, nil
 	}
 	if o.Settings.NetbootInitramfsSet && o.Settings.NetbootInitramfs {
-		return false, step("build:netboot", fmt.Errorf("NETBOOT_INITRAMFS=1: the %s EFI image cannot carry an initramfs", o.Arch.Name))
+		return false, step("build:netboot", fmt.Errorf("NETBOOT_INITRAMFS=1: the %s EFI kernel does not carry the fallback initramfs (arm64's does; riscv64 nodes boot the kernel alone)", o.Arch.Name))
 	}
 	return false, nil
 }
 
+// KernelCarriesInitramfs says whether the slave kernel itself has the
+// fallback initramfs built in (CONFIG_INITRAMFS_SOURCE): on an EFI arch
+// whose vmlinuz carries it, since the firmware loads that kernel alone.
+func KernelCarriesInitramfs(o Options) (bool, error) {
+	carry, err := NetbootCarriesInitramfs(o)
+	return carry && o.Arch.EFIImagePath != "", err
+}
+
 // Netboot makes Artifacts/<arch>/vmlinuz_<arch> with the settings' command
 // line, carrying the initramfs at initrd when NetbootCarriesInitramfs (an
-// empty initrd: the one in Artifacts/<arch>).
+// empty initrd: the one in Artifacts/<arch>); an EFI kernel that carries it
+// was built with it (SlaveOptions).
 func Netboot(o Options, initrd string) (string, error) {
 	carry, err := NetbootCarriesInitramfs(o)
 	if err != nil {
 		return "", err
 	}
 	with := ""
-	if carry {
+	if carry && o.Arch.EFIImagePath == "" {
 		if initrd == "" {
 			m, _ := filepath.Glob(filepath.Join(o.outDir(), "initramfs_"+o.Arch.Name+".cpio*"))
 			if len(m) == 0 {
@@ -162,14 +207,14 @@ func Netboot(o Options, initrd string) (string, error) {
 }
 
 // NetbootImage is build:netboot after the kernel: the initramfs first
-// (cached) when the image carries it, then Netboot.
+// (cached) when the x86 image carries it, then Netboot.
 func NetbootImage(ctx context.Context, o Options) (string, error) {
 	carry, err := NetbootCarriesInitramfs(o)
 	if err != nil {
 		return "", err
 	}
 	initrd := ""
-	if carry {
+	if carry && o.Arch.EFIImagePath == "" {
 		res, err := Initramfs(ctx, o)
 		if err != nil {
 			return "", err

@@ -26,26 +26,44 @@ func testSettings(t *testing.T, env map[string]string) *settings.Settings {
 	return testenv.Settings(t, env)
 }
 
-// A vmlinuz of an EFI arch cannot carry the initramfs: asking for it is an
-// error naming the step and the variable; on x86 it is the default.
+// vmlinuz_<arch> carries the fallback initramfs on x86 (inside the ELF
+// image) and arm64 (built into the EFI kernel) by default and not with
+// NETBOOT_INITRAMFS=0; riscv64's EFI kernel cannot, and asking for it is
+// an error naming the step and the variable.
 func TestNetbootInitramfsSetting(t *testing.T) {
-	arm, _ := arch.Lookup("arm64")
-	x86, _ := arch.Lookup("x86_64")
-	_, err := Netboot(Options{Arch: arm, Settings: testSettings(t, map[string]string{"NETBOOT_INITRAMFS": "1"})}, "")
+	riscv, _ := arch.Lookup("riscv64")
+	_, err := Netboot(Options{Arch: riscv, Settings: testSettings(t, map[string]string{"NETBOOT_INITRAMFS": "1"})}, "")
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "build:netboot" || !strings.Contains(err.Error(), "NETBOOT_INITRAMFS=1") {
-		t.Errorf("NETBOOT_INITRAMFS=1 on arm64: %v", err)
+		t.Errorf("NETBOOT_INITRAMFS=1 on riscv64: %v", err)
 	}
-	for env, want := range map[string]bool{"": true, "0": false, "1": true} {
-		carry, err := NetbootCarriesInitramfs(Options{Arch: x86, Settings: testSettings(t, map[string]string{"NETBOOT_INITRAMFS": env})})
-		if err != nil || carry != want {
-			t.Errorf("x86_64 with NETBOOT_INITRAMFS=%q: carry=%v err=%v, want %v", env, carry, err, want)
+	for _, name := range []string{"x86_64", "i386", "arm64", "riscv64"} {
+		a, _ := arch.Lookup(name)
+		for env, want := range map[string]bool{"": true, "0": false, "1": true} {
+			if name == "riscv64" {
+				if env == "1" {
+					continue
+				}
+				want = false
+			}
+			o := Options{Arch: a, Settings: testSettings(t, map[string]string{"NETBOOT_INITRAMFS": env})}
+			carry, err := NetbootCarriesInitramfs(o)
+			if err != nil || carry != want {
+				t.Errorf("%s with NETBOOT_INITRAMFS=%q: carry=%v err=%v, want %v", name, env, carry, err, want)
+			}
+			// in the kernel itself only where the firmware loads it alone
+			inKernel, _ := KernelCarriesInitramfs(o)
+			if inKernel != (want && name == "arm64") {
+				t.Errorf("%s with NETBOOT_INITRAMFS=%q: kernel carries it: %v", name, env, inKernel)
+			}
+			ko, err := SlaveOptions(context.Background(), Options{Arch: a, Settings: testSettings(t, map[string]string{"NETBOOT_INITRAMFS": env, "CONFIG_ONLY": "1"})})
+			if err != nil || ko.Initramfs != "" {
+				t.Errorf("%s config only: no initramfs is built for the check: %q %v", name, ko.Initramfs, err)
+			}
 		}
 	}
-	if carry, err := NetbootCarriesInitramfs(Options{Arch: arm, Settings: testSettings(t, nil)}); carry || err != nil {
-		t.Errorf("arm64 by default: carry=%v err=%v", carry, err)
-	}
 	// without an initramfs built, the x86 netboot image says what to run
+	x86, _ := arch.Lookup("x86_64")
 	_, err = Netboot(Options{Arch: x86, Settings: testSettings(t, nil)}, "")
 	if err == nil || !strings.Contains(err.Error(), "run build:initramfs arch=x86_64 first (or NETBOOT_INITRAMFS=0)") {
 		t.Errorf("no initramfs: %v", err)

@@ -23,6 +23,12 @@ func Kernel(ctx context.Context, o Options, role kbuild.Role) (*kbuild.Result, k
 	if err := deps.Ensure(ctx, o.log(), deps.KernelBuild(o.Arch, ko.KernelSrc == "", !ko.NoCcache)); err != nil {
 		return nil, ko, err
 	}
+	if role == kbuild.Slave {
+		var err error
+		if ko, err = SlaveOptions(ctx, o); err != nil {
+			return nil, ko, err
+		}
+	}
 	ko.Log, ko.Terminal = o.log(), o.Terminal
 	res, err := kbuild.Build(ctx, ko)
 	return res, ko, err

@@ -166,8 +166,11 @@ func NodeFiles(rendered map[string]string) []File {
 	var out []File
 	for _, n := range names {
 		kind := "pxelinux-config"
-		if strings.HasPrefix(n, pxe.IPXENodeDir+"/") {
+		switch {
+		case strings.HasPrefix(n, pxe.IPXENodeDir+"/"):
 			kind = "ipxe-script"
+		case strings.HasPrefix(n, pxe.NodeCmdlineDir+"/"):
+			kind = "node-cmdline"
 		}
 		out = append(out, File{Name: n, Data: []byte(rendered[n]), Kind: kind})
 	}

@@ -31,7 +31,7 @@ func group(f File) string {
 	case f.Arch != "":
 		return "arch:" + f.Arch
 	case strings.HasPrefix(f.Name, "pxelinux.cfg/") && f.Name != DefaultConfigName,
-		strings.HasPrefix(f.Name, pxe.IPXENodeDir+"/"),
+		strings.HasPrefix(f.Name, pxe.IPXENodeDir+"/"), strings.HasPrefix(f.Name, pxe.NodeCmdlineDir+"/"),
 		strings.HasPrefix(f.Name, "overlays/"), strings.HasPrefix(f.Name, "squashfs/"):
 		return "nodes"
 	}
@@ -66,8 +66,8 @@ func Combine(sets [][]File, from []string) ([]File, error) {
 
 // IsNodeFile says whether a name is a per-node boot file (the inventory's:
 // pxelinux.cfg/<mac or hex IP>, ipxe/<mac>.ipxe, a stateless node's
-// overlays/<ip>.cpio and the squashfs/ of the images stateless nodes
-// run), as opposed to the generated pxelinux.cfg/default.
+// overlays/<ip>.cpio (and an arm64 one's cmdline/<mac>) and the squashfs/
+// of the images stateless nodes run), as opposed to the generated pxelinux.cfg/default.
 func IsNodeFile(name string) bool {
 	return group(File{Name: name}) == "nodes"
 }

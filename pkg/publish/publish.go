@@ -322,7 +322,7 @@ func GenerationDir(n int) string { return fmt.Sprintf("%s/%06d", genDir, n) }
 // Publish pins to its generation (pxe.Pin): PXELINUX configurations and
 // iPXE scripts.
 func Pinned(name string) bool {
-	return strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe")
+	return strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe") || strings.HasPrefix(name, pxe.NodeCmdlineDir+"/")
 }
 
 // pinConfigs makes every boot configuration of generation n name the

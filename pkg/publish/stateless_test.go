@@ -6,6 +6,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -74,5 +75,22 @@ func TestPublishOverlaysAndSquashfs(t *testing.T) {
 	check(filepath.Join(root, GenerationDir(m2.Generation)))
 	if _, err := Verify(root); err != nil {
 		t.Errorf("verify: %v", err)
+	}
+}
+
+// Per-node files are the inventory's, carried and replaced together: an
+// arm64 stateless node's command line file among them.
+func TestIsNodeFile(t *testing.T) {
+	for name, want := range map[string]bool{
+		"pxelinux.cfg/01-52-54-00-aa-00-01": true, "ipxe/52-54-00-aa-00-01.ipxe": true,
+		"cmdline/52-54-00-aa-00-01": true, "overlays/10.0.0.41.cpio": true, "squashfs/debian-12-arm64.squashfs": true,
+		"pxelinux.cfg/default": false, "boot.ipxe": false, "pxelinux.0": false,
+	} {
+		if IsNodeFile(name) != want {
+			t.Errorf("IsNodeFile(%s) = %v", name, !want)
+		}
+		if Pinned(name) != (strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe") || strings.HasPrefix(name, "cmdline/")) {
+			t.Errorf("Pinned(%s) = %v", name, Pinned(name))
+		}
 	}
 }

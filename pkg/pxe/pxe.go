@@ -273,6 +273,21 @@ func IPXENodeScriptName(mac string) (string, error) {
 	return IPXENodeDir + "/" + strings.ReplaceAll(hw.String(), ":", "-") + ".ipxe", nil
 }
 
+// NodeCmdlineDir holds the command lines of the nodes whose kernel has its
+// own built in (arm64's EFI kernel): the fallback initramfs inside that
+// kernel fetches cmdline/<mac with dashes> from its boot server and checks
+// it against the set's signed SHA256SUMS.
+const NodeCmdlineDir = "cmdline"
+
+// NodeCmdlineName is a node's command line file: cmdline/52-54-00-12-34-56.
+func NodeCmdlineName(mac string) (string, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("MAC %q: want six hex bytes like 52:54:00:12:34:56", mac)
+	}
+	return NodeCmdlineDir + "/" + strings.ReplaceAll(hw.String(), ":", "-"), nil
+}
+
 // IPXERetryWaits are the pauses (seconds) between an iPXE script's fetch
 // attempts: 31 s in all, longer than a web server's restart (the storm
 // test takes nginx down for 20 s; 1+2+4+8 = 15 s was not enough).
@@ -362,8 +377,9 @@ var ipxeFetches = map[string]bool{"kernel": true, "initrd": true, "chain": true,
 // this generation's kernel and initramfs even when a publish switches in
 // between. PXELINUX configurations (KERNEL, LINUX, INITRD, APPEND's
 // initrd=, all relative to PXELINUX's directory) and iPXE scripts (the
-// absolute paths of kernel, initrd, chain and imgfetch) are rewritten;
-// published says whether a top-level name is in the generation; anything
+// absolute paths of kernel, initrd, chain and imgfetch) are rewritten,
+// and in them and in a bare command line (a node's cmdline/<mac>) the
+// PinnedArgs; published says whether a top-level name is in the generation; anything
 // else is left as it is.
 func Pin(text, dir string, published func(top string) bool) string {
 	pin := func(tok string) string {
@@ -432,8 +448,11 @@ func Pin(text, dir string, published func(top string) bool) string {
 				}
 			}
 			pinArgs(f, pin)
-		default:
+		case !ipxe && !strings.Contains(f[0], "="):
 			continue
+		default:
+			// a bare command line (a node's cmdline/<mac>)
+			pinArgs(f, pin)
 		}
 		lines[i] = indent + strings.Join(f, " ") + end
 	}

@@ -247,4 +247,23 @@ func TestPinStatelessArgs(t *testing.T) {
 	if got := Pin(cfg, dir, unpub); got != cfg {
 		t.Errorf("pinned what the generation does not have:\n%s", got)
 	}
+	// a node's command line file (cmdline/<mac>): its line, not its
+	// comments
+	file := "# node arm1: diskless.image=/squashfs/x\n" + args + "\n"
+	if got := Pin(file, dir, published); got != "# node arm1: diskless.image=/squashfs/x\n"+want+"\n" {
+		t.Errorf("command line file pinned:\n%s", got)
+	}
+	// a PXELINUX word that is no argument stays as it is
+	if got := Pin("DEFAULT diskless.image=/squashfs/x\n", dir, published); got != "DEFAULT diskless.image=/squashfs/x\n" {
+		t.Errorf("PXELINUX DEFAULT pinned: %s", got)
+	}
+}
+
+func TestNodeCmdlineName(t *testing.T) {
+	if got, err := NodeCmdlineName("52:54:00:AA:00:01"); err != nil || got != "cmdline/52-54-00-aa-00-01" {
+		t.Errorf("%q %v", got, err)
+	}
+	if _, err := NodeCmdlineName("52:54:00"); err == nil || !strings.Contains(err.Error(), "six hex bytes") {
+		t.Errorf("short MAC: %v", err)
+	}
 }

@@ -307,6 +307,15 @@ func (s *Settings) inventory(get func(string) string, _ Lookup) error {
 	}
 	if s.Inventory != nil {
 		s.Inventory.Initrd = s.Initrds()
+		if !s.NetbootInitramfs {
+			// arm64's kernel carries the initramfs that fetches a
+			// stateless node's own command line
+			for _, nd := range s.Inventory.Sorted() {
+				if s.Inventory.NodeCmdlineFile(nd) {
+					return fmt.Errorf("NETBOOT_INITRAMFS=0: %s has %s stateless on arm64, whose kernel then lacks the fallback initramfs that fetches its image; unset NETBOOT_INITRAMFS (or make the node mode = \"nfs\")", s.NodesFile, nd.Name)
+				}
+			}
+		}
 	}
 	s.Image = get("IMAGE")
 	if s.Image == "" && s.Inventory != nil {
@@ -481,6 +490,9 @@ func pathErr(err error) error {
 // against the kernel config.
 func (s *Settings) Kernel(a arch.Arch, role kbuild.Role) kbuild.Options {
 	o := kbuild.NewOptions(s.ProjectDir, s.CacheDir, a, role)
+	if o.OutDir = filepath.Join(s.Artifacts, a.Name); role == kbuild.Master {
+		o.OutDir = filepath.Join(o.OutDir, "master")
+	}
 	o.Extra = s.Extra
 	o.KernelSrc, o.Jobs, o.ConfigOnly, o.NoCcache = s.KernelSrc, s.Jobs, s.ConfigOnly, s.NoCcache
 	o.DistccHosts, o.SourceDateEpoch = s.DistccHosts, s.SourceDateEpoch

@@ -413,6 +413,29 @@ func TestKernelOptionsCarryTheBuildEnvironment(t *testing.T) {
 	if o := s.Kernel(x, kbuild.Slave); o.Path != "" || o.CcacheDir != "" || o.Home != "/home/u" {
 		t.Errorf("unset: path %q ccache %q home %q", o.Path, o.CcacheDir, o.Home)
 	}
+	// the kernel goes where the settings put the artifacts
+	s.Artifacts = "/elsewhere"
+	if o := s.Kernel(x, kbuild.Slave); o.OutDir != "/elsewhere/x86_64" {
+		t.Errorf("slave kernel into %s", o.OutDir)
+	}
+	if o := s.Kernel(x, kbuild.Master); o.OutDir != "/elsewhere/x86_64/master" {
+		t.Errorf("master kernel into %s", o.OutDir)
+	}
+}
+
+// An arm64 stateless node boots through the initramfs inside its kernel:
+// NETBOOT_INITRAMFS=0 with one in the inventory is an error naming both.
+func TestStatelessArm64NeedsTheNetbootInitramfs(t *testing.T) {
+	dir := project(t)
+	inv := strings.Replace(inventory, "[network]\n", "[network]\nimage = \"debian-12\"\n", 1) + "\n[[node]]\nname = \"arm1\"\nmac = \"52:54:00:aa:00:01\"\nip = \"192.168.1.41\"\narch = \"arm64\"\nboot = \"uefi\"\nmode = \"stateless\"\n"
+	os.WriteFile(filepath.Join(dir, "nodes.toml"), []byte(inv), 0o644)
+	if _, err := load(t, dir, map[string]string{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := load(t, dir, map[string]string{"NETBOOT_INITRAMFS": "0"})
+	if err == nil || !strings.Contains(err.Error(), "NETBOOT_INITRAMFS=0") || !strings.Contains(err.Error(), "nodes.toml has arm1 stateless on arm64") {
+		t.Errorf("NETBOOT_INITRAMFS=0 with a stateless arm64 node: %v", err)
+	}
 }
 
 // NFS_ROOT alone says the root a new inventory gets (<root>/%s), so the
