@@ -83,12 +83,18 @@ type Node struct {
 	// Mode and TmpfsSize override [network]'s for this node.
 	Mode      string `toml:"mode,omitempty"`
 	TmpfsSize string `toml:"tmpfs_size,omitempty"`
+	// Master names the node's home master ([[master]]): its NFS root and
+	// shared mounts are there. Default: the primary.
+	Master string `toml:"master,omitempty"`
 }
 
 // Inventory is nodes.toml.
 type Inventory struct {
 	Network Network `toml:"network"`
-	Nodes   []Node  `toml:"node"`
+	// Masters, when given, are the masters (the first is the primary);
+	// Network.Master is then the primary's address.
+	Masters []Master `toml:"master"`
+	Nodes   []Node   `toml:"node"`
 
 	// Initrd names the fallback initramfs per arch as publish names it
 	// (INITRAMFS_COMPRESS decides the extension; the settings set it): a
@@ -101,8 +107,13 @@ type Inventory struct {
 	// stated maps each [network] key the file states (as opposed to a
 	// default) to its line (0: not found, e.g. a dotted key).
 	stated map[string]int
-	// nodeLines are the [[node]] headers' lines (Parse)
-	nodeLines []int
+	// nodeLines are the [[node]] headers' lines, masterLines the
+	// [[master]] ones (Parse)
+	nodeLines, masterLines []int
+	// statedMaster is [network] master as the file gives it
+	statedMaster string
+	// self is the master a ForMaster view renders for
+	self string
 }
 
 // Boot methods: how the node's firmware starts and what it fetches how.
@@ -170,7 +181,8 @@ func Parse(data []byte, name string) (*Inventory, error) {
 		}
 		return nil, fmt.Errorf("%s: unknown key(s) %s (see the schema in README.md)", name, strings.Join(keys, ", "))
 	}
-	inv.nodeLines = nodeLines(data)
+	inv.nodeLines, inv.masterLines = headerLines(data, "node"), headerLines(data, "master")
+	inv.statedMaster = inv.Network.Master
 	inv.stated = map[string]int{}
 	for _, k := range md.Keys() {
 		if len(k) == 2 && k[0] == "network" && md.IsDefined(k...) {
@@ -196,13 +208,13 @@ func (inv *Inventory) Stated(key string) (where string, ok bool) {
 	return fmt.Sprintf("%s:%d", inv.file, line), true
 }
 
-// nodeLines are the 1-based lines of the file's [[node]] headers, in
-// order: node i's is nodeLines[i].
-func nodeLines(data []byte) []int {
+// headerLines are the 1-based lines of the file's [[table]] headers, in
+// order: node i's is headerLines(data, "node")[i].
+func headerLines(data []byte, table string) []int {
 	var out []int
 	for i, line := range strings.Split(string(data), "\n") {
 		l, _, _ := strings.Cut(line, "#")
-		if strings.ReplaceAll(strings.ReplaceAll(l, " ", ""), "\t", "") == "[[node]]" {
+		if strings.ReplaceAll(strings.ReplaceAll(l, " ", ""), "\t", "") == "[["+table+"]]" {
 			out = append(out, i+1)
 		}
 	}
@@ -245,11 +257,17 @@ func networkKeyLine(data []byte, key string) int {
 
 func (inv *Inventory) defaults() {
 	n := &inv.Network
+	if len(inv.Masters) > 0 && n.Master == "" {
+		n.Master = inv.Masters[0].Address
+	}
 	if n.Router == "" {
 		n.Router = n.Master
 	}
 	if len(n.DNS) == 0 && n.Master != "" {
 		n.DNS = []string{n.Master}
+		for _, m := range inv.Masters[min(1, len(inv.Masters)):] {
+			n.DNS = append(n.DNS, m.Address)
+		}
 	}
 	if n.Root == "" {
 		n.Root = "/diskless"
@@ -342,6 +360,7 @@ func (inv *Inventory) Validate() error {
 	if len(inv.Nodes) == 0 {
 		add("[[node]]", "no nodes: add one with nodes:add")
 	}
+	inv.validateMasters(add)
 	seen := map[string]map[string]int{"name": {}, "mac": {}, "ip": {}}
 	for i, nd := range inv.Nodes {
 		where := inv.nodeWhere(i)

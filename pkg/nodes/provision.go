@@ -51,7 +51,7 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 	// every image must be published before any node is touched
 	lives := map[string]string{}
 	for _, nd := range inv.Nodes {
-		if img := inv.ImageOf(nd); img != "" {
+		if img := inv.ImageOf(nd); img != "" && inv.ProvisionedHere(nd) {
 			live, err := image.Live(root, img, nd.Arch)
 			if err != nil {
 				return nil, fmt.Errorf("node %s: %w", nd.Name, err)
@@ -61,6 +61,9 @@ func (inv *Inventory) Provision(root string) (*Report, error) {
 	}
 	r := &Report{}
 	for _, nd := range inv.Sorted() {
+		if !inv.ProvisionedHere(nd) {
+			continue // another master keeps its files
+		}
 		dir := filepath.Join(root, nd.IP)
 		state := map[string]string{}
 		oldState, _ := os.ReadFile(filepath.Join(dir, stateFile))
@@ -306,12 +309,28 @@ func (r *Report) Summary(nodes int, root string) string {
 	return b.String()
 }
 
-// RenderInto makes dir (artifacts/master) hold exactly what Render makes:
+// RenderInto makes dir (artifacts/master; with [[master]] each master's files
+// in dir/<name>, ForMaster) hold exactly what Render makes:
 // the files whose content changed are written, the per-node files of an
 // earlier render that Render no longer makes are removed, the others are
 // left alone (re-rendering 10,000 nodes writes only what changed). It
 // returns how many files Render made and how many it wrote.
 func (inv *Inventory) RenderInto(dir string) (total, written int, err error) {
+	if len(inv.Masters) > 0 && inv.self == "" {
+		// every master's files, each in its own directory
+		for _, name := range inv.MasterNames() {
+			v, err := inv.ForMaster(name)
+			if err != nil {
+				return 0, 0, err
+			}
+			t, w, err := v.RenderInto(MasterDir(dir, name))
+			if err != nil {
+				return total, written, err
+			}
+			total, written = total+t, written+w
+		}
+		return total, written, nil
+	}
 	files, err := inv.Render()
 	if err != nil {
 		return 0, 0, err

@@ -52,6 +52,9 @@ func (inv *Inventory) Render() (Files, error) {
 		f[p] = content
 	}
 	for _, nd := range inv.Sorted() {
+		if !inv.ProvisionedHere(nd) {
+			continue // another master keeps its files
+		}
 		for p, content := range inv.SlaveFiles(nd) {
 			f[path.Join("nodes", nd.IP, p)] = content
 		}
@@ -107,7 +110,7 @@ func (inv *Inventory) RootPath(nd Node) string { return path.Join(inv.Network.Ro
 
 // Settings are the node's kernel command line settings.
 func (inv *Inventory) Settings(nd Node) pxe.Settings {
-	return pxe.Settings{Server: inv.Network.Master, Root: inv.RootPath(nd), Opts: inv.Network.NFSOpts, Extra: nd.KernelArgs}
+	return pxe.Settings{Server: inv.HomeAddress(nd), Root: inv.RootPath(nd), Opts: inv.Network.NFSOpts, Extra: nd.KernelArgs}
 }
 
 // Route is the first file a client architecture's firmware loads:
@@ -259,7 +262,7 @@ func (inv *Inventory) DHCPD() string {
 		if inv.Stateless(nd) {
 			b.WriteString("  # mode = stateless: no NFS root\n}\n")
 		} else {
-			fmt.Fprintf(&b, "  option root-path \"%s:%s\";\n}\n", n.Master, inv.RootPath(nd))
+			fmt.Fprintf(&b, "  option root-path \"%s:%s\";\n}\n", inv.HomeAddress(nd), inv.RootPath(nd))
 		}
 	}
 	return b.String()
@@ -309,7 +312,7 @@ func (inv *Inventory) Dnsmasq() string {
 			fmt.Fprintf(&b, "tag-if=set:pin,tag:%s,tag:!ipxe\ndhcp-boot=tag:%s,tag:!ipxe,%s,,%s\n", tag, tag, file, n.Master)
 		}
 		if !inv.Stateless(nd) {
-			fmt.Fprintf(&b, "dhcp-option=tag:%s,option:root-path,\"%s:%s\"\n", tag, n.Master, inv.RootPath(nd))
+			fmt.Fprintf(&b, "dhcp-option=tag:%s,option:root-path,\"%s:%s\"\n", tag, inv.HomeAddress(nd), inv.RootPath(nd))
 		}
 	}
 	return b.String()
@@ -341,7 +344,7 @@ func (inv *Inventory) Exports() string {
 	b.WriteString("# its root filesystem (files like /etc/shadow, setuid binaries); only that\n")
 	b.WriteString("# slave's address may mount it.\n")
 	for _, nd := range inv.Sorted() {
-		if !inv.Stateless(nd) {
+		if !inv.Stateless(nd) && inv.homed(nd) {
 			fmt.Fprintf(&b, "%s\t%s(rw,sync,no_root_squash,no_subtree_check)\n", inv.RootPath(nd), nd.IP)
 		}
 	}
@@ -424,10 +427,10 @@ func (inv *Inventory) ImagePath(nd Node) string {
 
 // fstabOpts are the options of the node's NFS mounts: the inventory's
 // nfs_opts, hard (a node waits for its master instead of failing I/O).
-func (inv *Inventory) fstabOpts() string {
+func (inv *Inventory) fstabOpts(nd Node) string {
 	// addr=: the kernel mounts NFS itself when the node has no mount.nfs
 	// (a minimal image), and then needs the server's address spelled out
-	o := "hard," + inv.Network.NFSOpts + ",addr=" + inv.Network.Master
+	o := "hard," + inv.Network.NFSOpts + ",addr=" + inv.HomeAddress(nd)
 	if !strings.Contains(","+inv.Network.NFSOpts, "vers=4") {
 		o += ",nolock" // NFSv3 locks need rpc.statd, which a node does not run
 	}
@@ -439,21 +442,21 @@ func (inv *Inventory) SlaveFiles(nd Node) Files {
 	if inv.Stateless(nd) {
 		return inv.statelessFiles(nd)
 	}
-	n := inv.Network
+	home := inv.HomeAddress(nd)
 	img := inv.ImageOf(nd)
-	opts := inv.fstabOpts()
+	opts := inv.fstabOpts(nd)
 	var fstab strings.Builder
 	fstab.WriteString(inv.comment("#"))
 	fstab.WriteString("# <fs>\t<mountpoint>\t<type>\t<opts>\t<dump> <pass>\n")
 	if img != "" {
 		// the fallback initramfs mounted it with the kernel's options; a
 		// remount with others fails (systemd-remount-fs)
-		fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\tdefaults\t0 0\n", n.Master, inv.RootPath(nd))
+		fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\tdefaults\t0 0\n", home, inv.RootPath(nd))
 		fmt.Fprintf(&fstab, "# /usr: the image %s, mounted read-only by the fallback initramfs (%s)\n", img, NodeConf)
 	} else {
-		fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\t%s,rw\t0 0\n", n.Master, inv.RootPath(nd), opts)
+		fmt.Fprintf(&fstab, "%s:%s\t/\tnfs\t%s,rw\t0 0\n", home, inv.RootPath(nd), opts)
 	}
-	inv.sharedMounts(&fstab, img != "", "")
+	inv.sharedMounts(&fstab, nd, img != "", "")
 	if img == "" {
 		fstab.WriteString("proc\t/proc\tproc\tdefaults\t0 0\n")
 	}
@@ -489,22 +492,22 @@ func (inv *Inventory) SlaveFiles(nd Node) Files {
 	return f
 }
 
-// sharedMounts writes the fstab lines of the master's shared exports:
-// shared_ro (but /usr when the node's image has its own), /home and
-// shared_log, each with the nodes' NFS options and then extra.
-func (inv *Inventory) sharedMounts(b *strings.Builder, imageUsr bool, extra string) {
+// sharedMounts writes the fstab lines of the shared exports of the node's
+// home master: shared_ro (but /usr when the node's image has its own),
+// /home and shared_log, each with the nodes' NFS options and then extra.
+func (inv *Inventory) sharedMounts(b *strings.Builder, nd Node, imageUsr bool, extra string) {
 	n := inv.Network
-	opts := inv.fstabOpts()
+	home, opts := inv.HomeAddress(nd), inv.fstabOpts(nd)
 	for _, p := range n.SharedRO {
 		e, m := SplitShared(p)
 		if imageUsr && m == "/usr" {
 			continue
 		}
-		fmt.Fprintf(b, "%s:%s\t%s\tnfs\t%s,ro%s\t0 0\n", n.Master, e, m, opts, extra)
+		fmt.Fprintf(b, "%s:%s\t%s\tnfs\t%s,ro%s\t0 0\n", home, e, m, opts, extra)
 	}
-	fmt.Fprintf(b, "%s:%s\t/home\tnfs\t%s,rw%s\t0 0\n", n.Master, n.Home, opts, extra)
+	fmt.Fprintf(b, "%s:%s\t/home\tnfs\t%s,rw%s\t0 0\n", home, n.Home, opts, extra)
 	if n.SharedLog != "" {
-		fmt.Fprintf(b, "%s:%s\t/var/log\tnfs\t%s,rw%s\t0 0\n", n.Master, n.SharedLog, opts, extra)
+		fmt.Fprintf(b, "%s:%s\t/var/log\tnfs\t%s,rw%s\t0 0\n", home, n.SharedLog, opts, extra)
 	}
 }
 
@@ -539,8 +542,8 @@ func (inv *Inventory) Ganesha(clients string) string {
 	}
 	subnet := inv.subnet.String()
 	for _, nd := range inv.Sorted() {
-		if inv.Stateless(nd) {
-			continue // its root is in its RAM
+		if inv.Stateless(nd) || !inv.homed(nd) {
+			continue // its root is in its RAM, or on its home master
 		}
 		export("the root of "+nd.Name+": only that node, its root user owns it", inv.RootPath(nd), nd.IP, "RW", "No_Root_Squash")
 	}

@@ -240,7 +240,7 @@ func (inv *Inventory) statelessFiles(nd Node) Files {
 	fstab.WriteString(inv.comment("#"))
 	fstab.WriteString("# <fs>\t<mountpoint>\t<type>\t<opts>\t<dump> <pass>\n")
 	fmt.Fprintf(&fstab, "# /: the image %s in RAM (squashfs under an overlayfs on tmpfs, set up by the fallback initramfs)\n", inv.ImageOf(nd))
-	inv.sharedMounts(&fstab, true, ",nofail")
+	inv.sharedMounts(&fstab, nd, true, ",nofail")
 	return Files{
 		"etc/fstab":    fstab.String(),
 		"etc/hostname": nd.Name + "\n",
