@@ -108,7 +108,9 @@ func kernel(ctx context.Context, archArg string, role kbuild.Role) error {
 // + kernels/arch/<arch>.config (+ KCONFIG_EXTRA), every requested value and
 // the built-in NFS-root rule verified before compiling. Writes
 // artifacts/<arch>/bzImage_<arch> (Image_<arch> on arm64/riscv64),
-// config_<arch> and build_<arch>.json. Skips make when nothing changed.
+// config_<arch> and build_<arch>.json. On arm64 the fallback initramfs is
+// built first and built into the kernel (NETBOOT_INITRAMFS=0: not). Skips
+// make when nothing changed.
 // Usage: build:slave arch=x86_64
 func (Build) Slave(ctx context.Context, archArg string) error {
 	return kernel(ctx, archArg, kbuild.Slave)
@@ -128,7 +130,8 @@ func (Build) Master(ctx context.Context, archArg string) error {
 // with the node's command line (nodes.toml, or NFS_SERVER, NFS_ROOT,
 // NFS_OPTS, KERNEL_ARGS) embedded and the fallback initramfs inside (built
 // if needed; NETBOOT_INITRAMFS=0 leaves it out). On
-// arm64/riscv64 the EFI zboot kernel with that command line built in.
+// arm64/riscv64 the EFI zboot kernel with that command line built in,
+// made by build:slave (on arm64 with the fallback initramfs built in too).
 // Usage: build:netboot arch=x86_64
 func (Build) Netboot(ctx context.Context, archArg string) error {
 	if err := kernel(ctx, archArg, kbuild.Slave); err != nil {

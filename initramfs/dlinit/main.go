@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -279,6 +280,13 @@ func initPath(cmd fallback.Cmdline) string {
 // kernel's ip=dhcp configuration when there is one and DHCP otherwise.
 func network(cmd fallback.Cmdline, first bool) (clientIP, bootServer, rootPath string, err error) {
 	if ip := configuredIPv4(); ip != "" {
+		leaseMu.Lock()
+		l := lease
+		leaseMu.Unlock()
+		if l.ip == ip {
+			// this init's own DHCP configured it: what that lease said
+			return l.ip, l.server, l.rootPath, nil
+		}
 		pnp, _ := os.ReadFile("/proc/net/pnp")
 		return ip, fallback.BootServer(string(pnp)), "", nil
 	}
@@ -327,6 +335,9 @@ func network(cmd fallback.Cmdline, first bool) (clientIP, bootServer, rootPath s
 		if server != nil {
 			srv = server.String()
 		}
+		leaseMu.Lock()
+		lease = leased{ip, srv, string(rp)}
+		leaseMu.Unlock()
 		return ip, srv, string(rp), nil
 	}
 	if !linked {
@@ -337,6 +348,17 @@ func network(cmd fallback.Cmdline, first bool) (clientIP, bootServer, rootPath s
 	}
 	return "", "", "", &fallback.Failure{Step: fallback.StepDHCP, Err: lastErr}
 }
+
+// lease is what this init's own DHCP got (when the kernel's ip=dhcp did
+// not configure the node): a later attempt finds the address configured
+// and takes the boot server and root-path from here, not from
+// /proc/net/pnp (the kernel's, empty then).
+var (
+	leaseMu sync.Mutex
+	lease   leased
+)
+
+type leased struct{ ip, server, rootPath string }
 
 func configuredIPv4() string {
 	ifs, _ := net.Interfaces()

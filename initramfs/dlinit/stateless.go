@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -94,11 +95,16 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 
 // lookupNode asks the boot server for the node's own command line
 // (cmdline/<mac>), which publish writes for a stateless node whose kernel
-// has its command line built in, and checks it against the live set's
-// signed SHA256SUMS. It returns nil when the server has none for this
-// MAC (an NFS-root node) or cannot be asked (the NFS root is tried; a
-// stateless node's retry asks again).
+// has its command line built in. The live set's signed SHA256SUMS says
+// whether there is one: when it lists none for this MAC, or there is no
+// signed set to ask (a master without HTTP, an unsigned set: NFS-root
+// nodes only), it returns nil and the node boots its NFS root. Once the
+// signed list names the node's file, any failure to fetch or check it is
+// an error (the node is stateless: retried, never sent to an NFS root).
 func lookupNode(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallback.Cmdline, error) {
+	if st.TrustedKeys == "" {
+		return nil, nil // no set could be checked: nothing to look up
+	}
 	ip, server, _, err := network(cmd, first)
 	if err != nil {
 		return nil, err
@@ -111,53 +117,58 @@ func lookupNode(cmd fallback.Cmdline, st fallback.Settings, first bool) (fallbac
 	if err != nil {
 		return nil, nil
 	}
-	base := "http://" + server + "/"
-	file, err := fetchBytesWithin(base+name, 64<<10, 5*time.Second)
-	switch {
-	case errors.Is(err, errNotFound):
-		return nil, nil
-	case err != nil:
-		if first {
-			say("%s cannot ask %s for this node's command line (%v): trying the NFS root", fallback.Prefix, server, err)
+	// a publish switching between the list and the file: once more
+	var last error
+	for try := 0; try < 2; try++ {
+		want, err := signedSumsWithin(server, "/", st, 5*time.Second)
+		if err != nil {
+			if first && try == 0 {
+				say("%s no signed set on %s to look this node up in (%s): trying the NFS root", fallback.Prefix, server, strings.TrimPrefix(failureLine(err), fallback.Prefix+" "))
+			}
+			return nil, nil
 		}
-		return nil, nil
-	}
-	fail := func(step fallback.Step, export string, err error) (fallback.Cmdline, error) {
-		return nil, &fallback.Failure{Step: step, Server: server, Export: export, Err: err}
-	}
-	want, err := signedSums(server, "/", st)
-	if err != nil {
-		return nil, err
-	}
-	sum, ok := want[name]
-	if !ok {
-		return fail(fallback.StepVerify, "/"+name, errors.New("not listed in the set's SHA256SUMS; refused"))
-	}
-	if _, err := fallback.CheckedCopy(io.Discard, bytes.NewReader(file), "/"+name, sum, nil); err != nil {
-		var f *fallback.Failure
-		if errors.As(err, &f) {
-			f.Server = server
+		sum, ok := want[name]
+		if !ok {
+			return nil, nil // not a stateless node
 		}
-		return nil, err
+		file, err := fetchBytes("http://"+server+"/"+name, 64<<10)
+		if err != nil {
+			last = &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: "/" + name, Err: err}
+			continue
+		}
+		if _, err := fallback.CheckedCopy(io.Discard, bytes.NewReader(file), "/"+name, sum, nil); err != nil {
+			var f *fallback.Failure
+			if errors.As(err, &f) {
+				f.Server = server
+			}
+			last = err
+			continue
+		}
+		own, err := fallback.NodeCmdline(cmd, file, "/"+name)
+		if err != nil {
+			return nil, &fallback.Failure{Step: fallback.StepConfig, Server: server, Export: "/" + name, Err: err}
+		}
+		say("%s command line of %s from %s:/%s (signed)", fallback.Prefix, mac, server, name)
+		return own, nil
 	}
-	own, err := fallback.NodeCmdline(cmd, file, "/"+name)
-	if err != nil {
-		return fail(fallback.StepConfig, "/"+name, err)
-	}
-	say("%s command line of %s from %s:/%s (signed)", fallback.Prefix, mac, server, name)
-	return own, nil
+	return nil, last
 }
 
 // signedSums fetches SHA256SUMS and its signature from dir (a set's
 // directory: "/" or a generation's) on server, checks the signature with
 // the trusted keys and returns name -> sha256.
 func signedSums(server, dir string, st fallback.Settings) (map[string]string, error) {
+	return signedSumsWithin(server, dir, st, client.Timeout)
+}
+
+// signedSumsWithin is signedSums with a timeout for each fetch.
+func signedSumsWithin(server, dir string, st fallback.Settings, timeout time.Duration) (map[string]string, error) {
 	base := "http://" + server + dir
-	sums, err := fetchBytes(base+"SHA256SUMS", 1<<20)
+	sums, err := fetchBytesWithin(base+"SHA256SUMS", 1<<20, timeout)
 	if err != nil {
 		return nil, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS", Err: err}
 	}
-	sig, err := fetchBytes(base+"SHA256SUMS.sig", 4096)
+	sig, err := fetchBytesWithin(base+"SHA256SUMS.sig", 4096, timeout)
 	if err != nil && !errors.Is(err, errNotFound) {
 		return nil, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: dir + "SHA256SUMS.sig", Err: err}
 	}

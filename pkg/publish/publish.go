@@ -319,8 +319,8 @@ func Publish(ctx context.Context, files []File, o Options) (*Manifest, error) {
 func GenerationDir(n int) string { return fmt.Sprintf("%s/%06d", genDir, n) }
 
 // Pinned says whether a published file is a boot configuration that
-// Publish pins to its generation (pxe.Pin): PXELINUX configurations and
-// iPXE scripts.
+// Publish pins to its generation (pxe.Pin): PXELINUX configurations, iPXE
+// scripts and the command lines of stateless arm64 nodes (cmdline/<mac>).
 func Pinned(name string) bool {
 	return strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe") || strings.HasPrefix(name, pxe.NodeCmdlineDir+"/")
 }

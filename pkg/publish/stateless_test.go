@@ -6,7 +6,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 )
@@ -81,16 +80,22 @@ func TestPublishOverlaysAndSquashfs(t *testing.T) {
 // Per-node files are the inventory's, carried and replaced together: an
 // arm64 stateless node's command line file among them.
 func TestIsNodeFile(t *testing.T) {
-	for name, want := range map[string]bool{
-		"pxelinux.cfg/01-52-54-00-aa-00-01": true, "ipxe/52-54-00-aa-00-01.ipxe": true,
-		"cmdline/52-54-00-aa-00-01": true, "overlays/10.0.0.41.cpio": true, "squashfs/debian-12-arm64.squashfs": true,
-		"pxelinux.cfg/default": false, "boot.ipxe": false, "pxelinux.0": false,
+	for _, c := range []struct {
+		name         string
+		node, pinned bool
+	}{
+		{"pxelinux.cfg/01-52-54-00-aa-00-01", true, true},
+		{"ipxe/52-54-00-aa-00-01.ipxe", true, true},
+		{"cmdline/52-54-00-aa-00-01", true, true},
+		{"overlays/10.0.0.41.cpio", true, false},
+		{"squashfs/debian-12-arm64.squashfs", true, false},
+		{"pxelinux.cfg/default", false, true},
+		{"boot.ipxe", false, true},
+		{"pxelinux.0", false, false},
+		{"vmlinuz_arm64", false, false},
 	} {
-		if IsNodeFile(name) != want {
-			t.Errorf("IsNodeFile(%s) = %v", name, !want)
-		}
-		if Pinned(name) != (strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe") || strings.HasPrefix(name, "cmdline/")) {
-			t.Errorf("Pinned(%s) = %v", name, Pinned(name))
+		if IsNodeFile(c.name) != c.node || Pinned(c.name) != c.pinned {
+			t.Errorf("%s: per-node %v pinned %v, want %v %v", c.name, IsNodeFile(c.name), Pinned(c.name), c.node, c.pinned)
 		}
 	}
 }

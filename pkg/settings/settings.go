@@ -80,8 +80,9 @@ type Settings struct {
 	// Compress is INITRAMFS_COMPRESS.
 	Compress initramfs.Compressor
 	// NetbootInitramfs (NETBOOT_INITRAMFS, default on) puts the fallback
-	// initramfs inside the x86 vmlinuz_<arch>; NetbootInitramfsSet says
-	// the variable was given (an explicit 1 on an EFI arch is an error).
+	// initramfs inside vmlinuz_<arch> on x86 (the ELF image) and arm64
+	// (built into the EFI kernel); NetbootInitramfsSet says the variable
+	// was given (an explicit 1 on riscv64 is an error).
 	NetbootInitramfs    bool
 	NetbootInitramfsSet bool
 
