@@ -53,7 +53,8 @@ type Test mg.Namespace
 
 // Aliases: `test` is the README's test command.
 var Aliases = map[string]interface{}{
-	"test": Test.All,
+	"test":         Test.All,
+	"publish:pull": Replica.Pull,
 }
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -269,6 +270,35 @@ func Verify() error {
 		return err
 	}
 	fmt.Printf("%s: generation %d verified, %d files\n", s.Root, m.Generation, len(m.Files))
+	return nil
+}
+
+// Replica targets are a secondary master's ([[master]] in nodes.toml).
+type Replica mg.Namespace
+
+// Pull (publish:pull) makes the primary master's live signed set the live
+// generation of DISKLESS_ROOT here, byte for byte and under the same
+// generation number: SHA256SUMS.sig first (the live one's already: done),
+// then SHA256SUMS checked with TRUSTED_KEY, then every file this master
+// does not have, each checked as it arrives, then the atomic switch.
+// Nothing is published on any error (unsigned, another key, a file that
+// does not match); an interrupted pull resumes where it was. PUBLISH_KEEP
+// and PUBLISH_NOWAIT as for publish.
+// Usage: publish:pull from=http://192.168.1.1/
+func (Replica) Pull(ctx context.Context, args string) error {
+	s, err := load()
+	if err != nil {
+		return err
+	}
+	r, err := pipeline.Pull(ctx, s, args, log)
+	if err != nil {
+		return err
+	}
+	if r.Unchanged {
+		fmt.Printf("%s: generation %d is the primary's live one already (only its signature fetched)\n", s.Root, r.Generation)
+		return nil
+	}
+	fmt.Printf("%s: generation %d pulled and live: %d files fetched (%d bytes), %d already here, %.1f s\n", s.Root, r.Generation, r.Fetched, r.FetchedBytes, r.Reused, r.Seconds)
 	return nil
 }
 

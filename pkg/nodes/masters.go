@@ -197,3 +197,33 @@ func MasterDir(out, name string) string {
 	}
 	return path.Join(out, name)
 }
+
+// PullInterval is how often a secondary's timer runs publish:pull: an
+// unchanged pull fetches one signature file (~200 bytes).
+const PullInterval = "30s"
+
+// PullUnits are a secondary master's systemd units (systemd/ in its
+// rendered files): a timer that runs publish:pull from the primary every
+// PullInterval and at boot. None for the primary or a single master.
+func (inv *Inventory) PullUnits() Files {
+	if len(inv.Masters) < 2 || inv.Self() == inv.Primary() {
+		return nil
+	}
+	from := "http://" + inv.Masters[0].Address + "/"
+	return Files{
+		"systemd/diskless-pull.service": inv.comment("#") +
+			"# Install in /etc/systemd/system/ on " + inv.Self() + "; WorkingDirectory is this project's\n" +
+			"# checkout there, /etc/diskless/primary.pub the primary's public key\n" +
+			"# (keygen's .pub: only sets it signed are served here).\n" +
+			"[Unit]\nDescription=diskless: pull the primary's signed boot files (" + from + ")\n" +
+			"Wants=network-online.target\nAfter=network-online.target\n\n" +
+			"[Service]\nType=oneshot\nWorkingDirectory=/opt/diskless\n" +
+			"Environment=DISKLESS_ROOT=" + inv.Network.Root + " TRUSTED_KEY=/etc/diskless/primary.pub PUBLISH_NOWAIT=1\n" +
+			"ExecStart=/usr/bin/env go run mage.go publish:pull from=" + from + "\n",
+		"systemd/diskless-pull.timer": inv.comment("#") +
+			"# systemctl enable --now diskless-pull.timer\n" +
+			"[Unit]\nDescription=diskless: pull the primary's signed boot files every " + PullInterval + "\n\n" +
+			"[Timer]\nOnBootSec=10s\nOnUnitActiveSec=" + PullInterval + "\nAccuracySec=1s\n\n" +
+			"[Install]\nWantedBy=timers.target\n",
+	}
+}

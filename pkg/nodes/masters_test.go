@@ -143,6 +143,13 @@ func TestMastersRender(t *testing.T) {
 			t.Errorf("%s/dhcpd.conf: %v", name, err)
 		}
 	}
+	// the secondary pulls the primary's sets on a timer; the primary does not
+	if !strings.Contains(all["m2"]["systemd/diskless-pull.service"], "publish:pull from=http://192.168.1.1/") || !strings.Contains(all["m2"]["systemd/diskless-pull.timer"], "OnUnitActiveSec=30s") {
+		t.Errorf("m2's pull units:\n%s\n%s", all["m2"]["systemd/diskless-pull.service"], all["m2"]["systemd/diskless-pull.timer"])
+	}
+	if _, ok := all["m1"]["systemd/diskless-pull.service"]; ok {
+		t.Error("the primary pulls from itself")
+	}
 	if _, err := inv.ForMaster("m3"); err == nil || !strings.Contains(err.Error(), `no [[master]] "m3" (it has m1, m2)`) {
 		t.Errorf("ForMaster(m3): %v", err)
 	}

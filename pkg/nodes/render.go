@@ -51,6 +51,9 @@ func (inv *Inventory) Render() (Files, error) {
 	for p, content := range boot {
 		f[p] = content
 	}
+	for p, content := range inv.PullUnits() {
+		f[p] = content
+	}
 	for _, nd := range inv.Sorted() {
 		if !inv.ProvisionedHere(nd) {
 			continue // another master keeps its files
@@ -569,6 +572,20 @@ func (inv *Inventory) Nginx() string {
 	n := inv.Network
 	var b strings.Builder
 	b.WriteString(inv.comment("#"))
+	var peers []string
+	for _, m := range inv.Masters {
+		if m.Address != n.Master {
+			peers = append(peers, m.Address)
+		}
+	}
+	if len(peers) > 0 {
+		b.WriteString("# the other masters pull every overlay with the signed set (publish:pull)\n")
+		b.WriteString("map $remote_addr $diskless_peer {\n\tdefault 0;\n")
+		for _, p := range peers {
+			fmt.Fprintf(&b, "\t%s 1;\n", p)
+		}
+		b.WriteString("}\n\n")
+	}
 	fmt.Fprintf(&b, "server {\n\tlisten %s:80;\n\tserver_name _;\n\troot %s;\n\tautoindex on;\n", n.Master, n.Root)
 	b.WriteString("\tlocation / {\n\t\tlimit_except GET {\n\t\t\tdeny all;\n\t\t}\n\t}\n")
 	b.WriteString("\t# the published set by its top-level names and its numbered generations\n")
@@ -580,7 +597,14 @@ func (inv *Inventory) Nginx() string {
 	b.WriteString("\t# only) never serves it\n")
 	b.WriteString("\tlocation ~ \"/overlays/(?<overlay_ip>[0-9.]+)\\.cpio$\" {\n")
 	b.WriteString("\t\tlimit_except GET {\n\t\t\tdeny all;\n\t\t}\n")
-	b.WriteString("\t\tif ($remote_addr != $overlay_ip) {\n\t\t\treturn 403;\n\t\t}\n\t}\n")
+	if len(peers) > 0 {
+		// nginx's if has no "or": the peers' flag, then the node's own address
+		b.WriteString("\t\tset $diskless_overlay $diskless_peer;\n")
+		b.WriteString("\t\tif ($remote_addr = $overlay_ip) {\n\t\t\tset $diskless_overlay 1;\n\t\t}\n")
+		b.WriteString("\t\tif ($diskless_overlay = 0) {\n\t\t\treturn 403;\n\t\t}\n\t}\n")
+	} else {
+		b.WriteString("\t\tif ($remote_addr != $overlay_ip) {\n\t\t\treturn 403;\n\t\t}\n\t}\n")
+	}
 	b.WriteString("\t# a stateless node's image, only to the nodes' subnet (as its NFS export)\n")
 	fmt.Fprintf(&b, "\tlocation ~ \"/squashfs/[^/]+\\.squashfs$\" {\n\t\tlimit_except GET {\n\t\t\tdeny all;\n\t\t}\n\t\tallow %s;\n\t\tdeny all;\n\t}\n", inv.subnet)
 	b.WriteString("\t# per-node roots (<root>/<ip>/) and images: NFS only\n")

@@ -206,6 +206,12 @@ func TestProvisionStatelessOverlay(t *testing.T) {
 // under its top-level name and pinned to a generation; another address
 // gets 403, and so does a client asking for any other node's overlay.
 func TestNginxServesAnOverlayOnlyToItsNode(t *testing.T) {
+	t.Run("one master", func(t *testing.T) { nginxOverlays(t, false) })
+	// with [[master]], the other masters pull every overlay (publish:pull)
+	t.Run("two masters", func(t *testing.T) { nginxOverlays(t, true) })
+}
+
+func nginxOverlays(t *testing.T, masters bool) {
 	testutil.Slow(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: a network namespace with the master's and two nodes' addresses")
@@ -228,7 +234,16 @@ func TestNginxServesAnOverlayOnlyToItsNode(t *testing.T) {
 	}
 	gid, _ := strconv.Atoi(g.Gid)
 	root := filepath.Join(dir, "root")
-	inv := statelessInv(t, dir, root, "")
+	extra := ""
+	if masters {
+		extra = "\n[[master]]\nname = \"m1\"\naddress = \"192.168.1.1\"\n\n[[master]]\nname = \"m2\"\naddress = \"192.168.1.2\"\n"
+	}
+	inv := statelessInv(t, dir, root, extra)
+	if masters {
+		if inv, err = inv.ForMaster("m1"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	files, err := inv.Render()
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +271,7 @@ func TestNginxServesAnOverlayOnlyToItsNode(t *testing.T) {
 ip addr add 192.168.1.1/24 dev lo
 ip addr add 192.168.1.21/24 dev lo
 ip addr add 192.168.1.22/24 dev lo
+ip addr add 192.168.1.2/24 dev lo
 ip addr add 10.9.9.9/8 dev lo
 "$1" -c "$2" -e "$3" &
 pid=$!
@@ -268,6 +284,7 @@ for from in 192.168.1.21 192.168.1.22; do
 done
 echo "body $("$4" -s --interface 192.168.1.21 http://192.168.1.1/overlays/192.168.1.21.cpio)"
 echo "outside squashfs $("$4" -s -o /dev/null -w '%{http_code}' --interface 10.9.9.9 http://192.168.1.1/squashfs/debian-12-x86_64.squashfs)"
+echo "master m2 $("$4" -s -o /dev/null -w '%{http_code}' --interface 192.168.1.2 http://192.168.1.1/overlays/192.168.1.21.cpio)"
 `
 	out, err := exec.Command("unshare", "--net", "sh", "-c", script, "sh", filepath.Join(nginx, "usr/sbin/nginx"), conf, filepath.Join(dir, "nginx-error.log"), curl).CombinedOutput()
 	if err != nil {
@@ -282,6 +299,11 @@ echo "outside squashfs $("$4" -s -o /dev/null -w '%{http_code}' --interface 10.9
 		"192.168.1.22 overlays/192.168.1.21.cpio 403\n192.168.1.22 .diskless/generations/000003/overlays/192.168.1.21.cpio 403\n" +
 		"192.168.1.22 .diskless/current/overlays/192.168.1.21.cpio 403\n192.168.1.22 .diskless/generations/000003/overlays/ 200\n192.168.1.22 squashfs/debian-12-x86_64.squashfs 200\n" +
 		"body identity of 192.168.1.21\noutside squashfs 403\n"
+	if masters {
+		want += "master m2 200\n"
+	} else {
+		want += "master m2 403\n"
+	}
 	if string(out) != want {
 		log, _ := os.ReadFile(filepath.Join(dir, "nginx-error.log"))
 		t.Errorf("got\n%s\nwant\n%s\nnginx's log:\n%s", out, want, log)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/kbuild"
@@ -130,4 +131,15 @@ func AddNode(s *settings.Settings, words []string) (nodes.Node, *nodes.Network, 
 		create = *network
 	}
 	return nd, network, nodes.AddNode(s.NodesFile, nd, create)
+}
+
+// Pull is publish:pull on a secondary master: args "from=http://<primary>/";
+// the primary's live signed set (TRUSTED_KEY) becomes the live generation
+// of DISKLESS_ROOT, as publish.Pull says.
+func Pull(ctx context.Context, s *settings.Settings, args string, log *slog.Logger) (*publish.PullResult, error) {
+	from, ok := strings.CutPrefix(strings.TrimSpace(args), "from=")
+	if !ok || from == "" || strings.ContainsAny(from, " \t") {
+		return nil, fmt.Errorf("publish:pull wants from=<the primary's HTTP root>, like from=http://192.168.1.1/ (got %q)", args)
+	}
+	return publish.Pull(ctx, from, publish.PullOptions{Root: s.Root, Trusted: s.TrustedKeys, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Log: log})
 }

@@ -21,7 +21,7 @@ type keyPair struct {
 	pubPath string
 }
 
-func keys(t *testing.T, name string) keyPair {
+func keys(t testing.TB, name string) keyPair {
 	t.Helper()
 	pub, sec, err := sign.WriteKeyPair(t.TempDir(), name)
 	if err != nil {
