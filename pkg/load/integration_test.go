@@ -13,6 +13,7 @@ import (
 
 	"github.com/diskless/diskless/internal/labtest"
 	"github.com/diskless/diskless/internal/testenv"
+	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
@@ -40,6 +41,7 @@ const slave21Inv = masterInv + "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5
 // the real daemons rendered for 200 nodes. Every node must come up, every
 // protocol must have carried its share, and the report must say so.
 func TestIntegrationLoad(t *testing.T) {
+	testutil.Slow(t)
 	if lab.Running() {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
 	}
@@ -125,6 +127,7 @@ func hasPrefixKey(m map[string]int64, suffix string) bool {
 // other (nftables counters on the bridge, the same for both) is the same
 // within 10 %, and it asked the DHCP server as many times.
 func TestIntegrationLoadMatchesQEMU(t *testing.T) {
+	testutil.Slow(t)
 	if lab.Running() {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
 	}
