@@ -136,6 +136,17 @@ func Pull(ctx context.Context, from string, o PullOptions) (*PullResult, error) 
 	if string(sums) != Sums(m.Files) {
 		return nil, fmt.Errorf("%s%s does not list what the signed %s%s does; refused, nothing published", base, ManifestName, gen, SumsName)
 	}
+	if err := checkNames(m.Files); err != nil {
+		return nil, fmt.Errorf("%s%s: %w; refused, nothing published", base, gen+SumsName, err)
+	}
+	for _, f := range m.Files {
+		if len(f.SHA256) != 64 || strings.Trim(f.SHA256, "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("%s%s: %s: bad checksum %q; refused, nothing published", base, gen+SumsName, f.Name, f.SHA256)
+		}
+	}
+	if err := checkTopLevel(o.Root, m.Files); err != nil {
+		return nil, fmt.Errorf("%w; nothing published", err)
+	}
 	res.Generation = m.Generation
 	final := filepath.Join(o.Root, genDir, fmt.Sprintf("%06d", m.Generation))
 	if _, err := os.Stat(final); err == nil {

@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -298,5 +299,31 @@ func BenchmarkPull(b *testing.B) {
 		b.ReportMetric(again.Seconds*1000, "unchanged-pull-ms")
 		b.ReportMetric(next.Seconds, "kernel-only-pull-s")
 		b.ReportMetric(float64(next.FetchedBytes)/1e6, "kernel-only-MB")
+	}
+}
+
+// A signed set whose names leave the root is refused before any fetch.
+func TestPullRefusesNamesOutsideTheRoot(t *testing.T) {
+	k := keys(t, "primary")
+	p := newPrimary(t)
+	gen := filepath.Join(p.root, GenerationDir(1))
+	os.MkdirAll(gen, 0o755)
+	files := []File{{Name: "../evil", SHA256: strings.Repeat("ab", 32), Size: 1, Kind: "kernel"}}
+	sums := []byte(Sums(files))
+	data, _ := json.Marshal(Manifest{Generation: 1, Files: files})
+	for name, content := range map[string][]byte{SumsName: sums, SigName: k.signer().signature(sums), ManifestName: data} {
+		os.WriteFile(filepath.Join(gen, name), content, 0o644)
+		os.Symlink(filepath.Join(GenerationDir(1), name), filepath.Join(p.root, name))
+	}
+	replica := t.TempDir()
+	_, err := Pull(context.Background(), p.srv.URL, pullOpts(replica, k))
+	if err == nil || !strings.Contains(err.Error(), `bad file name "../evil"`) {
+		t.Errorf("a name outside the root: %v", err)
+	}
+	if got := p.requests(); got["/"+GenerationDir(1)+"/../evil"] != 0 || got["/evil"] != 0 {
+		t.Errorf("fetched it: %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(replica), "evil")); err == nil {
+		t.Error("written outside the root")
 	}
 }
