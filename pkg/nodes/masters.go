@@ -105,6 +105,19 @@ func (inv *Inventory) ForMaster(name string) (*Inventory, error) {
 	c := *inv
 	c.Network.Master = m.Address
 	c.self = name
+	// unless the file names them, a node's router and first name server
+	// are the master that answered it (the primary may be the one down)
+	if _, stated := inv.stated["router"]; !stated {
+		c.Network.Router = m.Address
+	}
+	if _, stated := inv.stated["dns"]; !stated {
+		c.Network.DNS = []string{m.Address}
+		for _, o := range inv.Masters {
+			if o.Name != name {
+				c.Network.DNS = append(c.Network.DNS, o.Address)
+			}
+		}
+	}
 	return &c, nil
 }
 
@@ -217,8 +230,10 @@ func (inv *Inventory) PullUnits() Files {
 			"# (keygen's .pub: only sets it signed are served here).\n" +
 			"[Unit]\nDescription=diskless: pull the primary's signed boot files (" + from + ")\n" +
 			"Wants=network-online.target\nAfter=network-online.target\n\n" +
-			"[Service]\nType=oneshot\nWorkingDirectory=/opt/diskless\n" +
-			"Environment=DISKLESS_ROOT=" + inv.Network.Root + " TRUSTED_KEY=/etc/diskless/primary.pub PUBLISH_NOWAIT=1\n" +
+			"# A stalled primary cannot hold the publish lock: each file's download\n" +
+			"# gives up after 60 s without a byte, the whole run after 15 minutes.\n" +
+			"[Service]\nType=oneshot\nWorkingDirectory=/opt/diskless\nTimeoutStartSec=15min\n" +
+			"Environment=HOME=/root GOCACHE=/var/cache/diskless/go-build DISKLESS_ROOT=" + inv.Network.Root + " TRUSTED_KEY=/etc/diskless/primary.pub PUBLISH_NOWAIT=1\n" +
 			"ExecStart=/usr/bin/env go run mage.go publish:pull from=" + from + "\n",
 		"systemd/diskless-pull.timer": inv.comment("#") +
 			"# systemctl enable --now diskless-pull.timer\n" +

@@ -70,6 +70,19 @@ func TestMastersRender(t *testing.T) {
 	if len(all) != 2 {
 		t.Fatalf("rendered for %d masters", len(all))
 	}
+	// each master is its nodes' router and first name server
+	for name, want := range map[string]string{"m1": "option routers 192.168.1.1;\n  option domain-name-servers 192.168.1.1, 192.168.1.2;", "m2": "option routers 192.168.1.2;\n  option domain-name-servers 192.168.1.2, 192.168.1.1;"} {
+		if !strings.Contains(all[name]["dhcpd.conf"], want) {
+			t.Errorf("%s's dhcpd.conf lacks %q", name, want)
+		}
+	}
+	stated, err := loadText(t, strings.Replace(mastersInv, "[network]\n", "[network]\nrouter = \"192.168.1.254\"\n", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := stated.ForMaster("m2"); v.Network.Router != "192.168.1.254" {
+		t.Errorf("a stated router on m2: %s", v.Network.Router)
+	}
 	for _, c := range []struct {
 		name, self, other string
 		roots, notRoots   []string

@@ -248,3 +248,23 @@ func TestPublishTrustChecks(t *testing.T) {
 		t.Errorf("a refused publish left %d entries in the root", len(entries))
 	}
 }
+
+// publish:pull's arguments: from= is needed, anything else named.
+func TestPullArguments(t *testing.T) {
+	s := testSettings(t, nil)
+	for args, want := range map[string]string{
+		"":                             "publish:pull wants from=",
+		"http://192.168.1.1/":          `unknown argument "http://192.168.1.1/"`,
+		"from=http://x/ older=maybe":   "older",
+		"from=http://x/ colder=1":      `unknown argument "colder=1"`,
+		"from=http://127.0.0.1:9/ x=1": `unknown argument "x=1"`,
+	} {
+		if _, err := Pull(context.Background(), s, args, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", args, err, want)
+		}
+	}
+	// the arguments are right: what is missing is the trusted key
+	if _, err := Pull(context.Background(), s, "from=http://127.0.0.1:9/ older=1", nil); err == nil || !strings.Contains(err.Error(), "needs TRUSTED_KEY") {
+		t.Errorf("no TRUSTED_KEY: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/diskless/diskless/internal/flagval"
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/lab"
@@ -133,13 +134,30 @@ func AddNode(s *settings.Settings, words []string) (nodes.Node, *nodes.Network, 
 	return nd, network, nodes.AddNode(s.NodesFile, nd, create)
 }
 
-// Pull is publish:pull on a secondary master: args "from=http://<primary>/";
-// the primary's live signed set (TRUSTED_KEY) becomes the live generation
-// of DISKLESS_ROOT, as publish.Pull says.
+// Pull is publish:pull on a secondary master: args "from=http://<primary>/"
+// (and older=1 to take a generation older than the live one: a rollback
+// on the primary); the primary's live signed set (TRUSTED_KEY) becomes
+// the live generation of DISKLESS_ROOT, as publish.Pull says.
 func Pull(ctx context.Context, s *settings.Settings, args string, log *slog.Logger) (*publish.PullResult, error) {
-	from, ok := strings.CutPrefix(strings.TrimSpace(args), "from=")
-	if !ok || from == "" || strings.ContainsAny(from, " \t") {
+	o := publish.PullOptions{Root: s.Root, Trusted: s.TrustedKeys, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Log: log}
+	from := ""
+	for _, f := range strings.Fields(args) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "from":
+			from = v
+		case "older":
+			b, err := flagval.Bool("older", v)
+			if err != nil {
+				return nil, err
+			}
+			o.Older = b
+		default:
+			return nil, fmt.Errorf("publish:pull: unknown argument %q (from=, older=)", f)
+		}
+	}
+	if from == "" {
 		return nil, fmt.Errorf("publish:pull wants from=<the primary's HTTP root>, like from=http://192.168.1.1/ (got %q)", args)
 	}
-	return publish.Pull(ctx, from, publish.PullOptions{Root: s.Root, Trusted: s.TrustedKeys, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Log: log})
+	return publish.Pull(ctx, from, o)
 }

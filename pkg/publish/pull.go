@@ -18,8 +18,10 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/pkg/sign"
 )
 
@@ -36,8 +38,12 @@ type PullOptions struct {
 	Trusted []*sign.PublicKey
 	Keep    int
 	NoWait  bool
+	// Older accepts a primary's live generation older than the one live
+	// here (the primary rolled back); without it that is refused, as an
+	// old signed set replayed would be.
+	Older bool
 	// Client fetches (nil: one with a 30 s wait for each response's
-	// headers and none on the body, which an image takes long for).
+	// headers; a body may take long, but not stall: see stall).
 	Client *http.Client
 	Log    *slog.Logger
 }
@@ -105,6 +111,7 @@ func Pull(ctx context.Context, from string, o PullOptions) (*PullResult, error) 
 		if mine, err := os.ReadFile(filepath.Join(dir, SigName)); err == nil && bytes.Equal(mine, sig) {
 			if err := checkDirSignature(dir, o.Trusted); err == nil {
 				res.Generation, res.Unchanged = cur, true
+				os.RemoveAll(filepath.Join(o.Root, pullDir)) // an interrupted pull's, now moot
 				res.Seconds = time.Since(start).Seconds()
 				log.Info("pull: the live generation is the primary's already", "generation", cur)
 				return res, nil
@@ -136,6 +143,10 @@ func Pull(ctx context.Context, from string, o PullOptions) (*PullResult, error) 
 	if string(sums) != Sums(m.Files) {
 		return nil, fmt.Errorf("%s%s does not list what the signed %s%s does; refused, nothing published", base, ManifestName, gen, SumsName)
 	}
+	if !m.Signed {
+		// it would go live without its signature's top-level name
+		return nil, fmt.Errorf("%s%s says the set is not signed, though it is; refused, nothing published", base, ManifestName)
+	}
 	if err := checkNames(m.Files); err != nil {
 		return nil, fmt.Errorf("%s%s: %w; refused, nothing published", base, gen+SumsName, err)
 	}
@@ -148,11 +159,21 @@ func Pull(ctx context.Context, from string, o PullOptions) (*PullResult, error) 
 		return nil, fmt.Errorf("%w; nothing published", err)
 	}
 	res.Generation = m.Generation
+	if cur, err := Current(o.Root); err == nil && m.Generation < cur && !o.Older {
+		return nil, fmt.Errorf("the primary's live generation %d is older than this master's %d: a rollback there (then pull with older=1), or an old signed set replayed; refused, nothing published", m.Generation, cur)
+	}
 	final := filepath.Join(o.Root, genDir, fmt.Sprintf("%06d", m.Generation))
 	if _, err := os.Stat(final); err == nil {
 		if checkDir(final, &m) != nil || checkDirSignature(final, o.Trusted) != nil {
-			return nil, fmt.Errorf("%s holds a generation %d that is not the primary's: a replica's root holds only pulled sets (publish nothing here; move %s away)", o.Root, m.Generation, o.Root)
+			return nil, fmt.Errorf("%s is a generation %d that is not the primary's (published here?): a replica's generations are pulled ones only; move that directory away (it is not live) and pull again", final, m.Generation)
 		}
+	}
+	var need int64
+	for _, f := range m.Files {
+		need += f.Size
+	}
+	if free, err := freeBytes(o.Root); err == nil && need > free {
+		return nil, fmt.Errorf("the primary's set is %d MB, %s has %d MB free; nothing published", need>>20, o.Root, free>>20)
 	}
 	stage := filepath.Join(o.Root, pullDir)
 	if err := os.MkdirAll(stage, 0o700); err != nil {
@@ -164,15 +185,18 @@ func Pull(ctx context.Context, from string, o PullOptions) (*PullResult, error) 
 			return nil, err
 		}
 		staged := filepath.Join(stage, f.SHA256)
-		if _, err := os.Stat(staged); err == nil {
+		// what an interrupted pull verified, or a file of a generation
+		// here, is hashed again before it is taken: never a damaged one
+		if fsutil.Matches(staged, f.Size, f.SHA256) {
 			res.Reused++
 			continue
 		}
-		if src, ok := have[f.SHA256]; ok && os.Link(src, staged) == nil {
+		os.Remove(staged)
+		if src, ok := have[f.SHA256]; ok && fsutil.Matches(src, f.Size, f.SHA256) && os.Link(src, staged) == nil {
 			res.Reused++
 			continue
 		}
-		n, err := fetchChecked(ctx, client, base+gen+f.Name, staged, f.SHA256)
+		n, err := fetchChecked(ctx, client, base+gen+f.Name, staged, f.SHA256, f.Size)
 		if err != nil {
 			return nil, fmt.Errorf("%w; nothing published (what was verified is kept for the next pull)", err)
 		}
@@ -233,7 +257,11 @@ func fetchSmall(ctx context.Context, c *http.Client, u string, max int64) ([]byt
 
 // fetchChecked downloads u to dst (through dst.part), refusing it unless
 // it hashes to want; it returns the bytes fetched.
-func fetchChecked(ctx context.Context, c *http.Client, u, dst, want string) (int64, error) {
+func fetchChecked(ctx context.Context, c *http.Client, u, dst, want string, size int64) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watchdog := time.AfterFunc(stall, cancel)
+	defer watchdog.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err
@@ -252,7 +280,15 @@ func fetchChecked(ctx context.Context, c *http.Client, u, dst, want string) (int
 		return 0, err
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), resp.Body, make([]byte, 1<<20))
+	// no more than the signed size (one byte more tells it was more)
+	body := io.LimitReader(&progressReader{r: resp.Body, seen: func() { watchdog.Reset(stall) }}, size+1)
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), body, make([]byte, 1<<20))
+	if err == nil && n > size {
+		err = fmt.Errorf("longer than the %d bytes the signed set says", size)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("no byte for %s: %w", stall, err)
+	}
 	if err == nil {
 		err = out.Sync()
 	}
@@ -268,6 +304,32 @@ func fetchChecked(ctx context.Context, c *http.Client, u, dst, want string) (int
 		return n, fmt.Errorf("%s: sha256 %s, the signed SHA256SUMS says %s: tampered with or torn; refused", u, got, want)
 	}
 	return n, os.Rename(part, dst)
+}
+
+// stall is how long a file's download may go without a byte.
+const stall = 60 * time.Second
+
+// progressReader tells seen of every read that brought bytes.
+type progressReader struct {
+	r    io.Reader
+	seen func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.seen()
+	}
+	return n, err
+}
+
+// freeBytes is the space left for root's files.
+func freeBytes(root string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(root, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
 // localFiles maps the checksum of every file of this master's generations
@@ -316,6 +378,46 @@ func checkPinnedTo(f File, n int, stage string) error {
 	return nil
 }
 
+// privateName says whether a published file is private by its name: a
+// stateless node's overlay.
+func privateName(name string) bool { return strings.HasPrefix(name, "overlays/") }
+
+// placePulled puts the staged file src at dst with perm (and group gid,
+// unless -1): a hard link when src is the staged copy alone or already has
+// them, a copy when another generation shares it with other ones (a link
+// must never change a file a live generation serves).
+func placePulled(src, dst string, perm os.FileMode, gid int) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	shared := sys == nil || sys.Nlink > 1
+	same := st.Mode().Perm() == perm && sys != nil && int(sys.Uid) == os.Geteuid() && (gid < 0 || int(sys.Gid) == gid)
+	if !shared || same {
+		if err := os.Link(src, dst); err != nil {
+			return err
+		}
+		if same {
+			return nil
+		}
+	} else {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := writeBytes(dst, data); err != nil {
+			return err
+		}
+	}
+	if gid >= 0 {
+		if err := os.Chown(dst, os.Geteuid(), gid); err != nil {
+			return fmt.Errorf("%w (a private file needs the pull to run as root)", err)
+		}
+	}
+	return os.Chmod(dst, perm)
+}
+
 // installPulled writes generation m.Generation from the staged files (hard
 // links: a pulled file is never changed) and the set's own SHA256SUMS,
 // signature and manifest, checks it, and makes it live.
@@ -335,26 +437,21 @@ func installPulled(root, stage string, m *Manifest, sums, sig, manifest []byte) 
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fail(err)
 		}
-		if err := os.Link(filepath.Join(stage, f.SHA256), dst); err != nil {
-			return fail(err)
-		}
 		// as Publish writes them: 0644, a private one (an overlay: its
-		// SSH host keys) 0640 for nginx's group
-		perm := os.FileMode(0o644)
-		if f.Private || strings.HasPrefix(f.Name, "overlays/") {
+		// SSH host keys) 0640 for nginx's group; by its name, not by the
+		// manifest, which is not signed
+		perm, owner := os.FileMode(0o644), -1
+		if privateName(f.Name) {
 			if gid < 0 {
 				var err error
 				if gid, err = privateGID(); err != nil {
 					return fail(fmt.Errorf("%s: %w", f.Name, err))
 				}
 			}
-			if err := os.Chown(dst, os.Geteuid(), gid); err != nil {
-				return fail(fmt.Errorf("%s: %w (a private file needs the pull to run as root)", dst, err))
-			}
-			perm = 0o640
+			perm, owner = 0o640, gid
 		}
-		if err := os.Chmod(dst, perm); err != nil {
-			return fail(err)
+		if err := placePulled(filepath.Join(stage, f.SHA256), dst, perm, owner); err != nil {
+			return fail(fmt.Errorf("%s: %w", f.Name, err))
 		}
 	}
 	for name, data := range map[string][]byte{SumsName: sums, SigName: sig, ManifestName: manifest} {

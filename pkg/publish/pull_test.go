@@ -310,7 +310,7 @@ func TestPullRefusesNamesOutsideTheRoot(t *testing.T) {
 	os.MkdirAll(gen, 0o755)
 	files := []File{{Name: "../evil", SHA256: strings.Repeat("ab", 32), Size: 1, Kind: "kernel"}}
 	sums := []byte(Sums(files))
-	data, _ := json.Marshal(Manifest{Generation: 1, Files: files})
+	data, _ := json.Marshal(Manifest{Generation: 1, Signed: true, Files: files})
 	for name, content := range map[string][]byte{SumsName: sums, SigName: k.signer().signature(sums), ManifestName: data} {
 		os.WriteFile(filepath.Join(gen, name), content, 0o644)
 		os.Symlink(filepath.Join(GenerationDir(1), name), filepath.Join(p.root, name))
@@ -325,5 +325,61 @@ func TestPullRefusesNamesOutsideTheRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(replica), "evil")); err == nil {
 		t.Error("written outside the root")
+	}
+}
+
+// What the unsigned manifest says cannot change a file a generation here
+// serves; a damaged file here is fetched again, not linked; an older
+// generation than the live one is refused unless asked for (a rollback on
+// the primary).
+func TestPullKeepsWhatIsHere(t *testing.T) {
+	k := keys(t, "primary")
+	p := newPrimary(t)
+	ctx := context.Background()
+	m1 := p.publish(t, &k, map[string]string{"bzImage_x86_64": "kernel", "initramfs_x86_64.cpio.zst": "initramfs"})
+	replica := t.TempDir()
+	if _, err := Pull(ctx, p.srv.URL, pullOpts(replica, k)); err != nil {
+		t.Fatal(err)
+	}
+	// generation 2 keeps the kernel; its manifest, edited, calls it private
+	m2 := p.publish(t, &k, map[string]string{"bzImage_x86_64": "kernel", "initramfs_x86_64.cpio.zst": "initramfs 2"})
+	mpath := filepath.Join(p.root, GenerationDir(m2.Generation), ManifestName)
+	data, _ := os.ReadFile(mpath)
+	os.WriteFile(mpath, bytes.Replace(data, []byte(`"name": "bzImage_x86_64",`), []byte(`"name": "bzImage_x86_64", "private": true,`), 1), 0o644)
+	if _, err := Pull(ctx, p.srv.URL, pullOpts(replica, k)); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []int{m1.Generation, m2.Generation} {
+		st, err := os.Stat(filepath.Join(replica, GenerationDir(g), "bzImage_x86_64"))
+		if err != nil || st.Mode().Perm() != 0o644 {
+			t.Errorf("generation %d's kernel: %v %v", g, st.Mode(), err)
+		}
+	}
+	// a damaged copy here of a file the next set has
+	old := filepath.Join(replica, GenerationDir(m1.Generation), "initramfs_x86_64.cpio.zst")
+	os.Chmod(old, 0o644)
+	os.WriteFile(old, []byte("initramfX"), 0o644)
+	p.publish(t, &k, map[string]string{"bzImage_x86_64": "kernel 3", "initramfs_x86_64.cpio.zst": "initramfs"})
+	p.requests()
+	if _, err := Pull(ctx, p.srv.URL, pullOpts(replica, k)); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(replica, "initramfs_x86_64.cpio.zst")); string(data) != "initramfs" {
+		t.Errorf("the damaged copy was taken: %q", data)
+	}
+	// the primary rolls back: refused, then asked for
+	if _, _, err := Rollback(p.root, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, p.srv.URL, pullOpts(replica, k)); err == nil || !strings.Contains(err.Error(), "is older than this master's") {
+		t.Errorf("an older generation: %v", err)
+	}
+	o := pullOpts(replica, k)
+	o.Older = true
+	if res, err := Pull(ctx, p.srv.URL, o); err != nil || res.Generation != m2.Generation {
+		t.Errorf("older=1: %+v %v", res, err)
+	}
+	if cur, _ := Current(replica); cur != m2.Generation {
+		t.Errorf("live here: %d, want %d", cur, m2.Generation)
 	}
 }
