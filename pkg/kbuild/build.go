@@ -449,7 +449,9 @@ func (p *Plan) computeKey() string {
 		fmt.Fprintf(h, "%s\n", e)
 	}
 	if p.initramfs.SHA256 != "" {
-		fmt.Fprintf(h, "initramfs %s\n", p.initramfs.SHA256)
+		// "assembled without ccache": a kernel an earlier version built
+		// may carry a stale initramfs (initramfsObject)
+		fmt.Fprintf(h, "initramfs %s assembled without ccache\n", p.initramfs.SHA256)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -551,6 +553,11 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 		expect := 0
 		if fresh {
 			expect = prevFull
+		}
+		if o.Initramfs != "" {
+			if err := p.initramfsObject(ctx); err != nil {
+				return nil, err
+			}
 		}
 		steps, err := p.compile(ctx, expect)
 		if err != nil {
@@ -711,6 +718,27 @@ func (p *Plan) placeInitramfs() error {
 		return fmt.Errorf("%s changed while the kernel build was prepared: build again", p.opts.Initramfs)
 	}
 	return fsutil.WriteAtomic(dst, data)
+}
+
+// initramfsObject assembles usr/initramfs_data.o, which .incbin's the
+// initramfs, without ccache: the archive is no dependency ccache sees (not
+// in the preprocessed source nor in the -MD list its depend mode hashes),
+// so a cached object would carry an earlier initramfs into the kernel.
+func (p *Plan) initramfsObject(ctx context.Context) error {
+	os.Remove(filepath.Join(p.buildDir, "usr", "initramfs_data.o"))
+	logf := filepath.Join(p.buildDir, "diskless-initramfs.log")
+	lf, err := os.Create(logf)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	cmd := exec.CommandContext(ctx, p.makePath(), append(p.makeArgs("usr/initramfs_data.o"), fmt.Sprintf("-j%d", p.opts.Jobs))...)
+	cmd.Env = append(p.env(), "CCACHE_DISABLE=1")
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("make usr/initramfs_data.o for %s failed: %w\nlast lines of %s:\n%s", p.opts.Arch.Name, err, logf, tail(logf, 30))
+	}
+	return nil
 }
 
 func (p *Plan) distccLog() string { return filepath.Join(p.buildDir, "diskless-distcc.log") }
