@@ -343,6 +343,10 @@ func parseGoList(r io.Reader) (map[string]listedPackage, error) {
 	}
 }
 
+// ProjectSources are the project's directories whose Go files the
+// initramfs is built from (a test checks the list against go list -deps).
+var ProjectSources = []string{"initramfs", "pkg/sign", "pkg/pxe", "pkg/arch", "pkg/kconfig"}
+
 // cacheKey hashes every input of the image: commands, arch, compressor,
 // Go version, go.sum, the project's initramfs/ sources, the settings.
 func cacheKey(o Options, cmds []Command, goVer string, settings []byte) (string, error) {
@@ -359,17 +363,27 @@ func cacheKey(o Options, cmds []Command, goVer string, settings []byte) (string,
 		}
 		h.Write(data)
 	}
-	src := filepath.Join(o.ProjectDir, "initramfs")
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+	// the project's packages the init is built from: initramfs/ and what
+	// it imports of pkg/ (go list -deps ./initramfs/dlinit)
+	for _, dir := range ProjectSources {
+		src := filepath.Join(o.ProjectDir, dir)
+		err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return err
+			}
+			if dir != "initramfs" && filepath.Dir(p) != src {
+				return nil // a package's own files, not its sub-packages'
+			}
+			data, err := os.ReadFile(p)
+			fmt.Fprintf(h, "%s\x00%d\x00", p[len(o.ProjectDir):], len(data))
+			h.Write(data)
 			return err
+		})
+		if err != nil {
+			return "", err
 		}
-		data, err := os.ReadFile(p)
-		fmt.Fprintf(h, "%s\x00%d\x00", p[len(src):], len(data))
-		h.Write(data)
-		return err
-	})
-	return hex.EncodeToString(h.Sum(nil)), err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func upToDate(metaPath, artifact, key string) (*Meta, bool) {

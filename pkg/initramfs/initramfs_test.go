@@ -298,3 +298,29 @@ func TestIntegrationReproducible(t *testing.T) {
 		t.Errorf("two cold builds differ: %s vs %s", sums[0], sums[1])
 	}
 }
+
+// The cache key hashes every package of the project the init is built
+// from: go list -deps is the oracle.
+func TestProjectSourcesAreTheInitsPackages(t *testing.T) {
+	testutil.NeedTool(t, "go", "golang")
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "github.com/diskless/diskless/initramfs/...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mod = "github.com/diskless/diskless/"
+	for _, p := range strings.Fields(string(out)) {
+		rel, ok := strings.CutPrefix(p, mod)
+		if !ok {
+			continue
+		}
+		covered := false
+		for _, d := range ProjectSources {
+			if rel == d || strings.HasPrefix(rel, "initramfs/") && d == "initramfs" {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("the initramfs is built from %s, which its cache key does not hash (ProjectSources)", rel)
+		}
+	}
+}
