@@ -401,14 +401,8 @@ func placePulled(src, dst string, perm os.FileMode, gid int) error {
 		if same {
 			return nil
 		}
-	} else {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		if err := writeBytes(dst, data); err != nil {
-			return err
-		}
+	} else if err := copyPrivately(src, dst); err != nil {
+		return err
 	}
 	if gid >= 0 {
 		if err := os.Chown(dst, os.Geteuid(), gid); err != nil {
@@ -416,6 +410,30 @@ func placePulled(src, dst string, perm os.FileMode, gid int) error {
 		}
 	}
 	return os.Chmod(dst, perm)
+}
+
+// copyPrivately copies src to a new file dst, streamed, readable by its
+// owner alone until the caller gives it its mode (a private file must
+// never be world-readable, not even while it is written).
+func copyPrivately(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // installPulled writes generation m.Generation from the staged files (hard

@@ -383,3 +383,42 @@ func TestPullKeepsWhatIsHere(t *testing.T) {
 		t.Errorf("live here: %d, want %d", cur, m2.Generation)
 	}
 }
+
+// A staged file another generation shares (two links) and that needs
+// another mode is copied, never linked and changed: the live
+// generation's file keeps its mode, and the copy is whole, with the mode
+// and group asked for.
+func TestPlacePulledCopiesASharedFile(t *testing.T) {
+	dir := t.TempDir()
+	src, live := filepath.Join(dir, "staged"), filepath.Join(dir, "live")
+	data := bytes.Repeat([]byte("overlay "), 100000)
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(src, live); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "placed")
+	if err := placePulled(src, dst, 0o640, os.Getegid()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the copy: %d bytes, %v", len(got), err)
+	}
+	for p, want := range map[string]os.FileMode{live: 0o644, dst: 0o640} {
+		st, err := os.Stat(p)
+		if err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want %v", p, st.Mode(), err, want)
+		}
+	}
+	a, _ := os.Stat(dst)
+	b, _ := os.Stat(live)
+	if os.SameFile(a, b) {
+		t.Error("linked to the live generation's file")
+	}
+	// an existing file is never overwritten
+	if err := placePulled(src, dst, 0o640, -1); err == nil {
+		t.Error("placed over an existing file")
+	}
+}
