@@ -13,8 +13,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -71,6 +73,10 @@ type Stats struct {
 	// ToNode and FromNode are Ethernet bytes by protocol.
 	ToNode   map[string]int64 `json:"to_node_bytes"`
 	FromNode map[string]int64 `json:"from_node_bytes"`
+	// ToNodeFrom are the Ethernet bytes to the node by the IPv4 address
+	// that sent them, DHCP's left out (every server offers, and offers
+	// may be broadcast): which master served its files, with several.
+	ToNodeFrom map[string]int64 `json:"to_node_bytes_by_source,omitempty"`
 	// Dropped frames, to the node and from it.
 	DroppedToNode   int64 `json:"dropped_to_node"`
 	DroppedFromNode int64 `json:"dropped_from_node"`
@@ -214,6 +220,12 @@ func (l *Link) pass(b []byte, toNode bool, out chan<- frame) {
 		l.stats.DroppedFromNode++
 	case toNode:
 		l.stats.ToNode[proto] += int64(len(b))
+		if src := sourceIPv4(b); src != "" && proto != ProtoDHCP {
+			if l.stats.ToNodeFrom == nil {
+				l.stats.ToNodeFrom = map[string]int64{}
+			}
+			l.stats.ToNodeFrom[src] += int64(len(b))
+		}
 	default:
 		l.stats.FromNode[proto] += int64(len(b))
 	}
@@ -262,6 +274,14 @@ func classify(b []byte, toNode bool) string {
 	return ProtoTFTP
 }
 
+// sourceIPv4 is an IPv4 frame's source address, "" for any other frame.
+func sourceIPv4(b []byte) string {
+	if len(b) < 14+20 || binary.BigEndian.Uint16(b[12:14]) != 0x0800 {
+		return ""
+	}
+	return netip.AddrFrom4([4]byte(b[14+12 : 14+16])).String()
+}
+
 // Stats copies the link's counters.
 func (l *Link) Stats() Stats {
 	l.mu.Lock()
@@ -270,6 +290,9 @@ func (l *Link) Stats() Stats {
 	s.ToNode, s.FromNode = map[string]int64{}, map[string]int64{}
 	for k, v := range l.stats.ToNode {
 		s.ToNode[k] = v
+	}
+	if l.stats.ToNodeFrom != nil {
+		s.ToNodeFrom = maps.Clone(l.stats.ToNodeFrom)
 	}
 	for k, v := range l.stats.FromNode {
 		s.FromNode[k] = v

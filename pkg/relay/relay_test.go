@@ -51,3 +51,32 @@ func TestImpairmentValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Bytes to a node are also counted by the address that sent them (which
+// of several masters served it).
+func TestPassCountsBySource(t *testing.T) {
+	l := &Link{stats: Stats{ToNode: map[string]int64{}, FromNode: map[string]int64{}}}
+	out := make(chan frame, 8)
+	from := func(a, b, c, d byte) []byte {
+		f := ipFrame(6, 80, 40000)
+		copy(f[14+12:], []byte{a, b, c, d})
+		return f
+	}
+	l.pass(from(192, 168, 1, 1), true, out)
+	l.pass(from(192, 168, 1, 2), true, out)
+	l.pass(from(192, 168, 1, 2), true, out)
+	l.pass(from(192, 168, 1, 2), false, out) // from the node: not served
+	l.pass([]byte{1, 2, 3}, true, out)       // not IPv4: by protocol only
+	offer := ipFrame(17, 67, 68)             // every server offers: not serving
+	copy(offer[14+12:], []byte{192, 168, 1, 3})
+	l.pass(offer, true, out)
+	s := l.Stats()
+	n := int64(len(from(0, 0, 0, 0)))
+	if s.ToNodeFrom["192.168.1.1"] != n || s.ToNodeFrom["192.168.1.2"] != 2*n || len(s.ToNodeFrom) != 2 {
+		t.Errorf("by source: %v, want %d and %d", s.ToNodeFrom, n, 2*n)
+	}
+	s.ToNodeFrom["192.168.1.1"] = 0
+	if l.Stats().ToNodeFrom["192.168.1.1"] != n {
+		t.Error("Stats shares its map with the link")
+	}
+}
