@@ -40,38 +40,28 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 		return fallback.Target{}, err
 	}
 	t := fallback.Target{Server: server, Path: sl.Image}
-	if server == "" {
+	if server == "" && len(sl.Masters) == 0 {
 		return t, &fallback.Failure{Step: fallback.StepConfig, Err: errors.New("DHCP named no boot server (next-server) to fetch the image from")}
 	}
-	want, err := signedSums(server, fallback.SetDir(sl.Image), st)
+	// the boot server first, then every other master: each serves the
+	// same signed set, and each file is checked against it
+	var overlay []byte
+	var img string
+	servers := sl.Servers(server)
+	for i, srv := range servers {
+		t.Server = srv
+		if overlay, img, err = fetchStateless(srv, sl, st); err == nil {
+			break
+		}
+		if i+1 < len(servers) {
+			say("%s", failureLine(err))
+			say("%s fetching from master %s instead", fallback.Prefix, servers[i+1])
+		}
+	}
 	if err != nil {
 		return t, err
 	}
-	unmountStateless()
-	if err := os.MkdirAll(ramDir, 0o700); err != nil {
-		return t, err
-	}
-	// the squashfs lives in RAM, in the /run tmpfs (switch_root moves it
-	// into the node's /run): unlinked once the loop device holds it, it
-	// stays until the loop device goes
-	// the small overlay first: a refused one costs no image download
-	var overlay []byte
-	if sl.Overlay != "" {
-		p := filepath.Join(ramDir, "overlay.cpio")
-		if err := fetchChecked(server, sl.Overlay, want, p); err != nil {
-			return t, err
-		}
-		data, err := os.ReadFile(p)
-		os.Remove(p)
-		if err != nil {
-			return t, &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: sl.Overlay, Err: err}
-		}
-		overlay = data
-	}
-	img := filepath.Join(ramDir, "image.squashfs")
-	if err := fetchChecked(server, sl.Image, want, img); err != nil {
-		return t, err
-	}
+	server = t.Server
 	fail := func(err error) (fallback.Target, error) {
 		unmountStateless()
 		return t, &fallback.Failure{Step: fallback.StepImage, Server: server, Export: sl.Image, Err: err}
@@ -91,6 +81,42 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 		return fail(fmt.Errorf("no %s in the image", init))
 	}
 	return t, nil
+}
+
+// fetchStateless fetches the overlay (in memory) and the image (into RAM,
+// at the returned path) from server, each checked against its set's
+// signed SHA256SUMS.
+func fetchStateless(server string, sl fallback.Stateless, st fallback.Settings) (overlay []byte, img string, err error) {
+	want, err := signedSums(server, fallback.SetDir(sl.Image), st)
+	if err != nil {
+		return nil, "", err
+	}
+	unmountStateless()
+	if err := os.MkdirAll(ramDir, 0o700); err != nil {
+		return nil, "", err
+	}
+	// the squashfs lives in RAM, in the /run tmpfs (switch_root moves it
+	// into the node's /run): unlinked once the loop device holds it, it
+	// stays until the loop device goes
+	// the small overlay first: a refused one costs no image download
+	if sl.Overlay != "" {
+		p := filepath.Join(ramDir, "overlay.cpio")
+		if err := fetchChecked(server, sl.Overlay, want, p); err != nil {
+			return nil, "", err
+		}
+		data, err := os.ReadFile(p)
+		os.Remove(p)
+		if err != nil {
+			return nil, "", &fallback.Failure{Step: fallback.StepFetch, Server: server, Export: sl.Overlay, Err: err}
+		}
+		overlay = data
+	}
+	img = filepath.Join(ramDir, "image.squashfs")
+	if err := fetchChecked(server, sl.Image, want, img); err != nil {
+		os.Remove(img)
+		return nil, "", err
+	}
+	return overlay, img, nil
 }
 
 // lookupNode asks the boot server for the node's own command line

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strings"
 	"time"
@@ -27,6 +28,24 @@ type Stateless struct {
 	Image   string // diskless.image=/…/squashfs/<image>-<arch>.squashfs
 	Overlay string // diskless.overlay=/…/overlays/<ip>.cpio
 	Tmpfs   string // diskless.tmpfs= (tmpfs size=), default 50%
+	// Masters are every master's address (diskless.masters=a,b): each
+	// serves the same signed set, so another one is asked when the boot
+	// server stops answering.
+	Masters []string
+}
+
+// Servers are the servers to fetch from, in order: the boot server (the
+// one DHCP named), then the other masters as listed.
+func (s Stateless) Servers(boot string) []string {
+	var out []string
+	seen := map[string]bool{"": true}
+	for _, a := range append([]string{boot}, s.Masters...) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // ParseStateless reads diskless.image=, diskless.overlay= and
@@ -55,6 +74,14 @@ func ParseStateless(c Cmdline) (s Stateless, ok bool, err error) {
 				missing = "diskless.image=" + s.Image
 			}
 			return s, true, fmt.Errorf("%s is not in the published set the node booted from (is the image published? image:publish; the node provisioned? nodes:provision)", missing)
+		}
+	}
+	if v, ok := c["diskless.masters"]; ok {
+		for _, a := range strings.Split(v, ",") {
+			if ip := net.ParseIP(a); ip == nil || ip.To4() == nil {
+				return s, true, fmt.Errorf("diskless.masters=%s: %q is not an IPv4 address (want the masters' addresses, comma-separated)", v, a)
+			}
+			s.Masters = append(s.Masters, a)
 		}
 	}
 	if strings.ContainsAny(s.Tmpfs, ",\"") {

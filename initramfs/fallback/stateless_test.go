@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -29,7 +30,22 @@ func TestParseStateless(t *testing.T) {
 	if err != nil || s.Tmpfs != "50%" || SetDir(s.Image) != "/" || SetName(s.Image) != "squashfs/x.squashfs" {
 		t.Errorf("unpinned: %+v %v", s, err)
 	}
+	s, _, err = ParseStateless(ParseCmdline("diskless.image=/a diskless.masters=10.0.0.1,10.0.0.2"))
+	if err != nil || !reflect.DeepEqual(s.Masters, []string{"10.0.0.1", "10.0.0.2"}) {
+		t.Errorf("masters: %+v %v", s, err)
+	}
+	// the boot server first, once; then the others in order
+	for boot, want := range map[string][]string{"10.0.0.2": {"10.0.0.2", "10.0.0.1"}, "10.0.0.1": {"10.0.0.1", "10.0.0.2"}, "10.0.0.9": {"10.0.0.9", "10.0.0.1", "10.0.0.2"}, "": {"10.0.0.1", "10.0.0.2"}} {
+		if got := s.Servers(boot); !reflect.DeepEqual(got, want) {
+			t.Errorf("Servers(%q) = %v, want %v", boot, got, want)
+		}
+	}
+	if got := (Stateless{}).Servers("10.0.0.1"); !reflect.DeepEqual(got, []string{"10.0.0.1"}) {
+		t.Errorf("one master: %v", got)
+	}
 	for line, want := range map[string]string{
+		"diskless.image=/a diskless.masters=10.0.0.1,m2":                               `"m2" is not an IPv4 address`,
+		"diskless.image=/a diskless.masters=":                                          `"" is not an IPv4 address`,
 		"diskless.image=squashfs/x":                                                    "want an absolute path",
 		"diskless.image=/squashfs/../../etc/shadow":                                    "want an absolute path",
 		"diskless.image=" + gen + "a diskless.overlay=/overlays/1.2.3.4.cpio":          "diskless.overlay=/overlays/1.2.3.4.cpio is not in the published set",

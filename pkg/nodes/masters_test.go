@@ -106,6 +106,10 @@ func TestMastersRender(t *testing.T) {
 				t.Errorf("%s's %s hands out the other master", c.name, file)
 			}
 		}
+		// a stateless node's initramfs may fetch from any master
+		if got := f["ipxe/00-02-a5-04-3b-71.ipxe"]; !strings.Contains(got, " diskless.masters=192.168.1.1,192.168.1.2 ") && !strings.Contains(got, " diskless.masters=192.168.1.1,192.168.1.2\n") {
+			t.Errorf("%s's script for slave31 lacks diskless.masters=:\n%s", c.name, got)
+		}
 		for _, ip := range c.roots {
 			if !strings.Contains(f["exports"], "/diskless/"+ip+"\t") || !strings.Contains(f["ganesha.conf"], `Path = "/diskless/`+ip+`"`) {
 				t.Errorf("%s does not export %s's root", c.name, ip)

@@ -96,13 +96,24 @@ func OverlayName(nd Node) string { return path.Join("overlays", nd.IP+".cpio") }
 // StatelessCmdline is a stateless node's kernel command line: no NFS root;
 // the fallback initramfs fetches diskless.image and diskless.overlay over
 // HTTP from the server it booted from (publish pins both to the
-// generation, so they come from the same signed set as the kernel).
+// generation, so they come from the same signed set as the kernel); with
+// several masters, diskless.masters= lists them all (primary first), where
+// it fetches when that server stops answering.
 func (inv *Inventory) StatelessCmdline(nd Node, a arch.Arch) string {
 	parts := []string{
 		"ip=dhcp", "rw", "console=" + a.Console,
 		"diskless.image=/" + SquashfsName(inv.ImageOf(nd), nd.Arch),
 		"diskless.overlay=/" + OverlayName(nd),
 		"diskless.tmpfs=" + inv.TmpfsSizeOf(nd),
+	}
+	if len(inv.Masters) > 1 {
+		// every master serves the same signed set: when the one that
+		// answered is lost midway, the initramfs fetches from another
+		var addrs []string
+		for _, m := range inv.Masters {
+			addrs = append(addrs, m.Address)
+		}
+		parts = append(parts, "diskless.masters="+strings.Join(addrs, ","))
 	}
 	if nd.KernelArgs != "" {
 		parts = append(parts, nd.KernelArgs)
