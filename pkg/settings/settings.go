@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/diskless/diskless/internal/flagval"
 	"github.com/diskless/diskless/pkg/arch"
@@ -35,6 +36,7 @@ import (
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pxe"
+	"github.com/diskless/diskless/pkg/secureboot"
 	"github.com/diskless/diskless/pkg/sign"
 )
 
@@ -102,6 +104,10 @@ type Settings struct {
 	SigningKey  *sign.SecretKey
 	SigningPub  string
 	TrustedKeys []*sign.PublicKey
+	// SecureBoot (SECUREBOOT_KEY and SECUREBOOT_CERT, secureboot:keygen's
+	// files) signs the EFI binaries a node's firmware loads; checked
+	// when read (a pair, valid now, for code signing).
+	SecureBoot *secureboot.Key
 
 	// Node images.
 	Image     string // IMAGE (default: the inventory's image, else debian-12)
@@ -245,6 +251,16 @@ func (s *Settings) signing(get func(string) string, _ Lookup) error {
 			return fmt.Errorf("TRUSTED_KEY: %w", pathErr(err))
 		}
 		s.TrustedKeys = append(s.TrustedKeys, k)
+	}
+	switch key, cert := get("SECUREBOOT_KEY"), get("SECUREBOOT_CERT"); {
+	case key != "" && cert != "":
+		if s.SecureBoot, err = secureboot.Load(key, cert, time.Now()); err != nil {
+			return err
+		}
+	case key != "":
+		return fmt.Errorf("SECUREBOOT_KEY=%s without SECUREBOOT_CERT: give its certificate too (secureboot:keygen's .crt)", key)
+	case cert != "":
+		return fmt.Errorf("SECUREBOOT_CERT=%s without SECUREBOOT_KEY: give its key too (secureboot:keygen's .key)", cert)
 	}
 	return nil
 }

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kbuild"
 	"github.com/diskless/diskless/pkg/nodes"
+	"github.com/diskless/diskless/pkg/secureboot"
 	"github.com/diskless/diskless/pkg/sign"
 )
 
@@ -246,6 +248,38 @@ func TestSigningKeys(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), strings.Split(string(secret), "\n")[1]) {
 			t.Errorf("an error shows the secret key: %v", err)
+		}
+	}
+}
+
+// SECUREBOOT_KEY and SECUREBOOT_CERT are read as a pair and checked
+// when the settings are: each alone, or a pair that does not match, is
+// refused naming the variables.
+func TestSecureBootKeys(t *testing.T) {
+	dir := project(t)
+	keys := t.TempDir()
+	key, crt, _, err := secureboot.WriteKeyPair(keys, "db", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, crt2, _, _ := secureboot.WriteKeyPair(keys, "other", time.Now())
+	s, err := load(t, dir, map[string]string{"SECUREBOOT_KEY": key, "SECUREBOOT_CERT": crt})
+	if err != nil || s.SecureBoot == nil || s.SecureBoot.CertPath != crt {
+		t.Fatalf("%+v %v", s, err)
+	}
+	if s, err := load(t, dir, map[string]string{}); err != nil || s.SecureBoot != nil {
+		t.Errorf("without the variables: %v %v", s.SecureBoot, err)
+	}
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"SECUREBOOT_KEY": key}, "SECUREBOOT_KEY=" + key + " without SECUREBOOT_CERT"},
+		{map[string]string{"SECUREBOOT_CERT": crt}, "SECUREBOOT_CERT=" + crt + " without SECUREBOOT_KEY"},
+		{map[string]string{"SECUREBOOT_KEY": key, "SECUREBOOT_CERT": crt2}, "do not match"},
+	} {
+		if _, err := load(t, dir, c.env); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.env, err, c.want)
 		}
 	}
 }
