@@ -222,7 +222,7 @@ var failures = []failure{
 	{"VFS: Unable to mount root", ""},
 	{"UEFI Interactive Shell", ""},                // UEFI found nothing to boot
 	{"Freezing execution", ""},                    // systemd as PID 1 gave up
-	{"diskless: gave up after", ""},               // the published iPXE script's last attempt failed
+	{"diskless: gave up after", Firmware},         // the published iPXE script's last attempt failed: the script exits, a BIOS with a reboot timeout boots from the network again
 	{"Could not find kernel image", ""},           // PXELINUX
 	{"diskless-fallback: init failed", Initramfs}, // the root has no init, or switch_root failed: tried again in the background
 	{"No bootable device", Firmware},
