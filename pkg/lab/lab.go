@@ -60,6 +60,10 @@ type Options struct {
 	Log      *slog.Logger
 	// Detach leaves the daemons running after this process (lab:up).
 	Detach bool
+	// Fill fills a secondary master's DISKLESS_ROOT before its daemons
+	// start (publish:pull from the primary, in the lab): needed when the
+	// inventory names more than one [[master]].
+	Fill func(ctx context.Context, r Replica) error
 }
 
 // State is what a running lab records in Dir/state.json.
@@ -74,6 +78,11 @@ type State struct {
 	DaemonReady map[string]float64 `json:"daemon_ready_seconds,omitempty"`
 	Root        string             `json:"root"`
 	Master      string             `json:"master"`
+	// Name is the master's [[master]] name (a secondary's).
+	Name string `json:"name,omitempty"`
+	// Secondaries are the other masters' state ([[master]] after the
+	// first): each in a namespace of its own on the bridge.
+	Secondaries []State `json:"secondaries,omitempty"`
 }
 
 // Lab is a running lab.
@@ -88,6 +97,31 @@ type Lab struct {
 	mu     sync.Mutex
 	impair *relay.Impairment
 	links  map[string]*relay.Link
+	// a master's own: its namespace, the interface its daemons use, its
+	// daemons' cgroup names' prefix ("" and the const for the primary)
+	ns, iface, cg string
+	// name is the master's [[master]] name ("" for a single master)
+	name string
+	// secondaries: the other masters, when this is the primary
+	secondaries []*Lab
+}
+
+// namespace is the master's network namespace (the primary's is NetNS,
+// which holds the bridge).
+func (l *Lab) namespace() string {
+	if l.ns == "" {
+		return NetNS
+	}
+	return l.ns
+}
+
+// ifaceName is the interface the master's daemons serve on: the bridge
+// in the primary's namespace, a veth port of it in a secondary's.
+func (l *Lab) ifaceName() string {
+	if l.iface == "" {
+		return Bridge
+	}
+	return l.iface
 }
 
 // Programs are the daemons with their Debian packages; the ones marked
@@ -190,6 +224,10 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.checkAccess(); err != nil {
 		return l, err
 	}
+	// a crashed lab's secondary masters (its primary is gone: Preflight)
+	if err := l.downSecondaries(); err != nil {
+		return l, err
+	}
 	if err := l.network(); err != nil {
 		return l, err
 	}
@@ -198,10 +236,14 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	l.files = files
+	l.name = o.Inventory.Self()
 	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startRA, l.startDHCP} {
 		if err := step(ctx, files); err != nil {
 			return l, err
 		}
+	}
+	if err := l.upSecondaries(ctx); err != nil {
+		return l, err
 	}
 	l.State.Ready = time.Since(l.State.Started).Seconds()
 	if err := l.save(); err != nil {
@@ -243,8 +285,8 @@ func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	argv := append([]string{"ip", "netns", "exec", NetNS}, args...)
-	cpu, mem, cgErr := cgroupProcs(name)
+	argv := append([]string{"ip", "netns", "exec", l.namespace()}, args...)
+	cpu, mem, cgErr := cgroupProcs(l.cg + name)
 	if cgErr == nil {
 		argv = inCgroup(cpu, mem, argv)
 	}
@@ -329,7 +371,7 @@ func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 		return err
 	}
 	start := time.Now()
-	srv, err := ganesha.Start(ctx, ganesha.Options{Exports: files["ganesha.conf"], Dir: filepath.Join(l.o.Dir, "ganesha"), NetNS: NetNSPath(), Detach: l.o.Detach, Log: l.log,
+	srv, err := ganesha.Start(ctx, ganesha.Options{Exports: files["ganesha.conf"], Dir: filepath.Join(l.o.Dir, "ganesha"), NetNS: "/run/netns/" + l.namespace(), Detach: l.o.Detach, Log: l.log,
 		MaxConnections: l.o.Inventory.Sizing().GaneshaConnections,
 		// Ganesha reads its exports slower than linearly: one per node,
 		// 1,000 in 0.6 s, 5,000 in 20 s, 10,000 in over a minute
@@ -344,7 +386,7 @@ func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 	l.State.DaemonReady["ganesha"] = time.Since(start).Seconds()
 	l.State.PIDs["rpcbind"], l.State.PIDs["ganesha"] = srv.PIDs()
 	for _, name := range []string{"rpcbind", "ganesha"} {
-		l.account(name, l.State.PIDs[name])
+		l.account(l.cg+name, l.State.PIDs[name])
 	}
 	return nil
 }
@@ -406,7 +448,7 @@ func (l *Lab) startRA(ctx context.Context, files nodes.Files) error {
 	}
 	// rendered for the bridge, not the inventory's interface (write's
 	// 0644 matters: radvd refuses a configuration others may write)
-	conf, err := l.write("radvd.conf", l.o.Inventory.Radvd(Bridge))
+	conf, err := l.write("radvd.conf", l.o.Inventory.Radvd(l.ifaceName()))
 	if err != nil {
 		return err
 	}
@@ -416,7 +458,7 @@ func (l *Lab) startRA(ctx context.Context, files nodes.Files) error {
 	if _, err := l.start("radvd", radvd, "-n", "-C", conf, "-p", filepath.Join(l.o.Dir, "radvd.pid"), "-m", "stderr", "-d", "1"); err != nil {
 		return err
 	}
-	return l.waitFor("radvd", "its advertising loop", 10*time.Second, func() bool { return strings.Contains(l.LogOf("radvd"), "next iface is "+Bridge) })
+	return l.waitFor("radvd", "its advertising loop", 10*time.Second, func() bool { return strings.Contains(l.LogOf("radvd"), "next iface is "+l.ifaceName()) })
 }
 
 func (l *Lab) startHTTP(ctx context.Context, files nodes.Files) error {
@@ -437,7 +479,7 @@ func (l *Lab) startHTTP(ctx context.Context, files nodes.Files) error {
 	if err != nil {
 		return err
 	}
-	if err := checkConfig("nginx", conf, exec.Command("ip", "netns", "exec", NetNS, nginx, "-t", "-q", "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log"))); err != nil {
+	if err := checkConfig("nginx", conf, exec.Command("ip", "netns", "exec", l.namespace(), nginx, "-t", "-q", "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log"))); err != nil {
 		return err
 	}
 	if _, err := l.start("nginx", nginx, "-c", conf, "-e", filepath.Join(l.o.Dir, "nginx-error.log")); err != nil {
@@ -461,7 +503,7 @@ func (l *Lab) startDHCP(ctx context.Context, files nodes.Files) error {
 		os.WriteFile(filepath.Join(l.o.Dir, "dnsmasq.leases"), nil, 0o644)
 		// DHCP only (port=0: no DNS), on the bridge, every exchange logged
 		if _, err := l.start("dnsmasq", dnsmasq, "--keep-in-foreground", "--log-dhcp", "--log-facility=-", "--port=0",
-			"--interface="+Bridge, "--bind-interfaces", "--dhcp-leasefile="+filepath.Join(l.o.Dir, "dnsmasq.leases"),
+			"--interface="+l.ifaceName(), "--bind-interfaces", "--dhcp-leasefile="+filepath.Join(l.o.Dir, "dnsmasq.leases"),
 			"--pid-file="+filepath.Join(l.o.Dir, "dnsmasq.pid"), "--conf-file="+conf); err != nil {
 			return err
 		}
@@ -480,13 +522,17 @@ func (l *Lab) startDHCP(ctx context.Context, files nodes.Files) error {
 	if err := checkConfig("dhcpd", conf, exec.Command(dhcpd, "-t", "-4", "-cf", conf)); err != nil {
 		return err
 	}
-	if _, err := l.start("dhcpd", dhcpd, "-f", "-d", "-4", "-cf", conf, "-lf", leases, "-pf", filepath.Join(l.o.Dir, "dhcpd.pid"), Bridge); err != nil {
+	if _, err := l.start("dhcpd", dhcpd, "-f", "-d", "-4", "-cf", conf, "-lf", leases, "-pf", filepath.Join(l.o.Dir, "dhcpd.pid"), l.ifaceName()); err != nil {
 		return err
 	}
 	return l.waitFor("dhcpd", "socket on port 67", 10*time.Second, func() bool { return l.listening("udp", 67) })
 }
 
 func (l *Lab) save() error {
+	l.State.Secondaries = nil
+	for _, s := range l.secondaries {
+		l.State.Secondaries = append(l.State.Secondaries, s.State)
+	}
 	data, _ := json.MarshalIndent(l.State, "", "  ")
 	return os.WriteFile(filepath.Join(l.o.Dir, "state.json"), append(data, '\n'), 0o644)
 }
@@ -504,6 +550,9 @@ func Attach(o Options) (*Lab, error) {
 	if err := json.Unmarshal(data, &l.State); err != nil {
 		return nil, err
 	}
+	for _, s := range l.State.Secondaries {
+		l.secondaries = append(l.secondaries, &Lab{o: o, log: l.log, State: s, ns: s.NetNS, name: s.Name})
+	}
 	return l, nil
 }
 
@@ -517,23 +566,14 @@ func Detached(o Options) *Lab {
 // tap devices with the namespace, and forgets the state. It is safe to run
 // on a half-started or already stopped lab.
 func (l *Lab) Down() error {
+	secErr := l.downSecondaries()
 	for _, name := range []string{"dhcpd", "dnsmasq", "radvd", "nginx", "tftpd", "ganesha", "rpcbind"} {
 		if pid := l.State.PIDs[name]; pid > 0 {
 			stop(pid)
 		}
 	}
 	// anything else still in the namespace (QEMU nodes)
-	if out, err := exec.Command("ip", "netns", "pids", NetNS).Output(); err == nil {
-		for _, f := range strings.Fields(string(out)) {
-			var pid int
-			fmt.Sscan(f, &pid)
-			// never the caller: a process that entered the namespace
-			// (a thread left there) is listed too
-			if pid > 1 && pid != os.Getpid() {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
+	killIn(NetNS)
 	removeCgroups()
 	var err error
 	if Running() {
@@ -542,7 +582,24 @@ func (l *Lab) Down() error {
 		}
 	}
 	os.Remove(filepath.Join(l.o.Dir, "state.json"))
-	return err
+	return errors.Join(secErr, err)
+}
+
+// killIn kills every process in a namespace of the lab's.
+func killIn(ns string) {
+	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		fmt.Sscan(f, &pid)
+		// never the caller: a process that entered the namespace (a
+		// thread left there) is listed too
+		if pid > 1 && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // stop sends TERM to a daemon's process group, waits up to 15 s (Ganesha
