@@ -40,6 +40,7 @@ import (
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/secureboot"
 	"github.com/diskless/diskless/pkg/settings"
 	"github.com/diskless/diskless/pkg/sign"
 	"github.com/diskless/diskless/pkg/storm"
@@ -520,7 +521,11 @@ func (Lab) Down() error {
 // CPU and bytes served per protocol; writes artifacts/lab/storm.json; fails
 // naming each node that did not come up and the stage it stopped at.
 // Usage: lab:storm n=8, or with faults, one argument:
-// lab:storm "n=8 loss=5% delay=50ms fault=nfs,tftp,http,publish timeout=10m"
+// lab:storm "n=8 loss=5% delay=50ms fault=nfs,tftp,http,publish timeout=10m".
+// With two [[master]] in nodes.toml the lab runs both (the secondary
+// filled by publish:pull) and the report splits the load by master;
+// lab:storm "n=16 fault=master" kills the primary's daemons while
+// stateless nodes boot.
 func (Lab) Storm(ctx context.Context, args string) error {
 	s, err := load()
 	if err != nil {
@@ -572,6 +577,23 @@ func Keygen(nameArg string) error {
 		return err
 	}
 	fmt.Printf("wrote %s (public: give it to the master as TRUSTED_KEY) and %s (secret, mode 0600: SIGNING_KEY)\n", pub, sec)
+	return nil
+}
+
+// Secureboot targets are the UEFI Secure Boot signing key's.
+type Secureboot mg.Namespace
+
+// Keygen makes a Secure Boot signing key in the current directory:
+// <name>.key (RSA-2048, PEM, mode 0600: SECUREBOOT_KEY), <name>.crt (its
+// self-signed code-signing certificate, PEM: SECUREBOOT_CERT) and
+// <name>.cer (the same in DER, for firmware menus and BMCs). It never
+// overwrites a file. Usage: secureboot:keygen name=db
+func (Secureboot) Keygen(nameArg string) error {
+	key, crt, cer, err := secureboot.WriteKeyPair(".", strings.TrimPrefix(nameArg, "name="), time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s (secret, mode 0600: SECUREBOOT_KEY), %s (SECUREBOOT_CERT) and %s (the certificate in DER, to enroll in the firmware's db)\n", key, crt, cer)
 	return nil
 }
 

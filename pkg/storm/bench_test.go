@@ -3,10 +3,12 @@ package storm
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/diskless/diskless/pkg/boot"
+	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/relay"
 )
 
@@ -38,6 +40,33 @@ func BenchmarkStorm(b *testing.B) {
 					served += v
 				}
 				b.ReportMetric(float64(served)/1e6, "served-MB")
+			}
+		})
+	}
+}
+
+// BenchmarkStormTwoMasters boots 16 stateless Debian nodes at once with
+// two masters (the secondary filled by publish:pull): with no fault
+// (the load shared), then with the primary's daemons killed while they
+// boot (lab:storm "n=16 fault=master"); reports the seconds until all are
+// up and each master's MB served and CPU. Tens of minutes: BENCH_STORM=1.
+func BenchmarkStormTwoMasters(b *testing.B) {
+	if os.Getenv("BENCH_STORM") != "1" {
+		b.Skip("boots 16 stateless Debian nodes twice: run with BENCH_STORM=1")
+	}
+	f := newFixtureWith(b, 16, "debian-12", nodes.ModeStateless, twoMasters)
+	f.timeout = 30 * time.Minute
+	for _, args := range []string{"n=16", "n=16 fault=master"} {
+		b.Run(strings.ReplaceAll(args, " ", "-"), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				r := f.command(b, args)
+				b.ReportMetric(r.AllUp, "all-up-s")
+				b.ReportMetric(float64(len(r.Failed)), "failed")
+				for _, m := range []string{"m1", "m2"} {
+					b.ReportMetric(float64(r.ServedByMaster[m])/1e6, m+"-MB")
+					b.ReportMetric(r.CPUByMaster[m], m+"-cpu-s")
+					b.ReportMetric(float64(r.NodesByMaster[m]), m+"-nodes")
+				}
 			}
 		})
 	}

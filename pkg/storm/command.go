@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/relay"
 	"github.com/diskless/diskless/pkg/settings"
+	"github.com/diskless/diskless/pkg/sign"
 )
 
 // Faults lab:storm can apply (fault=...), each once during the storm.
@@ -29,7 +31,8 @@ var Faults = map[string]string{
 	"nfs":     "NFS-Ganesha killed when the first kernel has its address, back after 10 s",
 	"tftp":    "tftpd-hpa killed 2 s after the start, back after 20 s",
 	"http":    "nginx killed when the first node loaded its first file, back after 20 s",
-	"publish": "the artifacts published again when the first node loaded its first file",
+	"publish": "the artifacts published again when the first node loaded its first file (and pulled by the secondary masters)",
+	"master":  "every daemon of a master killed when the first kernel has its address, the master that gave it, never back: two [[master]] and stateless nodes, booted by iPXE",
 }
 
 // faultNames lists the faults, sorted, for messages.
@@ -61,6 +64,9 @@ type Args struct {
 	Faults  []string
 	Timeout time.Duration
 }
+
+// has says whether the fault was asked for.
+func (a Args) has(fault string) bool { return slices.Contains(a.Faults, fault) }
 
 // ParseArgs reads lab:storm's one argument, "n=8 loss=5% delay=50ms
 // fault=nfs,tftp,http,publish timeout=10m", and checks every value.
@@ -102,6 +108,9 @@ func ParseArgs(words string) (Args, error) {
 	}
 	if a.N == 0 {
 		return a, errors.New("lab:storm: say how many nodes: n=8")
+	}
+	if a.has("master") && a.has("publish") {
+		return a, errors.New("fault=master,publish: a publish happens on the primary, which fault=master takes down; storm them one at a time")
 	}
 	return a, a.Link.Validate()
 }
@@ -157,15 +166,41 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if err := o.Link.Validate(); err != nil {
 		return nil, "", err
 	}
+	if o.has("master") && len(s.Inventory.Masters) < 2 {
+		return nil, "", fmt.Errorf("fault=master: %s names one master: add a second [[master]] (the lab fills it by publish:pull)", s.NodesFile)
+	}
+	if o.has("master") && o.has("publish") {
+		return nil, "", errors.New("fault=master,publish: a publish happens on the primary, which fault=master takes down; storm them one at a time")
+	}
 	if _, err := publish.Current(s.Root); err != nil {
 		return nil, "", fmt.Errorf("%w: build:all arch=x86_64 first", err)
 	}
 	if lab.Running() {
 		return nil, "", fmt.Errorf("the lab is up (namespace %s): lab:down first, a storm brings up its own with the storm's nodes", lab.NetNS)
 	}
-	inv, nds, err := Grow(s.Inventory, o.N)
+	var boots []string
+	if o.has("master") {
+		// PXELINUX, its server lost midway, waits at its boot: prompt
+		// for good; iPXE's script gives up and the firmware asks DHCP again
+		boots = []string{nodes.BootIPXE}
+	}
+	inv, nds, err := Grow(s.Inventory, o.N, boots...)
 	if err != nil {
 		return nil, "", err
+	}
+	if o.has("master") {
+		for _, nd := range nds {
+			if !inv.Stateless(nd) {
+				return nil, "", fmt.Errorf("fault=master: node %s is not stateless (mode = \"stateless\" in %s): its NFS root lives on its home master and is lost with it", nd.Name, s.NodesFile)
+			}
+		}
+	}
+	trusted := s.TrustedKeys
+	if len(trusted) == 0 && s.SigningKey != nil {
+		trusted = []*sign.PublicKey{s.SigningKey.Public()}
+	}
+	if len(inv.Masters) > 1 && len(trusted) == 0 {
+		return nil, "", fmt.Errorf("%s names %d masters: the lab's secondaries pull the primary's signed set, which needs SIGNING_KEY (or TRUSTED_KEY)", s.NodesFile, len(inv.Masters))
 	}
 	log := o.Log
 	if log == nil {
@@ -192,6 +227,13 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 		log.Warn("these nodes' roots have no /sbin/init (no image in nodes.toml, nothing copied in): the storm times them up to their NFS root", "nodes", strings.Join(bare, " "))
 	}
 	labOpts := lab.Options{Dir: dir, Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log}
+	pull := func(ctx context.Context, r lab.Replica) error {
+		_, err := publish.Pull(ctx, "http://"+r.Primary+"/", publish.PullOptions{Root: r.Root, Trusted: trusted, Keep: s.PublishKeep, NoWait: true, Client: r.Client, Log: log})
+		return err
+	}
+	if len(inv.Masters) > 1 {
+		labOpts.Fill = pull
+	}
 	if err := lab.Preflight(labOpts); err != nil {
 		return nil, "", err
 	}
@@ -216,8 +258,11 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	}
 	r, err := Run(ctx, Options{Lab: l, Nodes: nds, Link: o.Link, Timeout: o.Timeout, LogDir: filepath.Join(dir, "storm-consoles"),
 		Events: FaultEvents(l, o.Faults, func(ctx context.Context) error {
-			_, err := pipeline.Publish(ctx, &grown, log)
-			return err
+			if _, err := pipeline.Publish(ctx, &grown, log); err != nil {
+				return err
+			}
+			// what each secondary's timer does next (publish:pull)
+			return PullSecondaries(ctx, l, pull)
 		}),
 		Accel: s.QEMUAccel, Log: log, Progress: progress,
 		UpFor: func(nd nodes.Node) []string { return UpFor(inv, nd) }})
@@ -247,9 +292,51 @@ func FaultEvents(l *lab.Lab, faults []string, publish func(context.Context) erro
 			events = append(events, Event{Name: Faults[f], After: boot.FirstFile, Do: out(lab.HTTP, 20*time.Second)})
 		case "publish":
 			events = append(events, Event{Name: Faults[f], After: boot.FirstFile, Do: publish})
+		case "master":
+			// nodes still in iPXE retry through their firmware; that
+			// kernel's initramfs (and any whose lease came from the
+			// same master) fetches its image from the next master
+			// (diskless.masters=)
+			events = append(events, Event{Name: Faults[f], Line: BootServerLine, DoLine: func(_ context.Context, line string) (string, error) {
+				return KillBootServer(l, line)
+			}})
 		}
 	}
 	return events
+}
+
+// BootServerLine starts the kernel's line naming the server whose DHCP
+// gave it its address (IP-Config: "bootserver=192.168.1.2, rootserver=…").
+const BootServerLine = "bootserver="
+
+// KillBootServer kills every daemon of the lab's master named on the
+// kernel's bootserver= line, and says which.
+func KillBootServer(l *lab.Lab, line string) (string, error) {
+	_, rest, _ := strings.Cut(line, BootServerLine)
+	addr, _, _ := strings.Cut(rest, ",")
+	addr = strings.TrimSpace(addr)
+	for _, m := range l.Masters() {
+		if m.Address == addr {
+			return "killed master " + m.Name + " (" + addr + ")", l.KillMaster(m.Name)
+		}
+	}
+	return "", fmt.Errorf("the first kernel's address came from %q, no master of the lab (%q)", addr, line)
+}
+
+// PullSecondaries fills every secondary master of the lab again from the
+// primary (pull: publish:pull's), one after the other.
+func PullSecondaries(ctx context.Context, l *lab.Lab, pull func(context.Context, lab.Replica) error) error {
+	ms := l.Masters()
+	for _, m := range ms[1:] {
+		sec, ok := l.Secondary(m.Name)
+		if !ok {
+			return fmt.Errorf("master %s is not running", m.Name)
+		}
+		if err := pull(ctx, lab.Replica{Name: m.Name, Address: m.Address, Root: sec.Root(), Primary: ms[0].Address, Client: sec.HTTPClient()}); err != nil {
+			return fmt.Errorf("master %s: publish:pull from %s: %w", m.Name, ms[0].Address, err)
+		}
+	}
+	return nil
 }
 
 // Outage is an event's action: kill a daemon of the lab, wait down, start

@@ -57,6 +57,20 @@ func newFixture(t testing.TB, n int, image string) *fixture {
 // [network] mode; a stateless one is signed).
 func newFixtureMode(t testing.TB, n int, image, mode string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, n, image, mode, func(s string) string { return s })
+}
+
+// twoMasters makes the storm's inventory name two masters, m1 (the
+// HOWTO's master, the primary) and m2 at .2.
+func twoMasters(inv string) string {
+	return "[[master]]\nname = \"m1\"\naddress = \"192.168.1.1\"\n\n[[master]]\nname = \"m2\"\naddress = \"192.168.1.2\"\n\n" +
+		strings.Replace(inv, "master = \"192.168.1.1\"\n", "", 1)
+}
+
+// newFixtureWith is newFixtureMode with the inventory's text changed by
+// edit.
+func newFixtureWith(t testing.TB, n int, image, mode string, edit func(string) string) *fixture {
+	t.Helper()
 	testutil.Slow(t)
 	if lab.Running() {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
@@ -70,6 +84,7 @@ func newFixtureMode(t testing.TB, n int, image, mode string) *fixture {
 		inv = strings.Replace(inv, "shared_ro = []\n", "shared_ro = []\nmode = \""+mode+"\"\n", 1)
 	}
 	inv += "\n[[node]]\nname = \"slave21\"\nmac = \"00:02:A5:04:3B:66\"\nip = \"192.168.1.21\"\narch = \"x86_64\"\n"
+	inv = edit(inv)
 	f := &fixture{Fixture: labtest.New(t, labtest.Options{Inventory: inv, Arches: []string{"x86_64"}, Image: image != "", Sign: mode == nodes.ModeStateless}), timeout: 6 * time.Minute}
 	var err error
 	if f.inv, f.nodes, err = Grow(f.Inv, n); err != nil {
@@ -189,7 +204,7 @@ func hasStage(n NodeResult, name string) bool {
 
 // command runs lab:storm's target logic (Command) with args, in a lab of
 // its own, on the fixture's master, and checks every node came up.
-func (f *fixture) command(t *testing.T, args string) *Report {
+func (f *fixture) command(t testing.TB, args string) *Report {
 	t.Helper()
 	a, err := ParseArgs(args)
 	if err != nil {
@@ -364,6 +379,88 @@ func TestIntegrationStormStateless(t *testing.T) {
 		// /home's mount and nothing else: an NFS node reads ~30 MB
 		if got := n.Link.ToNode[relay.ProtoNFS]; got > 1e6 {
 			t.Errorf("%s: %d bytes by NFS", n.Name, got)
+		}
+	}
+}
+
+// TestIntegrationStormTwoMasters: lab:storm with two masters, the
+// secondary (m2, a namespace of its own on the bridge) filled by
+// publish:pull from the primary, and stateless nodes. "n=4 fault=master":
+// every daemon of the master that gave the first kernel its address
+// killed then; every node comes up all the same, its image from the other
+// (the report says so, node by node), a node whose kernel's lease came
+// from the lost one by its initramfs going on to the other. "n=2 fault=publish": a publish on the primary,
+// pulled by m2, while the nodes boot: each boots one generation's files,
+// from either master.
+func TestIntegrationStormTwoMasters(t *testing.T) {
+	f := newFixtureWith(t, 4, "debian-12", nodes.ModeStateless, twoMasters)
+	r := f.command(t, "n=4 fault=master")
+	if len(r.Events) != 1 || r.Events[0].Error != "" {
+		t.Fatalf("the master fault: %+v", r.Events)
+	}
+	// the master that gave the first kernel its address was killed
+	lost, kept, keptAddr := "m1", "m2", "192.168.1.2"
+	if strings.Contains(r.Events[0].Detail, "killed master m2 ") {
+		lost, kept, keptAddr = "m2", "m1", "192.168.1.1"
+	} else if !strings.Contains(r.Events[0].Detail, "killed master m1 ") {
+		t.Fatalf("the master fault killed %q", r.Events[0].Detail)
+	}
+	lostAddr := map[string]string{"m1": "192.168.1.1", "m2": "192.168.1.2"}[lost]
+	fellBack := 0
+	for _, n := range r.Nodes {
+		// the image (64 MB) is fetched after the kernel has its
+		// address: from the master left only
+		if n.ServedBy[kept] < 50e6 || n.ServedBy[lost] > 20e6 {
+			t.Errorf("%s: served by %v: want its image from %s (%s down since %.1f s)", n.Name, n.ServedBy, kept, lost, r.Events[0].Started)
+		}
+		// a kernel whose lease came from the lost master: its
+		// initramfs went on to the other
+		console, err := os.ReadFile(n.Console)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(console), "bootserver="+lostAddr+",") {
+			fellBack++
+			if !strings.Contains(string(console), "diskless-fallback: fetching from master "+keptAddr+" instead") {
+				t.Errorf("%s: its kernel's lease from %s, lost; no fetch from %s on its console (%s)", n.Name, lost, kept, n.Console)
+			}
+		}
+		if n.Boot != nodes.BootIPXE {
+			t.Errorf("%s boots by %s, want iPXE", n.Name, n.Boot)
+		}
+	}
+	// at least the node whose line triggered the fault
+	if fellBack == 0 {
+		t.Errorf("no node's kernel had its address from %s, which the fault says it killed", lost)
+	}
+	t.Logf("%d of 4 nodes had their kernel's lease from the lost master (%s) and fetched their image from %s", fellBack, lost, kept)
+	if r.CPUByMaster[kept] <= 0 || r.NodesByMaster[kept] != 4 {
+		t.Errorf("%s: CPU %.2f s, served %d nodes", kept, r.CPUByMaster[kept], r.NodesByMaster[kept])
+	}
+	r = f.command(t, "n=2 fault=publish")
+	if len(r.Events) != 1 || r.Events[0].Error != "" {
+		t.Errorf("the publish fault (and the pull after it): %+v", r.Events)
+	}
+	var fromMasters int64
+	for m, b := range r.ServedByMaster {
+		if m != "m1" && m != "m2" {
+			t.Errorf("bytes from %q", m)
+		}
+		fromMasters += b
+	}
+	var files int64
+	for p, b := range r.Served {
+		if p != relay.ProtoDHCP {
+			files += b
+		}
+	}
+	// every byte a node got (but DHCP's) is from one of the masters
+	if fromMasters < files*99/100 {
+		t.Errorf("%d bytes by master of %d served", fromMasters, files)
+	}
+	for _, n := range r.Nodes {
+		if len(n.Generations) != 1 {
+			t.Errorf("%s: generations %v", n.Name, n.Generations)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +63,9 @@ type Event struct {
 	Line  string
 	At    time.Duration
 	Do    func(ctx context.Context) error
+	// DoLine, instead of Do, gets the console line that triggered the
+	// event (Line) and says what it did (the report's detail).
+	DoLine func(ctx context.Context, line string) (string, error)
 }
 
 // EventResult is when an event ran and how it ended.
@@ -69,6 +73,7 @@ type EventResult struct {
 	Name    string  `json:"name"`
 	Started float64 `json:"started_seconds"`
 	Ended   float64 `json:"ended_seconds"`
+	Detail  string  `json:"detail,omitempty"`
 	Error   string  `json:"error,omitempty"`
 }
 
@@ -87,7 +92,10 @@ type NodeResult struct {
 	// (from the paths on its console): one, or none for a single-file boot.
 	Generations []string    `json:"generations,omitempty"`
 	Link        relay.Stats `json:"link"`
-	Console     string      `json:"console_log"`
+	// ServedBy are the bytes each master sent it, by master name (DHCP
+	// left out): with several masters, which one served its files.
+	ServedBy map[string]int64 `json:"served_by_master_bytes,omitempty"`
+	Console  string           `json:"console_log"`
 }
 
 // Percentiles of one stage over the nodes that reached it.
@@ -118,8 +126,14 @@ type Report struct {
 	// of Ethernet frames; Dropped counts the frames the links lost.
 	Served  map[string]int64 `json:"served_bytes"`
 	Dropped int64            `json:"dropped_frames"`
-	Events  []EventResult    `json:"events"`
-	Nodes   []NodeResult     `json:"node_results"`
+	// With several masters: what each one sent the nodes (bytes, DHCP
+	// left out), its daemons' processor time, and how many nodes got
+	// files from it.
+	ServedByMaster map[string]int64   `json:"served_by_master_bytes,omitempty"`
+	CPUByMaster    map[string]float64 `json:"cpu_by_master_seconds,omitempty"`
+	NodesByMaster  map[string]int     `json:"nodes_served_by_master,omitempty"`
+	Events         []EventResult      `json:"events"`
+	Nodes          []NodeResult       `json:"node_results"`
 }
 
 // Err names every node that did not come up and the stage it stopped at,
@@ -204,6 +218,8 @@ type triggers struct {
 	mu      sync.Mutex
 	reached map[string]chan struct{}
 	fired   map[string]bool
+	// lines are the console lines that fired line triggers
+	lines map[string]string
 }
 
 func (g *triggers) wait(key string) chan struct{} {
@@ -218,14 +234,28 @@ func (g *triggers) wait(key string) chan struct{} {
 	return g.reached[key]
 }
 
-func (g *triggers) fire(key string) {
+func (g *triggers) fire(key string) { g.fireLine(key, "") }
+
+// fireLine fires key, keeping the console line that fired it.
+func (g *triggers) fireLine(key, line string) {
 	ch := g.wait(key)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.fired[key] {
 		g.fired[key] = true
+		if g.lines == nil {
+			g.lines = map[string]string{}
+		}
+		g.lines[key] = line
 		close(ch)
 	}
+}
+
+// line is the console line that fired key.
+func (g *triggers) line(key string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lines[key]
 }
 
 // runEvents starts each event, waiting for its trigger, and returns the
@@ -260,7 +290,13 @@ func runEvents(ctx context.Context, o Options, g *triggers, start time.Time) fun
 			}
 			events[i].Started = time.Since(start).Seconds()
 			o.Log.Info("storm event", "event", ev.Name, "at", fmt.Sprintf("%.1f s", events[i].Started))
-			if err := ev.Do(context.WithoutCancel(ectx)); err != nil {
+			var err error
+			if ev.DoLine != nil {
+				events[i].Detail, err = ev.DoLine(context.WithoutCancel(ectx), g.line("line:"+ev.Line))
+			} else {
+				err = ev.Do(context.WithoutCancel(ectx))
+			}
+			if err != nil {
 				events[i].Error = err.Error()
 			}
 			events[i].Ended = time.Since(start).Seconds()
@@ -319,7 +355,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}, func(line string) {
 				for _, ev := range o.Events {
 					if ev.Line != "" && strings.Contains(line, ev.Line) {
-						g.fire("line:" + ev.Line)
+						g.fireLine("line:"+ev.Line, line)
 					}
 				}
 			})
@@ -355,6 +391,7 @@ func (r *Report) tally(o Options, results []NodeResult, cpu0 map[string]time.Dur
 		total += used
 	}
 	r.MasterCPUPercent = 100 * total.Seconds() / r.Duration
+	r.byMaster(o.Lab.Masters(), results)
 	r.Nodes = results
 	for _, n := range results {
 		if n.Up {
@@ -368,6 +405,48 @@ func (r *Report) tally(o Options, results []NodeResult, cpu0 map[string]time.Dur
 		r.AllUp = 0 // never all up
 	}
 	r.Stages = percentiles(results)
+}
+
+// byMaster splits the bytes served and the daemons' CPU by master, when
+// the lab runs more than one; a master named by a node served it at
+// least 1 MB (its files, not a stray answer).
+func (r *Report) byMaster(masters []lab.MasterInfo, results []NodeResult) {
+	if len(masters) < 2 {
+		return
+	}
+	name := map[string]string{}
+	for _, m := range masters {
+		name[m.Address] = m.Name
+	}
+	r.ServedByMaster, r.CPUByMaster, r.NodesByMaster = map[string]int64{}, map[string]float64{}, map[string]int{}
+	for _, m := range masters {
+		r.ServedByMaster[m.Name], r.CPUByMaster[m.Name], r.NodesByMaster[m.Name] = 0, 0, 0
+	}
+	for i := range results {
+		for src, b := range results[i].Link.ToNodeFrom {
+			if m, ok := name[src]; ok {
+				if results[i].ServedBy == nil {
+					results[i].ServedBy = map[string]int64{}
+				}
+				results[i].ServedBy[m] += b
+				r.ServedByMaster[m] += b
+			}
+		}
+		for m, b := range results[i].ServedBy {
+			if b >= 1e6 {
+				r.NodesByMaster[m]++
+			}
+		}
+	}
+	for cg, sec := range r.MasterCPU {
+		owner := masters[0].Name
+		for _, m := range masters[1:] {
+			if strings.HasPrefix(cg, m.CgroupPrefix) {
+				owner = m.Name
+			}
+		}
+		r.CPUByMaster[owner] += sec
+	}
 }
 
 // bootNode runs one node until it is up, fails or times out.
@@ -497,8 +576,20 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, " %s %.1f MB", p, float64(r.Served[p])/1e6)
 	}
 	fmt.Fprintf(&b, "; frames dropped by the links: %d\n", r.Dropped)
+	if len(r.ServedByMaster) > 0 {
+		var ms []string
+		for m := range r.ServedByMaster {
+			ms = append(ms, m)
+		}
+		sort.Strings(ms)
+		b.WriteString("  by master:")
+		for _, m := range ms {
+			fmt.Fprintf(&b, " %s %.1f MB to %d nodes, CPU %.2f s;", m, float64(r.ServedByMaster[m])/1e6, r.NodesByMaster[m], r.CPUByMaster[m])
+		}
+		b.WriteString("\n")
+	}
 	for _, e := range r.Events {
-		fmt.Fprintf(&b, "  event %s: %.1f-%.1f s %s\n", e.Name, e.Started, e.Ended, e.Error)
+		fmt.Fprintf(&b, "  event %s: %.1f-%.1f s %s%s\n", e.Name, e.Started, e.Ended, e.Detail, e.Error)
 	}
 	return b.String()
 }
@@ -507,8 +598,13 @@ func (r *Report) Summary() string {
 // x86-64 (the inventory's own first, then new ones, storm01..., with the
 // next free addresses of the subnet and MACs 52:54:00:5d:xx:xx, booting
 // by PXELINUX and iPXE in turn, with the inventory's image), and the n
-// nodes to boot.
-func Grow(inv *nodes.Inventory, n int) (*nodes.Inventory, []nodes.Node, error) {
+// nodes to boot. With boots, only the inventory's nodes of those boot
+// methods are taken, and the new ones boot by them in turn.
+func Grow(inv *nodes.Inventory, n int, boots ...string) (*nodes.Inventory, []nodes.Node, error) {
+	restrict := len(boots) > 0
+	if !restrict {
+		boots = []string{nodes.BootPXELinux, nodes.BootIPXE}
+	}
 	if n < 1 {
 		return nil, nil, fmt.Errorf("n=%d: want at least one node", n)
 	}
@@ -516,12 +612,19 @@ func Grow(inv *nodes.Inventory, n int) (*nodes.Inventory, []nodes.Node, error) {
 	out.Nodes = append([]nodes.Node(nil), inv.Nodes...)
 	var pick []nodes.Node
 	usedIP := map[string]bool{inv.Network.Master: true}
+	for _, m := range inv.Masters {
+		usedIP[m.Address] = true
+	}
 	usedMAC := map[string]bool{}
 	usedName := map[string]bool{}
 	for _, nd := range inv.Nodes {
 		usedIP[nd.IP], usedMAC[strings.ToLower(nd.MAC)], usedName[nd.Name] = true, true, true
-		bios := nd.Boot == "" || nd.Boot == nodes.BootPXELinux || nd.Boot == nodes.BootEtherboot || nd.Boot == nodes.BootIPXE
-		if nd.Arch == "x86_64" && bios && len(pick) < n {
+		boot := nd.Boot
+		if boot == "" {
+			boot = nodes.BootPXELinux
+		}
+		bios := boot == nodes.BootPXELinux || boot == nodes.BootEtherboot || boot == nodes.BootIPXE
+		if nd.Arch == "x86_64" && bios && len(pick) < n && (!restrict || slices.Contains(boots, boot)) {
 			pick = append(pick, nd)
 		}
 	}
@@ -547,10 +650,7 @@ func Grow(inv *nodes.Inventory, n int) (*nodes.Inventory, []nodes.Node, error) {
 		if usedName[name] || usedMAC[mac] {
 			continue
 		}
-		boot := nodes.BootPXELinux
-		if i%2 == 0 {
-			boot = nodes.BootIPXE
-		}
+		boot := boots[(i-1)%len(boots)]
 		nd := nodes.Node{Name: name, MAC: mac, IP: next.String(), Arch: "x86_64", Boot: boot}
 		usedIP[nd.IP] = true
 		out.Nodes = append(out.Nodes, nd)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/pkg/boot"
+	"github.com/diskless/diskless/pkg/lab"
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/relay"
 	"github.com/diskless/diskless/pkg/settings"
@@ -64,6 +65,21 @@ func TestGrow(t *testing.T) {
 	if _, _, err := Grow(base, 0); err == nil {
 		t.Error("n=0 accepted")
 	}
+	// with boot methods: only the inventory's nodes of those, the new ones
+	// by them; no node on a master's address
+	two, err := nodes.Parse([]byte(strings.Replace(inv, "[network]\n", "[[master]]\nname = \"m1\"\naddress = \"192.168.1.1\"\n\n[[master]]\nname = \"m2\"\naddress = \"192.168.1.101\"\n\n[network]\n", 1)), "nodes.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, picked, err = Grow(two, 2, nodes.BootIPXE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"192.168.1.102", "192.168.1.103"} {
+		if picked[i].IP != want || picked[i].Boot != nodes.BootIPXE {
+			t.Errorf("iPXE node %d: %+v, want %s by iPXE (slave21 boots by PXELINUX, .101 is m2's)", i, picked[i], want)
+		}
+	}
 }
 
 // Nearest-rank percentiles; the stages in boot order; a failed node's
@@ -114,9 +130,10 @@ func TestCommandRefusals(t *testing.T) {
 		want string
 	}{
 		{CommandOptions{Settings: &settings.Settings{NodesFile: "nodes.toml", Root: root}, Args: Args{N: 2}}, "nodes.toml does not exist"},
-		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, Args: Args{N: 2, Faults: []string{"dns"}}}, "fault=dns: want one of http, nfs, publish, tftp"},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, Args: Args{N: 2, Faults: []string{"dns"}}}, "fault=dns: want one of http, master, nfs, publish, tftp"},
 		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, Args: Args{N: 2, Link: relay.Impairment{Loss: 2}}}, "loss 2.000"},
 		{CommandOptions{Settings: &settings.Settings{Inventory: base, Root: root}, Args: Args{N: 2}}, "nothing published in " + root},
+		{CommandOptions{Settings: &settings.Settings{Inventory: base, NodesFile: "nodes.toml", Root: root}, Args: Args{N: 2, Faults: []string{"master"}}}, "fault=master: nodes.toml names one master: add a second [[master]]"},
 	} {
 		if _, _, err := Command(context.Background(), c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
@@ -138,17 +155,18 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("parsed %+v", a)
 	}
 	for words, want := range map[string]string{
-		"":                "say how many nodes: n=8",
-		"n=0":             "n=0: want a number of nodes",
-		"n=x":             "n=x: want a number of nodes",
-		"8":               `lab:storm "8": want key=value words`,
-		"n=8 loss=lots":   "loss=lots",
-		"n=8 loss=150%":   "loss 1.500",
-		"n=8 delay=fast":  "delay=fast: want a duration",
-		"n=8 fault=dns":   "fault=dns: want one of http, nfs, publish, tftp",
-		"n=8 timeout=-1s": "timeout=-1s",
-		"n=8 nodes=3":     "unknown nodes=",
-		"n=8 delay=20s":   "delay 20s: want 0 to 10 s",
+		"":                         "say how many nodes: n=8",
+		"n=0":                      "n=0: want a number of nodes",
+		"n=x":                      "n=x: want a number of nodes",
+		"8":                        `lab:storm "8": want key=value words`,
+		"n=8 loss=lots":            "loss=lots",
+		"n=8 loss=150%":            "loss 1.500",
+		"n=8 delay=fast":           "delay=fast: want a duration",
+		"n=8 fault=dns":            "fault=dns: want one of http, master, nfs, publish, tftp",
+		"n=8 timeout=-1s":          "timeout=-1s",
+		"n=8 nodes=3":              "unknown nodes=",
+		"n=8 delay=20s":            "delay 20s: want 0 to 10 s",
+		"n=8 fault=master,publish": "a publish happens on the primary, which fault=master takes down",
 	} {
 		if _, err := ParseArgs(words); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", words, err, want)
@@ -208,12 +226,19 @@ func TestRunEvents(t *testing.T) {
 			ran <- "slow"
 			return errors.New("restart failed")
 		}},
+
+		{Name: "by line", Line: "bootserver=", DoLine: func(_ context.Context, line string) (string, error) {
+			ran <- "by line"
+			return "got " + line, nil
+		}},
 	}}
 	results := runEvents(context.Background(), o, &g, time.Now())
 	g.fire(boot.FirstFile)
 	g.fire(boot.FirstFile) // twice: once
 	g.fire("line:wrote 3 MB")
 	g.fire(boot.Kernel)
+	g.fireLine("line:bootserver=", "     bootserver=192.168.1.2, rootserver=192.168.1.2, rootpath=")
+	g.fireLine("line:bootserver=", "     bootserver=192.168.1.1, rootserver=192.168.1.1, rootpath=")
 	time.Sleep(50 * time.Millisecond)
 	r := results()
 	close(ran)
@@ -222,7 +247,7 @@ func TestRunEvents(t *testing.T) {
 		got = append(got, n)
 	}
 	sort.Strings(got)
-	if strings.Join(got, ",") != "after,at,line,slow" {
+	if strings.Join(got, ",") != "after,at,by line,line,slow" {
 		t.Errorf("ran %v", got)
 	}
 	if r[3].Error != "never ran: no node reached multi-user" || r[3].Started != 0 {
@@ -230,5 +255,42 @@ func TestRunEvents(t *testing.T) {
 	}
 	if r[4].Error != "restart failed" || r[4].Ended < r[4].Started {
 		t.Errorf("slow: %+v", r[4])
+	}
+	// the event that asked for its line gets the first one
+	if r[5].Detail != "got      bootserver=192.168.1.2, rootserver=192.168.1.2, rootpath=" || r[5].Error != "" {
+		t.Errorf("by line: %+v", r[5])
+	}
+}
+
+// With two masters the report says which served each node (by the bytes
+// from its address), what each sent and its daemons' CPU.
+func TestByMaster(t *testing.T) {
+	masters := []lab.MasterInfo{{Name: "m1", Address: "192.168.1.1"}, {Name: "m2", Address: "192.168.1.2", CgroupPrefix: "m2."}}
+	results := []NodeResult{
+		{Name: "a", Link: relay.Stats{ToNodeFrom: map[string]int64{"192.168.1.1": 70e6, "192.168.1.2": 2e3}}},
+		{Name: "b", Link: relay.Stats{ToNodeFrom: map[string]int64{"192.168.1.1": 3e6, "192.168.1.2": 68e6, "192.168.1.77": 5}}},
+	}
+	r := &Report{MasterCPU: map[string]float64{"nginx": 2, "dhcpd": 0.5, "m2.nginx": 3, "m2.dhcpd": 0.25}}
+	r.byMaster(masters, results)
+	if results[0].ServedBy["m1"] != 70e6 || results[1].ServedBy["m2"] != 68e6 || len(results[1].ServedBy) != 2 {
+		t.Errorf("per node: %v %v", results[0].ServedBy, results[1].ServedBy)
+	}
+	if r.ServedByMaster["m1"] != 73e6 || r.ServedByMaster["m2"] != 68e6+2e3 {
+		t.Errorf("per master: %v", r.ServedByMaster)
+	}
+	// a served b's first file, m2 the rest; m2's 2 kB to a is no serving
+	if r.NodesByMaster["m1"] != 2 || r.NodesByMaster["m2"] != 1 {
+		t.Errorf("nodes per master: %v", r.NodesByMaster)
+	}
+	if r.CPUByMaster["m1"] != 2.5 || r.CPUByMaster["m2"] != 3.25 {
+		t.Errorf("CPU per master: %v", r.CPUByMaster)
+	}
+	if !strings.Contains(r.Summary(), "m2 68.0 MB to 1 nodes, CPU 3.25 s") {
+		t.Errorf("summary: %s", r.Summary())
+	}
+	one := &Report{MasterCPU: map[string]float64{"nginx": 1}}
+	one.byMaster(masters[:1], results)
+	if one.ServedByMaster != nil || strings.Contains(one.Summary(), "by master") {
+		t.Error("one master: split by master")
 	}
 }
