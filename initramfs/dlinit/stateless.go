@@ -50,7 +50,13 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 	servers := sl.Servers(server)
 	for i, srv := range servers {
 		t.Server = srv
-		if overlay, img, err = fetchStateless(srv, sl, st); err == nil {
+		// with another master to ask, a server that stops answering is
+		// left sooner
+		tries := 4
+		if i+1 < len(servers) {
+			tries = 2
+		}
+		if overlay, img, err = fetchStateless(srv, sl, st, tries); err == nil {
 			break
 		}
 		if i+1 < len(servers) {
@@ -85,8 +91,8 @@ func attemptStateless(cmd fallback.Cmdline, st fallback.Settings, sl fallback.St
 
 // fetchStateless fetches the overlay (in memory) and the image (into RAM,
 // at the returned path) from server, each checked against its set's
-// signed SHA256SUMS.
-func fetchStateless(server string, sl fallback.Stateless, st fallback.Settings) (overlay []byte, img string, err error) {
+// signed SHA256SUMS, each tried tries times.
+func fetchStateless(server string, sl fallback.Stateless, st fallback.Settings, tries int) (overlay []byte, img string, err error) {
 	want, err := signedSums(server, fallback.SetDir(sl.Image), st)
 	if err != nil {
 		return nil, "", err
@@ -101,7 +107,7 @@ func fetchStateless(server string, sl fallback.Stateless, st fallback.Settings) 
 	// the small overlay first: a refused one costs no image download
 	if sl.Overlay != "" {
 		p := filepath.Join(ramDir, "overlay.cpio")
-		if err := fetchChecked(server, sl.Overlay, want, p); err != nil {
+		if err := fetchChecked(server, sl.Overlay, want, p, tries); err != nil {
 			return nil, "", err
 		}
 		data, err := os.ReadFile(p)
@@ -112,7 +118,7 @@ func fetchStateless(server string, sl fallback.Stateless, st fallback.Settings) 
 		overlay = data
 	}
 	img = filepath.Join(ramDir, "image.squashfs")
-	if err := fetchChecked(server, sl.Image, want, img); err != nil {
+	if err := fetchChecked(server, sl.Image, want, img, tries); err != nil {
 		os.Remove(img)
 		return nil, "", err
 	}
@@ -243,10 +249,10 @@ func fetchBytesWithin(url string, max int64, timeout time.Duration) ([]byte, err
 }
 
 // fetchChecked downloads path into file dst, checking it against want
-// (SHA256SUMS), retrying a failed transfer a few times with backoff and
+// (SHA256SUMS), trying a failed transfer tries times with backoff and
 // jitter; a checksum mismatch is not retried (the set would have to
 // change: the caller's next attempt fetches SHA256SUMS again).
-func fetchChecked(server, path string, want map[string]string, dst string) error {
+func fetchChecked(server, path string, want map[string]string, dst string, tries int) error {
 	base := "http://" + server
 	name := fallback.SetName(path)
 	sum, ok := want[name]
@@ -254,7 +260,7 @@ func fetchChecked(server, path string, want map[string]string, dst string) error
 		return &fallback.Failure{Step: fallback.StepVerify, Server: server, Export: path, Err: errors.New("not listed in the set's SHA256SUMS; refused")}
 	}
 	var last error
-	for n := 1; n <= 4; n++ {
+	for n := 1; n <= tries; n++ {
 		if n > 1 {
 			time.Sleep(fallback.Jitter(fallback.Backoff(n-1, 16*time.Second), rand.Float64()))
 			say("%s retry %d of %s: %v", fallback.Prefix, n-1, path, last)
@@ -277,7 +283,9 @@ func fetchChecked(server, path string, want map[string]string, dst string) error
 // abandoned and tried again (an image takes long: no overall timeout).
 const stall = 60 * time.Second
 
-var transport = &http.Transport{ResponseHeaderTimeout: 30 * time.Second}
+// transport: a server that does not answer (gone, not refusing) is given
+// up on after 10 s, one that answers waits 30 s for its headers
+var transport = &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, ResponseHeaderTimeout: 30 * time.Second}
 
 func fetchOnce(url, path, name, sum, dst string) error {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -78,7 +78,7 @@ func ParseStateless(c Cmdline) (s Stateless, ok bool, err error) {
 	}
 	if v, ok := c["diskless.masters"]; ok {
 		for _, a := range strings.Split(v, ",") {
-			if ip := net.ParseIP(a); ip == nil || ip.To4() == nil {
+			if ip, err := netip.ParseAddr(a); err != nil || !ip.Is4() {
 				return s, true, fmt.Errorf("diskless.masters=%s: %q is not an IPv4 address (want the masters' addresses, comma-separated)", v, a)
 			}
 			s.Masters = append(s.Masters, a)

@@ -32,15 +32,21 @@ func (l *Lab) Kill(name string) error {
 		if pid == 0 {
 			return fmt.Errorf("%s is not running", name)
 		}
-		syscall.Kill(-pid, syscall.SIGKILL)
-		syscall.Kill(pid, syscall.SIGKILL)
-		for alive(pid) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		killGroup(pid)
 		// a killed nginx leaves its pid file, which a new one overwrites
 		return nil
 	}
 	return fmt.Errorf("%s: the lab can kill %s, %s or %s", name, TFTP, HTTP, NFS)
+}
+
+// killGroup kills a daemon's process group and the daemon (SIGKILL) and
+// waits until it is gone.
+func killGroup(pid int) {
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	for alive(pid) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Restart starts a killed server again with the configuration Up gave it

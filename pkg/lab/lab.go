@@ -78,8 +78,11 @@ type State struct {
 	DaemonReady map[string]float64 `json:"daemon_ready_seconds,omitempty"`
 	Root        string             `json:"root"`
 	Master      string             `json:"master"`
-	// Name is the master's [[master]] name (a secondary's).
+	// Name is the master's [[master]] name ("" for a single master).
 	Name string `json:"name,omitempty"`
+	// a secondary's directory and its daemons' cgroups' prefix
+	Dir          string `json:"dir,omitempty"`
+	CgroupPrefix string `json:"cgroup_prefix,omitempty"`
 	// Secondaries are the other masters' state ([[master]] after the
 	// first): each in a namespace of its own on the bridge.
 	Secondaries []State `json:"secondaries,omitempty"`
@@ -175,6 +178,9 @@ func Preflight(o Options) error {
 	if o.DHCP != "" && o.DHCP != "dhcpd" && o.DHCP != "dnsmasq" {
 		return fmt.Errorf("LAB_DHCP=%s: want dhcpd or dnsmasq", o.DHCP)
 	}
+	if len(o.Inventory.Masters) > 1 && o.Fill == nil {
+		return fmt.Errorf("%d masters ([[master]]) in the inventory: the lab needs a way to fill the secondaries' roots (publish:pull)", len(o.Inventory.Masters))
+	}
 	if st, err := os.Stat(o.Root); err != nil || !st.IsDir() {
 		return fmt.Errorf("DISKLESS_ROOT=%s: not a directory (publish and nodes:provision first)", o.Root)
 	}
@@ -218,9 +224,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			l = nil
 		}
 	}()
-	for _, name := range []string{"dhcpd", "dnsmasq", "radvd", "nginx", "tftpd", "nginx-access", "nginx-error"} {
-		os.Remove(filepath.Join(o.Dir, name+".log"))
-	}
+	removeLogs(o.Dir)
 	if err := l.checkAccess(); err != nil {
 		return l, err
 	}
@@ -237,6 +241,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	l.files = files
 	l.name = o.Inventory.Self()
+	l.State.Name = l.name
 	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startRA, l.startDHCP} {
 		if err := step(ctx, files); err != nil {
 			return l, err
@@ -262,18 +267,31 @@ func (l *Lab) network() error {
 		return err
 	}
 	ones, _ := subnet.Mask.Size()
-	for _, args := range [][]string{
+	return ipAll([][]string{
 		{"netns", "add", NetNS},
 		{"-n", NetNS, "link", "set", "lo", "up"},
 		{"-n", NetNS, "link", "add", Bridge, "type", "bridge"},
 		{"-n", NetNS, "addr", "add", fmt.Sprintf("%s/%d", n.Master, ones), "dev", Bridge},
 		{"-n", NetNS, "link", "set", Bridge, "up"},
-	} {
+	})
+}
+
+// ipAll runs ip(8) with each argument list in turn, stopping at the
+// first that fails (quoted).
+func ipAll(cmds [][]string) error {
+	for _, args := range cmds {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}
 	}
 	return nil
+}
+
+// removeLogs removes an earlier lab's daemon logs from dir.
+func removeLogs(dir string) {
+	for _, name := range []string{"dhcpd", "dnsmasq", "radvd", "nginx", "tftpd", "nginx-access", "nginx-error"} {
+		os.Remove(filepath.Join(dir, name+".log"))
+	}
 }
 
 // start runs a daemon in the namespace with its log file; it is recorded
@@ -550,8 +568,11 @@ func Attach(o Options) (*Lab, error) {
 	if err := json.Unmarshal(data, &l.State); err != nil {
 		return nil, err
 	}
+	l.name = l.State.Name
 	for _, s := range l.State.Secondaries {
-		l.secondaries = append(l.secondaries, &Lab{o: o, log: l.log, State: s, ns: s.NetNS, name: s.Name})
+		so := o
+		so.Dir, so.Root = s.Dir, s.Root
+		l.secondaries = append(l.secondaries, &Lab{o: so, log: l.log, State: s, ns: s.NetNS, iface: secondaryIface, cg: s.CgroupPrefix, name: s.Name})
 	}
 	return l, nil
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/diskless/diskless/internal/netns"
@@ -28,6 +27,9 @@ type Replica struct {
 	Client              *http.Client
 }
 
+// secondaryIface is a secondary's port on the bridge, in its namespace.
+const secondaryIface = "lab0"
+
 // secondaryNS is the namespace of a secondary master.
 func secondaryNS(name string) string { return NetNS + "-" + name }
 
@@ -39,9 +41,6 @@ func (l *Lab) upSecondaries(ctx context.Context) error {
 	inv := l.o.Inventory
 	if len(inv.Masters) < 2 {
 		return nil
-	}
-	if l.o.Fill == nil {
-		return fmt.Errorf("%d masters in the inventory: the lab needs a way to fill the secondaries' roots (publish:pull)", len(inv.Masters))
 	}
 	for i, m := range inv.Masters[1:] {
 		view, err := inv.ForMaster(m.Name)
@@ -55,13 +54,11 @@ func (l *Lab) upSecondaries(ctx context.Context) error {
 		// as the primary's): what its nginx, tftpd and Ganesha serve
 		view.Network.Root = o.Root
 		o.Inventory = view
-		s := &Lab{o: o, log: l.log.With("master", m.Name), ns: secondaryNS(m.Name), iface: "lab0", cg: m.Name + ".", name: m.Name,
-			State: State{NetNS: secondaryNS(m.Name), DHCP: o.DHCP, PIDs: map[string]int{}, Started: time.Now(), Root: o.Root, Master: m.Address, Name: m.Name}}
+		s := &Lab{o: o, log: l.log.With("master", m.Name), ns: secondaryNS(m.Name), iface: secondaryIface, cg: m.Name + ".", name: m.Name,
+			State: State{NetNS: secondaryNS(m.Name), DHCP: o.DHCP, PIDs: map[string]int{}, Started: time.Now(), Root: o.Root, Master: m.Address, Name: m.Name, Dir: o.Dir, CgroupPrefix: m.Name + "."}}
 		// on the list before anything is made: Down removes what was
 		l.secondaries = append(l.secondaries, s)
-		for _, name := range []string{"dhcpd", "dnsmasq", "radvd", "nginx", "tftpd", "nginx-access", "nginx-error"} {
-			os.Remove(filepath.Join(o.Dir, name+".log"))
-		}
+		removeLogs(o.Dir)
 		if err := os.MkdirAll(o.Root, 0o755); err != nil {
 			return err
 		}
@@ -99,7 +96,7 @@ func (l *Lab) secondaryNetwork(port, addr string) error {
 		return err
 	}
 	ones, _ := subnet.Mask.Size()
-	for _, args := range [][]string{
+	return ipAll([][]string{
 		{"netns", "add", l.ns},
 		{"-n", l.ns, "link", "set", "lo", "up"},
 		{"-n", NetNS, "link", "add", port, "type", "veth", "peer", "name", l.iface, "netns", l.ns},
@@ -107,12 +104,7 @@ func (l *Lab) secondaryNetwork(port, addr string) error {
 		{"-n", NetNS, "link", "set", port, "up"},
 		{"-n", l.ns, "addr", "add", fmt.Sprintf("%s/%d", addr, ones), "dev", l.iface},
 		{"-n", l.ns, "link", "set", l.iface, "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-		}
-	}
-	return nil
+	})
 }
 
 // HTTPClient is a client whose connections are made in the master's
@@ -175,24 +167,14 @@ func (l *Lab) KillMaster(name string) error {
 	if m.files == nil {
 		return fmt.Errorf("master %s: only the process that brought the lab up can kill its daemons", name)
 	}
-	var alivePIDs []int
-	for _, pid := range m.State.PIDs {
+	for daemon, pid := range m.State.PIDs {
 		if pid > 0 {
-			syscall.Kill(-pid, syscall.SIGKILL)
-			syscall.Kill(pid, syscall.SIGKILL)
-			alivePIDs = append(alivePIDs, pid)
+			killGroup(pid)
 		}
+		// gone: Down must not signal a number another process may get
+		m.State.PIDs[daemon] = 0
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range alivePIDs {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("master %s: process %d outlived SIGKILL", name, pid)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	return nil
+	return l.save()
 }
 
 // downSecondaries stops the secondaries' daemons and removes their

@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -54,6 +55,15 @@ func TestIntegrationLabTwoMasters(t *testing.T) {
 		t.Fatalf("a lab is already up (namespace %s): not touching it", lab.NetNS)
 	}
 	trusted := []*sign.PublicKey{f.S.SigningKey.Public()}
+	// a secondary that cannot be filled: Up fails and leaves nothing
+	_, err := lab.Up(context.Background(), lab.Options{Dir: filepath.Join(f.Tmp, "lab-failed"), Root: f.Root, Inventory: f.Inv, CacheDir: f.S.CacheDir, Log: testenv.Quiet(),
+		Fill: func(context.Context, lab.Replica) error { return errors.New("the primary said no") }})
+	if err == nil || !strings.Contains(err.Error(), "master m2: filling") || !strings.Contains(err.Error(), "the primary said no") {
+		t.Errorf("Up with a failing fill: %v", err)
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), lab.NetNS) {
+		t.Fatalf("namespaces left after a failed Up: %s", out)
+	}
 	var pulled []string
 	dir := filepath.Join(f.Tmp, "lab")
 	l, err := lab.Up(context.Background(), lab.Options{Dir: dir, Root: f.Root, Inventory: f.Inv, CacheDir: f.S.CacheDir, Log: testenv.Quiet(),
@@ -112,8 +122,7 @@ func TestIntegrationLabTwoMasters(t *testing.T) {
 	if got, err := get(l, "http://192.168.1.2/only-on-m2"); err != nil || got != "200 OK\nm2\n" {
 		t.Errorf("m2 does not serve its own root: %q %v", got, err)
 	}
-	// m2's daemons are their own: its nginx answers from its address,
-	// its tftpd listens there
+	// m2's daemons are their own: its nginx logs what it served
 	if !strings.Contains(readFile(t, filepath.Join(dir, "masters", "m2", "nginx-access.log")), "192.168.1.1 ") {
 		t.Error("m2's nginx logged no request from m1")
 	}

@@ -212,7 +212,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	l, err := lab.Up(ctx, lab.Options{Dir: dir, Root: root, Inventory: inv, DHCP: dhcp, CacheDir: s.CacheDir, Log: log})
+	l, err := lab.Up(ctx, lab.Options{Dir: dir, Root: root, Inventory: inv, DHCP: dhcp, CacheDir: s.CacheDir, Log: log, Fill: pipeline.ReplicaFill(s, log)})
 	if err != nil {
 		return nil, "", err
 	}

@@ -146,19 +146,28 @@ func Initramfs(ctx context.Context, o Options) (*initramfs.Result, error) {
 // another, each once.
 func TrustedKeys(s *settings.Settings) string {
 	var b strings.Builder
+	for _, k := range PublicKeys(s) {
+		b.WriteString(string(k.Marshal()))
+	}
+	return b.String()
+}
+
+// PublicKeys are the keys a signed set is checked with: SIGNING_KEY's
+// public half, then TRUSTED_KEY's, each once.
+func PublicKeys(s *settings.Settings) []*sign.PublicKey {
 	seen := map[string]bool{}
 	keys := s.TrustedKeys
 	if s.SigningKey != nil {
 		keys = append([]*sign.PublicKey{s.SigningKey.Public()}, keys...)
 	}
+	var out []*sign.PublicKey
 	for _, k := range keys {
-		m := string(k.Marshal())
-		if !seen[m] {
+		if m := string(k.Marshal()); !seen[m] {
 			seen[m] = true
-			b.WriteString(m)
+			out = append(out, k)
 		}
 	}
-	return b.String()
+	return out
 }
 
 // NetbootCarriesInitramfs says whether vmlinuz_<arch> of o.Arch carries the

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -67,7 +68,22 @@ func Smoke(ctx context.Context, o Options) (*smoke.Report, error) {
 // LabOptions are the lab's options from the settings: its files in
 // Artifacts/lab, DISKLESS_ROOT served, the inventory's nodes.
 func LabOptions(s *settings.Settings, log *slog.Logger) lab.Options {
-	return lab.Options{Dir: filepath.Join(s.Artifacts, "lab"), Root: s.Root, Inventory: s.Inventory, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log, Detach: true}
+	return lab.Options{Dir: filepath.Join(s.Artifacts, "lab"), Root: s.Root, Inventory: s.Inventory, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log, Detach: true, Fill: ReplicaFill(s, log)}
+}
+
+// ReplicaFill is how the lab fills a secondary master's root: publish:pull
+// from the primary, checked with SIGNING_KEY's and TRUSTED_KEY's public
+// keys (PublicKeys).
+func ReplicaFill(s *settings.Settings, log *slog.Logger) func(context.Context, lab.Replica) error {
+	return func(ctx context.Context, r lab.Replica) error {
+		defer r.Client.CloseIdleConnections()
+		keys := PublicKeys(s)
+		if len(keys) == 0 {
+			return errors.New("a secondary master pulls the primary's signed set: set SIGNING_KEY (or TRUSTED_KEY)")
+		}
+		_, err := publish.Pull(ctx, "http://"+r.Primary+"/", publish.PullOptions{Root: r.Root, Trusted: keys, Keep: s.PublishKeep, NoWait: true, Client: r.Client, Log: log})
+		return err
+	}
 }
 
 // LabUp is lab:up: the lab's packages, what the lab refuses checked

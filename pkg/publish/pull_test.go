@@ -421,4 +421,12 @@ func TestPlacePulledCopiesASharedFile(t *testing.T) {
 	if err := placePulled(src, dst, 0o640, -1); err == nil {
 		t.Error("placed over an existing file")
 	}
+	// the copy is its owner's alone until placePulled gives it its mode
+	priv := filepath.Join(dir, "private")
+	if err := copyPrivately(src, priv); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(priv); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("a copy being made: %v %v, want 0600", st.Mode(), err)
+	}
 }

@@ -219,10 +219,12 @@ type Session struct {
 	lines    []string
 	at       []time.Duration // when each line was complete, from the start
 	partial  string
-	notify   chan struct{}
-	exited   chan struct{}
-	waitErr  error
-	logf     *os.File
+	// partialAt is when the unfinished last line last changed
+	partialAt time.Duration
+	notify    chan struct{}
+	exited    chan struct{}
+	waitErr   error
+	logf      *os.File
 }
 
 // DefaultFailures are what Expect fails on when given no failures: every
@@ -303,7 +305,9 @@ func (s *Session) read(r io.Reader) {
 				s.lines = append(s.lines, ansiRe.ReplaceAllString(l, ""))
 				s.at = append(s.at, now)
 			}
-			s.partial = parts[len(parts)-1]
+			if last := parts[len(parts)-1]; last != s.partial {
+				s.partial, s.partialAt = last, now
+			}
 			s.mu.Unlock()
 			select {
 			case s.notify <- struct{}{}:
@@ -330,6 +334,24 @@ func (s *Session) Send(text string) error {
 // in Result.Console.
 func (s *Session) Expect(want, fail []string, timeout time.Duration) (*Result, error) {
 	return s.expect(want, fail, timeout, nil, false)
+}
+
+// ExpectOrPrompt is Expect that also looks at the unfinished last line:
+// one of want may be a prompt (a getty's "login:" has no newline after it).
+func (s *Session) ExpectOrPrompt(want, fail []string, timeout time.Duration) (*Result, error) {
+	return s.expect(want, fail, timeout, nil, true)
+}
+
+// TimelineWithPrompt is Timeline with the unfinished last line (a prompt),
+// when there is one, at the time it last changed.
+func (s *Session) TimelineWithPrompt() []boot.Line {
+	tl := s.Timeline()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := ansiRe.ReplaceAllString(s.partial, ""); strings.TrimSpace(p) != "" {
+		tl = append(tl, boot.Line{Text: p, At: s.partialAt})
+	}
+	return tl
 }
 
 // ExpectPrompt waits for prompt on the unfinished last line (a shell or

@@ -111,6 +111,11 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 		os.Remove(path)
 		return err
 	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
 	return f.Close()
 }
 

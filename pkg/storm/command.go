@@ -23,7 +23,6 @@ import (
 	"github.com/diskless/diskless/pkg/publish"
 	"github.com/diskless/diskless/pkg/relay"
 	"github.com/diskless/diskless/pkg/settings"
-	"github.com/diskless/diskless/pkg/sign"
 )
 
 // Faults lab:storm can apply (fault=...), each once during the storm.
@@ -63,6 +62,21 @@ type Args struct {
 	Link    relay.Impairment
 	Faults  []string
 	Timeout time.Duration
+}
+
+// checkFaults refuses faults that undo each other: fault=master takes a
+// master down for good, which an outage's restart or a publish on the
+// primary would contradict.
+func (a Args) checkFaults() error {
+	if !a.has("master") {
+		return nil
+	}
+	for _, f := range a.Faults {
+		if f != "master" {
+			return fmt.Errorf("fault=master,%s: fault=master takes a master down for good (%s would bring a daemon back, or publish on the primary it may take); storm them one at a time", f, f)
+		}
+	}
+	return nil
 }
 
 // has says whether the fault was asked for.
@@ -109,8 +123,8 @@ func ParseArgs(words string) (Args, error) {
 	if a.N == 0 {
 		return a, errors.New("lab:storm: say how many nodes: n=8")
 	}
-	if a.has("master") && a.has("publish") {
-		return a, errors.New("fault=master,publish: a publish happens on the primary, which fault=master takes down; storm them one at a time")
+	if err := a.checkFaults(); err != nil {
+		return a, err
 	}
 	return a, a.Link.Validate()
 }
@@ -169,8 +183,8 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 	if o.has("master") && len(s.Inventory.Masters) < 2 {
 		return nil, "", fmt.Errorf("fault=master: %s names one master: add a second [[master]] (the lab fills it by publish:pull)", s.NodesFile)
 	}
-	if o.has("master") && o.has("publish") {
-		return nil, "", errors.New("fault=master,publish: a publish happens on the primary, which fault=master takes down; storm them one at a time")
+	if err := o.checkFaults(); err != nil {
+		return nil, "", err
 	}
 	if _, err := publish.Current(s.Root); err != nil {
 		return nil, "", fmt.Errorf("%w: build:all arch=x86_64 first", err)
@@ -195,11 +209,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 			}
 		}
 	}
-	trusted := s.TrustedKeys
-	if len(trusted) == 0 && s.SigningKey != nil {
-		trusted = []*sign.PublicKey{s.SigningKey.Public()}
-	}
-	if len(inv.Masters) > 1 && len(trusted) == 0 {
+	if len(inv.Masters) > 1 && len(pipeline.PublicKeys(s)) == 0 {
 		return nil, "", fmt.Errorf("%s names %d masters: the lab's secondaries pull the primary's signed set, which needs SIGNING_KEY (or TRUSTED_KEY)", s.NodesFile, len(inv.Masters))
 	}
 	log := o.Log
@@ -227,13 +237,8 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 		log.Warn("these nodes' roots have no /sbin/init (no image in nodes.toml, nothing copied in): the storm times them up to their NFS root", "nodes", strings.Join(bare, " "))
 	}
 	labOpts := lab.Options{Dir: dir, Root: s.Root, Inventory: inv, DHCP: s.LabDHCP, CacheDir: s.CacheDir, Log: log}
-	pull := func(ctx context.Context, r lab.Replica) error {
-		_, err := publish.Pull(ctx, "http://"+r.Primary+"/", publish.PullOptions{Root: r.Root, Trusted: trusted, Keep: s.PublishKeep, NoWait: true, Client: r.Client, Log: log})
-		return err
-	}
-	if len(inv.Masters) > 1 {
-		labOpts.Fill = pull
-	}
+	pull := pipeline.ReplicaFill(s, log)
+	labOpts.Fill = pull
 	if err := lab.Preflight(labOpts); err != nil {
 		return nil, "", err
 	}

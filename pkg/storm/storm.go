@@ -482,9 +482,10 @@ func bootNode(ctx context.Context, o Options, nd nodes.Node, m *qemu.Machine, pr
 			}
 		}
 	}()
-	_, err = sess.Expect(boot.Markers(up...), boot.Failures(Retried...), o.Timeout)
+	// up may be a login prompt, which has no newline after it
+	_, err = sess.ExpectOrPrompt(boot.Markers(up...), boot.Failures(Retried...), o.Timeout)
 	close(done)
-	timeline := sess.Timeline()
+	timeline := sess.TimelineWithPrompt()
 	v := boot.Judge(timeline, up, Retried...)
 	res.Stages = v.Stages
 	gens := map[string]bool{}

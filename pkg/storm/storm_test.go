@@ -166,7 +166,8 @@ func TestParseArgs(t *testing.T) {
 		"n=8 timeout=-1s":          "timeout=-1s",
 		"n=8 nodes=3":              "unknown nodes=",
 		"n=8 delay=20s":            "delay 20s: want 0 to 10 s",
-		"n=8 fault=master,publish": "a publish happens on the primary, which fault=master takes down",
+		"n=8 fault=master,publish": "fault=master,publish: fault=master takes a master down for good",
+		"n=8 fault=nfs,master":     "fault=master,nfs: fault=master takes a master down for good",
 	} {
 		if _, err := ParseArgs(words); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", words, err, want)
