@@ -46,6 +46,7 @@ func TestParseStateless(t *testing.T) {
 	for line, want := range map[string]string{
 		"diskless.image=/a diskless.masters=10.0.0.1,m2":                               `"m2" is not an IPv4 address`,
 		"diskless.image=/a diskless.masters=":                                          `"" is not an IPv4 address`,
+		"diskless.image=/a diskless.masters=::ffff:10.0.0.1":                           `"::ffff:10.0.0.1" is not an IPv4 address`,
 		"diskless.image=squashfs/x":                                                    "want an absolute path",
 		"diskless.image=/squashfs/../../etc/shadow":                                    "want an absolute path",
 		"diskless.image=" + gen + "a diskless.overlay=/overlays/1.2.3.4.cpio":          "diskless.overlay=/overlays/1.2.3.4.cpio is not in the published set",
