@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/diskless/diskless/pkg/sign"
 )
 
 // Validity of a certificate keygen makes: firmware does not check
@@ -70,7 +72,7 @@ func WriteKeyPair(dir, name string, now time.Time) (keyPath, crtPath, cerPath st
 		{crtPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644},
 		{cerPath, der, 0o644},
 	} {
-		if err := writeNew(f.path, f.data, f.mode); err != nil {
+		if err := sign.WriteKeyFile(f.path, f.data, f.mode); err != nil {
 			for _, p := range written {
 				os.Remove(p)
 			}
@@ -98,25 +100,6 @@ func selfSigned(key *rsa.PrivateKey, name string, now time.Time, usage []x509.Ex
 		BasicConstraintsValid: true,
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-}
-
-// writeNew creates path (it must not exist) with data and mode.
-func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	return f.Close()
 }
 
 // Load reads SECUREBOOT_KEY (keyPath) and SECUREBOOT_CERT (certPath) and

@@ -251,18 +251,19 @@ func WriteKeyPair(dir, name string) (pubPath, secPath string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	if err := writeNew(secPath, k.Marshal(), 0o600); err != nil {
+	if err := WriteKeyFile(secPath, k.Marshal(), 0o600); err != nil {
 		return "", "", err
 	}
-	if err := writeNew(pubPath, k.Public().Marshal(), 0o644); err != nil {
+	if err := WriteKeyFile(pubPath, k.Public().Marshal(), 0o644); err != nil {
 		os.Remove(secPath)
 		return "", "", err
 	}
 	return pubPath, secPath, nil
 }
 
-// writeNew creates path (it must not exist) with data and mode.
-func writeNew(path string, data []byte, mode os.FileMode) error {
+// WriteKeyFile creates a key file path, which must not exist, with data
+// and mode, synced; removed when it could not be written whole.
+func WriteKeyFile(path string, data []byte, mode os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return err
