@@ -58,7 +58,7 @@ func (l *Lab) Restart(ctx context.Context, name string) error {
 			return err
 		}
 		_, l.State.PIDs[NFS] = l.nfs.PIDs()
-		l.account(l.cg+NFS, l.State.PIDs[NFS])
+		l.account(l.State.CgroupPrefix+NFS, l.State.PIDs[NFS])
 		return l.save()
 	case TFTP, HTTP:
 		start := map[string]func(context.Context, nodes.Files) error{TFTP: l.startTFTP, HTTP: l.startHTTP}[name]

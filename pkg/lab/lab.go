@@ -100,11 +100,6 @@ type Lab struct {
 	mu     sync.Mutex
 	impair *relay.Impairment
 	links  map[string]*relay.Link
-	// a master's own: its namespace, the interface its daemons use, its
-	// daemons' cgroup names' prefix ("" and the const for the primary)
-	ns, iface, cg string
-	// name is the master's [[master]] name ("" for a single master)
-	name string
 	// secondaries: the other masters, when this is the primary
 	secondaries []*Lab
 }
@@ -112,19 +107,22 @@ type Lab struct {
 // namespace is the master's network namespace (the primary's is NetNS,
 // which holds the bridge).
 func (l *Lab) namespace() string {
-	if l.ns == "" {
+	if l.State.NetNS == "" {
 		return NetNS
 	}
-	return l.ns
+	return l.State.NetNS
 }
+
+// nsPath is the master's namespace as ip-netns(8) keeps it.
+func (l *Lab) nsPath() string { return "/run/netns/" + l.namespace() }
 
 // ifaceName is the interface the master's daemons serve on: the bridge
 // in the primary's namespace, a veth port of it in a secondary's.
 func (l *Lab) ifaceName() string {
-	if l.iface == "" {
+	if l.namespace() == NetNS {
 		return Bridge
 	}
-	return l.iface
+	return secondaryIface
 }
 
 // Programs are the daemons with their Debian packages; the ones marked
@@ -240,12 +238,9 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	l.files = files
-	l.name = o.Inventory.Self()
-	l.State.Name = l.name
-	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startRA, l.startDHCP} {
-		if err := step(ctx, files); err != nil {
-			return l, err
-		}
+	l.State.Name = o.Inventory.Self()
+	if err := l.startDaemons(ctx, files); err != nil {
+		return l, err
 	}
 	if err := l.upSecondaries(ctx); err != nil {
 		return l, err
@@ -256,6 +251,17 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	log.Info("lab up", "netns", NetNS, "master", l.State.Master, "dhcp", o.DHCP, "seconds", fmt.Sprintf("%.1f", l.State.Ready))
 	return l, nil
+}
+
+// startDaemons starts the master's daemons with its rendered files, each
+// answering before the next starts.
+func (l *Lab) startDaemons(ctx context.Context, files nodes.Files) error {
+	for _, step := range []func(context.Context, nodes.Files) error{l.startNFS, l.startTFTP, l.startHTTP, l.startRA, l.startDHCP} {
+		if err := step(ctx, files); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // network makes the namespace, its loopback and the bridge with the
@@ -304,7 +310,7 @@ func (l *Lab) start(name string, args ...string) (*exec.Cmd, error) {
 		return nil, err
 	}
 	argv := append([]string{"ip", "netns", "exec", l.namespace()}, args...)
-	cpu, mem, cgErr := cgroupProcs(l.cg + name)
+	cpu, mem, cgErr := cgroupProcs(l.State.CgroupPrefix + name)
 	if cgErr == nil {
 		argv = inCgroup(cpu, mem, argv)
 	}
@@ -389,7 +395,7 @@ func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 		return err
 	}
 	start := time.Now()
-	srv, err := ganesha.Start(ctx, ganesha.Options{Exports: files["ganesha.conf"], Dir: filepath.Join(l.o.Dir, "ganesha"), NetNS: "/run/netns/" + l.namespace(), Detach: l.o.Detach, Log: l.log,
+	srv, err := ganesha.Start(ctx, ganesha.Options{Exports: files["ganesha.conf"], Dir: filepath.Join(l.o.Dir, "ganesha"), NetNS: l.nsPath(), Detach: l.o.Detach, Log: l.log,
 		MaxConnections: l.o.Inventory.Sizing().GaneshaConnections,
 		// Ganesha reads its exports slower than linearly: one per node,
 		// 1,000 in 0.6 s, 5,000 in 20 s, 10,000 in over a minute
@@ -404,7 +410,7 @@ func (l *Lab) startNFS(ctx context.Context, files nodes.Files) error {
 	l.State.DaemonReady["ganesha"] = time.Since(start).Seconds()
 	l.State.PIDs["rpcbind"], l.State.PIDs["ganesha"] = srv.PIDs()
 	for _, name := range []string{"rpcbind", "ganesha"} {
-		l.account(l.cg+name, l.State.PIDs[name])
+		l.account(l.State.CgroupPrefix+name, l.State.PIDs[name])
 	}
 	return nil
 }
@@ -568,11 +574,10 @@ func Attach(o Options) (*Lab, error) {
 	if err := json.Unmarshal(data, &l.State); err != nil {
 		return nil, err
 	}
-	l.name = l.State.Name
 	for _, s := range l.State.Secondaries {
 		so := o
 		so.Dir, so.Root = s.Dir, s.Root
-		l.secondaries = append(l.secondaries, &Lab{o: so, log: l.log, State: s, ns: s.NetNS, iface: secondaryIface, cg: s.CgroupPrefix, name: s.Name})
+		l.secondaries = append(l.secondaries, &Lab{o: so, log: l.log, State: s})
 	}
 	return l, nil
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/diskless/diskless/internal/netns"
-	"github.com/diskless/diskless/pkg/nodes"
 )
 
 // Replica is a secondary master of the lab ([[master]] after the first)
@@ -54,7 +53,7 @@ func (l *Lab) upSecondaries(ctx context.Context) error {
 		// as the primary's): what its nginx, tftpd and Ganesha serve
 		view.Network.Root = o.Root
 		o.Inventory = view
-		s := &Lab{o: o, log: l.log.With("master", m.Name), ns: secondaryNS(m.Name), iface: secondaryIface, cg: m.Name + ".", name: m.Name,
+		s := &Lab{o: o, log: l.log.With("master", m.Name),
 			State: State{NetNS: secondaryNS(m.Name), DHCP: o.DHCP, PIDs: map[string]int{}, Started: time.Now(), Root: o.Root, Master: m.Address, Name: m.Name, Dir: o.Dir, CgroupPrefix: m.Name + "."}}
 		// on the list before anything is made: Down removes what was
 		l.secondaries = append(l.secondaries, s)
@@ -65,11 +64,9 @@ func (l *Lab) upSecondaries(ctx context.Context) error {
 		if err := s.secondaryNetwork(fmt.Sprintf("dlm%d", i+1), m.Address); err != nil {
 			return fmt.Errorf("master %s: %w", m.Name, err)
 		}
-		start := time.Now()
-		if err := l.o.Fill(ctx, Replica{Name: m.Name, Address: m.Address, Root: o.Root, Primary: inv.Masters[0].Address, Client: s.HTTPClient()}); err != nil {
-			return fmt.Errorf("master %s: filling %s from %s: %w", m.Name, o.Root, inv.Masters[0].Address, err)
+		if err := l.fill(ctx, s, l.o.Fill); err != nil {
+			return err
 		}
-		l.log.Info("secondary master filled", "master", m.Name, "root", o.Root, "seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
 		if err := s.checkAccess(); err != nil {
 			return fmt.Errorf("master %s: %w", m.Name, err)
 		}
@@ -78,12 +75,31 @@ func (l *Lab) upSecondaries(ctx context.Context) error {
 			return err
 		}
 		s.files = files
-		for _, step := range []func(context.Context, nodes.Files) error{s.startNFS, s.startTFTP, s.startHTTP, s.startRA, s.startDHCP} {
-			if err := step(ctx, files); err != nil {
-				return fmt.Errorf("master %s: %w", m.Name, err)
-			}
+		if err := s.startDaemons(ctx, files); err != nil {
+			return fmt.Errorf("master %s: %w", m.Name, err)
 		}
 		s.State.Ready = time.Since(s.State.Started).Seconds()
+	}
+	return nil
+}
+
+// fill fills secondary s's root from the primary (l) with fill.
+func (l *Lab) fill(ctx context.Context, s *Lab, fill func(context.Context, Replica) error) error {
+	start := time.Now()
+	if err := fill(ctx, Replica{Name: s.State.Name, Address: s.State.Master, Root: s.o.Root, Primary: l.State.Master, Client: s.HTTPClient()}); err != nil {
+		return fmt.Errorf("master %s: filling %s from %s: %w", s.State.Name, s.o.Root, l.State.Master, err)
+	}
+	l.log.Info("secondary master filled", "master", s.State.Name, "root", s.o.Root, "seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+	return nil
+}
+
+// Refill fills every secondary's root again from the primary, one after
+// the other (what each secondary's timer does after a publish).
+func (l *Lab) Refill(ctx context.Context, fill func(context.Context, Replica) error) error {
+	for _, s := range l.secondaries {
+		if err := l.fill(ctx, s, fill); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -97,20 +113,20 @@ func (l *Lab) secondaryNetwork(port, addr string) error {
 	}
 	ones, _ := subnet.Mask.Size()
 	return ipAll([][]string{
-		{"netns", "add", l.ns},
-		{"-n", l.ns, "link", "set", "lo", "up"},
-		{"-n", NetNS, "link", "add", port, "type", "veth", "peer", "name", l.iface, "netns", l.ns},
+		{"netns", "add", l.namespace()},
+		{"-n", l.namespace(), "link", "set", "lo", "up"},
+		{"-n", NetNS, "link", "add", port, "type", "veth", "peer", "name", secondaryIface, "netns", l.namespace()},
 		{"-n", NetNS, "link", "set", port, "master", Bridge},
 		{"-n", NetNS, "link", "set", port, "up"},
-		{"-n", l.ns, "addr", "add", fmt.Sprintf("%s/%d", addr, ones), "dev", l.iface},
-		{"-n", l.ns, "link", "set", l.iface, "up"},
+		{"-n", l.namespace(), "addr", "add", fmt.Sprintf("%s/%d", addr, ones), "dev", secondaryIface},
+		{"-n", l.namespace(), "link", "set", secondaryIface, "up"},
 	})
 }
 
 // HTTPClient is a client whose connections are made in the master's
 // namespace (from its address).
 func (l *Lab) HTTPClient() *http.Client {
-	path := "/run/netns/" + l.namespace()
+	path := l.nsPath()
 	return &http.Client{Transport: &http.Transport{
 		ResponseHeaderTimeout: 30 * time.Second,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -132,9 +148,9 @@ type MasterInfo struct {
 // Masters are the lab's masters, the primary first (one, named "", for
 // a single master).
 func (l *Lab) Masters() []MasterInfo {
-	out := []MasterInfo{{Name: l.name, Address: l.State.Master}}
+	out := []MasterInfo{{Name: l.State.Name, Address: l.State.Master}}
 	for _, s := range l.secondaries {
-		out = append(out, MasterInfo{Name: s.name, Address: s.State.Master, CgroupPrefix: s.cg})
+		out = append(out, MasterInfo{Name: s.State.Name, Address: s.State.Master, CgroupPrefix: s.State.CgroupPrefix})
 	}
 	return out
 }
@@ -142,7 +158,7 @@ func (l *Lab) Masters() []MasterInfo {
 // Secondary is the running secondary master name.
 func (l *Lab) Secondary(name string) (*Lab, bool) {
 	for _, s := range l.secondaries {
-		if s.name == name {
+		if s.State.Name == name {
 			return s, true
 		}
 	}
@@ -158,7 +174,7 @@ func (l *Lab) Root() string { return l.o.Root }
 // refused, not left unanswered).
 func (l *Lab) KillMaster(name string) error {
 	m := l
-	if name != l.name {
+	if name != l.State.Name {
 		var ok bool
 		if m, ok = l.Secondary(name); !ok {
 			return fmt.Errorf("the lab has no master %q", name)

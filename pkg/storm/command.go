@@ -267,7 +267,7 @@ func Command(ctx context.Context, o CommandOptions) (*Report, string, error) {
 				return err
 			}
 			// what each secondary's timer does next (publish:pull)
-			return PullSecondaries(ctx, l, pull)
+			return l.Refill(ctx, pull)
 		}),
 		Accel: s.QEMUAccel, Log: log, Progress: progress,
 		UpFor: func(nd nodes.Node) []string { return UpFor(inv, nd) }})
@@ -326,22 +326,6 @@ func KillBootServer(l *lab.Lab, line string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("the first kernel's address came from %q, no master of the lab (%q)", addr, line)
-}
-
-// PullSecondaries fills every secondary master of the lab again from the
-// primary (pull: publish:pull's), one after the other.
-func PullSecondaries(ctx context.Context, l *lab.Lab, pull func(context.Context, lab.Replica) error) error {
-	ms := l.Masters()
-	for _, m := range ms[1:] {
-		sec, ok := l.Secondary(m.Name)
-		if !ok {
-			return fmt.Errorf("master %s is not running", m.Name)
-		}
-		if err := pull(ctx, lab.Replica{Name: m.Name, Address: m.Address, Root: sec.Root(), Primary: ms[0].Address, Client: sec.HTTPClient()}); err != nil {
-			return fmt.Errorf("master %s: publish:pull from %s: %w", m.Name, ms[0].Address, err)
-		}
-	}
-	return nil
 }
 
 // Outage is an event's action: kill a daemon of the lab, wait down, start
