@@ -138,6 +138,16 @@ func DistccPrograms() []Program { return []Program{{"distcc", "distcc"}, {"distc
 // independent check of what diskless signs.
 func SignPrograms() []Program { return []Program{{"signify-openbsd", "signify-openbsd"}} }
 
+// SecureBootPrograms is what signing EFI binaries for Secure Boot
+// (SECUREBOOT_KEY) runs: sbsigntool's sbsign, and sbverify, which checks
+// each signature.
+func SecureBootPrograms() []Program {
+	return []Program{{"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}}
+}
+
+// SecureBoot lists the packages of SecureBootPrograms.
+func SecureBoot() []string { return packagesOf(SecureBootPrograms()) }
+
 // WorkflowPrograms is what the workflow's lint runs besides actionlint (a
 // Go tool): shellcheck, on the workflow's shell steps.
 func WorkflowPrograms() []Program { return []Program{{"shellcheck", "shellcheck"}} }
@@ -201,7 +211,7 @@ func packagesOf(ps []Program) []string {
 
 // All lists every package the project uses on any arch.
 func All() []string {
-	pkgs := append(append(append(Nodes(), Distcc()...), Sign()...), packagesOf(WorkflowPrograms())...)
+	pkgs := append(append(append(append(Nodes(), Distcc()...), Sign()...), SecureBoot()...), packagesOf(WorkflowPrograms())...)
 	pkgs = append(append(append(pkgs, NodeOS()...), packagesOf(ImagePrograms())...), Lab()...)
 	pkgs = append(pkgs, "qemu-user-static")
 	for _, a := range arch.All() {

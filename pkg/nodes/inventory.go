@@ -68,6 +68,8 @@ type Network struct {
 	// TmpfsSize is a stateless node's writable layer (tmpfs size=: 2G,
 	// 512M, 50%); default half its RAM.
 	TmpfsSize string `toml:"tmpfs_size,omitempty"`
+	// SecureBoot is every node's secure_boot unless it states its own.
+	SecureBoot bool `toml:"secure_boot,omitempty"`
 }
 
 // Node is one slave ([[node]]).
@@ -86,6 +88,10 @@ type Node struct {
 	// Master names the node's home master ([[master]]): its NFS root and
 	// shared mounts are there. Default: the primary.
 	Master string `toml:"master,omitempty"`
+	// SecureBoot: the node's firmware enforces UEFI Secure Boot. Its boot
+	// must be uefi or http (a chain of signed EFI binaries), and publishing
+	// for it needs SECUREBOOT_KEY and SECUREBOOT_CERT. Unset: [network]'s.
+	SecureBoot *bool `toml:"secure_boot,omitempty"`
 }
 
 // Inventory is nodes.toml.
@@ -137,6 +143,37 @@ const (
 	// nothing goes over TFTP.
 	BootHTTP = "http"
 )
+
+// biosLoads is what the BIOS boot methods load unverified, for messages.
+var biosLoads = map[string]string{
+	BootPXELinux:  "pxelinux.0, then the kernel",
+	BootEtherboot: "the Multiboot ELF vmlinuz_<arch>",
+	BootIPXE:      "undionly.kpxe, then the kernel",
+}
+
+// SecureBootOf is whether nd's firmware enforces Secure Boot: its own
+// secure_boot, else [network]'s.
+func (inv *Inventory) SecureBootOf(nd Node) bool {
+	if nd.SecureBoot != nil {
+		return *nd.SecureBoot
+	}
+	return inv.Network.SecureBoot
+}
+
+// SecureBootNodes are the nodes whose firmware enforces Secure Boot, each
+// as Validate's errors name it ("node 3 (n3, line 14)").
+func (inv *Inventory) SecureBootNodes() []string {
+	var out []string
+	for i, nd := range inv.Nodes {
+		if inv.SecureBootOf(nd) {
+			out = append(out, inv.nodeWhere(i))
+		}
+	}
+	return out
+}
+
+// File is the inventory's path, as errors name it.
+func (inv *Inventory) File() string { return inv.file }
 
 // BootMethods lists the boot methods, for messages.
 var BootMethods = []string{BootPXELinux, BootEtherboot, BootIPXE, BootUEFI, BootHTTP}
@@ -386,6 +423,9 @@ func (inv *Inventory) Validate() error {
 			if msg := bootRefusal(nd.Boot, a); msg != "" {
 				add(where, "%s", msg)
 			}
+		}
+		if inv.SecureBootOf(nd) && (nd.Boot == BootPXELinux || nd.Boot == BootEtherboot || nd.Boot == BootIPXE) {
+			add(where, "secure_boot = true with boot = %q: no firmware verifies what a BIOS boot loads (%s); boot it by uefi or http, whose chain is signed EFI binaries", nd.Boot, biosLoads[nd.Boot])
 		}
 		if nd.Image != "" && !imageNameRe.MatchString(nd.Image) {
 			add(where, "image = %q: want an image name like debian-12", nd.Image)

@@ -260,7 +260,11 @@ type CIResult struct {
 // Artifacts/diskless_<arch>_<version>.tar.zst. A failure names its step;
 // no bundle is written for a build that did not boot.
 func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
-	if err := deps.Ensure(ctx, o.log(), append(deps.KernelBuild(o.Arch, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Boot(o.Arch)...)); err != nil {
+	pkgs := append(deps.KernelBuild(o.Arch, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Boot(o.Arch)...)
+	if o.Settings.SecureBoot != nil {
+		pkgs = append(pkgs, deps.SecureBoot()...)
+	}
+	if err := deps.Ensure(ctx, o.log(), pkgs); err != nil {
 		return nil, step("deps", err)
 	}
 	r, err := BuildArch(ctx, o)
@@ -273,6 +277,11 @@ func CIArtifacts(ctx context.Context, o Options) (*CIResult, error) {
 	files, err := publish.Collect(o.Settings.Artifacts, o.Settings.Boot, o.Arch)
 	if err != nil {
 		return nil, step("collect", err)
+	}
+	// with SECUREBOOT_KEY, the bundle's EFI binaries are signed (and
+	// booted signed by the smoke tests)
+	if files, err = SignEFI(ctx, o.Settings, o.log(), files); err != nil {
+		return nil, step("secure boot signing", err)
 	}
 	work, err := os.MkdirTemp("", "diskless-ci-")
 	if err != nil {
@@ -341,6 +350,9 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger, only .
 	if err := checkTrust(s, true); err != nil {
 		return nil, err
 	}
+	if err := CheckSecureBoot(s); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -391,6 +403,9 @@ func Publish(ctx context.Context, s *settings.Settings, log *slog.Logger, only .
 				log.Warn("no node inventory: the live generation's per-node files are not published again", "files", n, "inventory", s.NodesFile)
 			}
 		}
+	}
+	if files, err = SignEFI(ctx, s, log, files); err != nil {
+		return nil, err
 	}
 	boot := s.Boot
 	return publish.Publish(ctx, append(files, nodeFiles...), publish.Options{Root: s.Root, Keep: s.PublishKeep, NoWait: s.PublishNoWait, Merge: true, Nodes: true, Drop: s.PublishDrop, PXE: &boot,
@@ -522,6 +537,9 @@ func PublishNodes(ctx context.Context, s *settings.Settings, log *slog.Logger) (
 		return false, nil, err
 	}
 	if err := checkTrust(s, false); err != nil {
+		return false, nil, err
+	}
+	if err := CheckSecureBoot(s); err != nil {
 		return false, nil, err
 	}
 	if live, err := publish.ReadManifest(s.Root); err == nil && live.Signed && s.SigningKey == nil {

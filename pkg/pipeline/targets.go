@@ -40,7 +40,15 @@ func Kernel(ctx context.Context, o Options, role kbuild.Role) (*kbuild.Result, k
 // All is build:all: the packages, BuildArch, then a publish of o.Arch's
 // files (the live generation's other arches are kept).
 func All(ctx context.Context, o Options) (*publish.Manifest, error) {
-	if err := deps.Ensure(ctx, o.log(), append(deps.KernelBuild(o.Arch, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Publish(o.Arch)...)); err != nil {
+	// what publish would refuse, refused before the build
+	if err := CheckSecureBoot(o.Settings); err != nil {
+		return nil, err
+	}
+	pkgs := append(deps.KernelBuild(o.Arch, o.Settings.KernelSrc == "", !o.Settings.NoCcache), deps.Publish(o.Arch)...)
+	if o.Settings.SecureBoot != nil {
+		pkgs = append(pkgs, deps.SecureBoot()...)
+	}
+	if err := deps.Ensure(ctx, o.log(), pkgs); err != nil {
 		return nil, err
 	}
 	if _, err := BuildArch(ctx, o); err != nil {

@@ -76,6 +76,9 @@ type File struct {
 	// serve each only to its node), tftpd-hpa, which serves only files
 	// anyone may read, does not.
 	Private bool `json:"private,omitempty"`
+	// SecureBoot, for an EFI binary signed for Secure Boot before it was
+	// published (SECUREBOOT_KEY), is the signing certificate's subject.
+	SecureBoot string `json:"secure_boot_signed_by,omitempty"`
 }
 
 // PrivateGroup is the group of Private files: nginx's workers run as

@@ -1,0 +1,155 @@
+package secureboot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/pe"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/diskless/diskless/internal/fsutil"
+)
+
+// Programs: sbsigntool's sbsign writes the Authenticode signature into a
+// PE image as the firmware checks it (the same tool Debian signs its own
+// EFI binaries with, and the one the firmware refusal was measured
+// against); sbverify checks one offline.
+const (
+	SignProgram   = "sbsign"
+	VerifyProgram = "sbverify"
+	Package       = "sbsigntool"
+)
+
+// imageSubsystemEFIApplication is a PE optional header's Subsystem of an
+// EFI application (the kernels' EFI stub and zboot, iPXE's snponly.efi).
+const imageSubsystemEFIApplication = 10
+
+// IsEFI says whether the file at path is an EFI application, a PE/COFF
+// image the firmware's loader runs: the x86-64 EFI-stub bzImage, the
+// arm64 and riscv64 Image and zboot kernels, snponly.efi. Anything else
+// (an ELF, pxelinux.0, undionly.kpxe, a cpio) is not, and is not an error.
+func IsEFI(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var mz [2]byte
+	if _, err := io.ReadFull(f, mz[:]); err != nil || string(mz[:]) != "MZ" {
+		return false, nil
+	}
+	p, err := pe.NewFile(f)
+	if err != nil {
+		return false, nil
+	}
+	defer p.Close()
+	switch h := p.OptionalHeader.(type) {
+	case *pe.OptionalHeader64:
+		return h.Subsystem == imageSubsystemEFIApplication, nil
+	case *pe.OptionalHeader32:
+		return h.Subsystem == imageSubsystemEFIApplication, nil
+	}
+	return false, nil
+}
+
+// Signed is the copy of the EFI image in at signed with k: made once by
+// sbsign and kept in cacheDir under the hash of the input and of the
+// certificate, so that publishing the same build again publishes the same
+// bytes (sbsign puts the signing time into each signature: two runs
+// differ), and a replica or a bundle of it carries the same hashes. An image
+// already signed by k is returned as it is. Each signed copy is checked
+// with sbverify against k's certificate before it is used.
+func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
+	if err := k.verify(ctx, in); err == nil {
+		return in, nil
+	}
+	inSum, _, err := fsutil.HashFile(in)
+	if err != nil {
+		return "", err
+	}
+	certSum := sha256.Sum256(k.Cert.Raw)
+	dir := filepath.Join(cacheDir, "secureboot", hex.EncodeToString(certSum[:8]))
+	out := filepath.Join(dir, inSum+".efi")
+	if _, err := os.Stat(out); err == nil {
+		if err := k.verify(ctx, out); err == nil {
+			return out, nil
+		}
+		os.Remove(out) // a damaged cache entry: sign again
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	cert, err := os.CreateTemp(dir, "cert-*.pem")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(cert.Name())
+	// SECUREBOOT_CERT may be DER (name.cer): sbsign reads PEM
+	if err := pem.Encode(cert, &pem.Block{Type: "CERTIFICATE", Bytes: k.Cert.Raw}); err != nil {
+		cert.Close()
+		return "", err
+	}
+	if err := cert.Close(); err != nil {
+		return "", err
+	}
+	tmp := out + ".tmp"
+	defer os.Remove(tmp)
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, SignProgram, "--key", k.KeyPath, "--cert", cert.Name(), "--output", tmp, in)
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return "", fmt.Errorf("%s not found: install the Debian package %s", SignProgram, Package)
+		}
+		return "", fmt.Errorf("%s %s: %v: %s", SignProgram, in, err, strings.TrimSpace(stderr.String()))
+	}
+	if sum, _, err := fsutil.HashFile(in); err != nil || sum != inSum {
+		return "", fmt.Errorf("%s changed while it was being signed", in)
+	}
+	if err := k.verify(ctx, tmp); err != nil {
+		return "", fmt.Errorf("%s signed by %s does not verify: %w", in, SignProgram, err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// verify checks path's signature against k's certificate (sbverify).
+func (k *Key) verify(ctx context.Context, path string) error {
+	certPath := k.CertPath
+	if data, err := os.ReadFile(certPath); err != nil || !bytes.Contains(data, []byte("-----BEGIN CERTIFICATE-----")) {
+		f, err := os.CreateTemp("", "diskless-cert-*.pem")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: k.Cert.Raw})
+		if err := f.Close(); err != nil {
+			return err
+		}
+		certPath = f.Name()
+	}
+	return Verify(ctx, certPath, path)
+}
+
+// Verify runs sbverify --cert certPath on the image at path: nil when one
+// of its signatures is by that certificate and the image's hash matches.
+func Verify(ctx context.Context, certPath, path string) error {
+	out, err := exec.CommandContext(ctx, VerifyProgram, "--cert", certPath, path).CombinedOutput()
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return fmt.Errorf("%s not found: install the Debian package %s", VerifyProgram, Package)
+		}
+		return fmt.Errorf("%s --cert %s %s: %v: %s", VerifyProgram, certPath, path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
