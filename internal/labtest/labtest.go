@@ -26,6 +26,7 @@ import (
 	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/pipeline"
 	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/qemu"
 	"github.com/diskless/diskless/pkg/settings"
 	"github.com/diskless/diskless/pkg/sign"
 	"github.com/diskless/diskless/pkg/testroot"
@@ -48,6 +49,10 @@ type Options struct {
 	// once in the cache), which the initramfs then trusts: stateless
 	// nodes boot only a signed set.
 	Sign bool
+	// SecureBoot signs every EFI binary published with Debian's snakeoil
+	// test key (SECUREBOOT_KEY, SECUREBOOT_CERT), the key the lab's
+	// Secure Boot firmware has enrolled (qemu.OVMFSnakeoilVars).
+	SecureBoot bool
 }
 
 // Fixture is a master laid out for a test.
@@ -128,6 +133,16 @@ func New(t testing.TB, o Options) *Fixture {
 		}
 		env["SIGNING_KEY"] = sec
 	}
+	if o.SecureBoot {
+		testutil.NeedTool(t, "sbsign", "sbsigntool")
+		testutil.NeedTool(t, "openssl", "openssl")
+		testutil.NeedFile(t, qemu.OVMFSecureCode, "ovmf")
+		key, err := SnakeoilKey(testenv.Settings(t, nil).CacheDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env["SECUREBOOT_KEY"], env["SECUREBOOT_CERT"] = key, qemu.OVMFSnakeoilCert
+	}
 	f.S = testenv.Settings(t, env)
 	f.S.Artifacts = filepath.Join(f.Tmp, "artifacts")
 	f.Inv = f.S.Inventory
@@ -176,6 +191,29 @@ func TestKey(cacheDir string) (string, error) {
 	os.Remove(filepath.Join(dir, "labtest.pub"))
 	_, sec, err := sign.WriteKeyPair(dir, "labtest")
 	return sec, err
+}
+
+// SnakeoilKey is Debian's OVMF snakeoil test key without its password
+// ("snakeoil"), as SECUREBOOT_KEY takes it: written once under cacheDir
+// by openssl, mode 0600.
+func SnakeoilKey(cacheDir string) (string, error) {
+	dir := filepath.Join(cacheDir, "test-keys")
+	key := filepath.Join(dir, "snakeoil.key")
+	if _, err := os.Stat(key); err == nil {
+		return key, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	tmp := key + ".tmp"
+	defer os.Remove(tmp)
+	if out, err := exec.Command("openssl", "pkey", "-in", qemu.OVMFSnakeoilKey, "-passin", "pass:snakeoil", "-out", tmp).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("openssl pkey %s: %v: %s", qemu.OVMFSnakeoilKey, err, out)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return "", err
+	}
+	return key, os.Rename(tmp, key)
 }
 
 // Publish publishes the built arches with inv's per-node files (publish

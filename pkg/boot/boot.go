@@ -229,6 +229,8 @@ var failures = []failure{
 	{"PXE-E", Firmware},
 	{"Could not open", Firmware},                               // QEMU or the firmware could not open a file it was given
 	{"No such file or directory (http://ipxe.org", IPXEScript}, // iPXE: a file it fetched is missing
+	{refusedByFirmware, Firmware},                              // Secure Boot: the first file's signature refused
+	{refusedToIPXE, IPXEScript},                                // Secure Boot: the kernel's signature refused
 	{"diskless-fallback: mount failed", Initramfs},
 	// a stateless node: the image or overlay not fetched, not what the
 	// signed SHA256SUMS says, or not mountable (the initramfs tries again)
@@ -236,6 +238,20 @@ var failures = []failure{
 	{"diskless-fallback: verify failed", Initramfs},
 	{"diskless-fallback: image failed", Initramfs},
 }
+
+// SecureBootRefusals are the console lines of a firmware that enforces
+// Secure Boot refusing an EFI binary whose signature is not in its db
+// (unsigned, signed by another key, or changed after signing): OVMF's
+// boot manager refusing the first file it loaded ("BdsDxe: failed to
+// load Boot0002 ...: Access Denied"), and iPXE's `kernel` when the
+// firmware's LoadImage refused the image (iPXE says no more than that it
+// cannot run it; without Secure Boot the same image loads).
+var SecureBootRefusals = []string{refusedByFirmware, refusedToIPXE}
+
+const (
+	refusedByFirmware = ": Access Denied"
+	refusedToIPXE     = "Could not select: Exec format error"
+)
 
 // Failures lists the console lines that end a boot as failed, leaving out
 // those that one of retried tries again (a storm's nodes retry through

@@ -140,9 +140,10 @@ func SignPrograms() []Program { return []Program{{"signify-openbsd", "signify-op
 
 // SecureBootPrograms is what signing EFI binaries for Secure Boot
 // (SECUREBOOT_KEY) runs: sbsigntool's sbsign, and sbverify, which checks
-// each signature.
+// each signature; openssl unlocks the firmware's snakeoil test key for
+// the lab's Secure Boot tests.
 func SecureBootPrograms() []Program {
-	return []Program{{"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}}
+	return []Program{{"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}, {"openssl", "openssl"}}
 }
 
 // SecureBoot lists the packages of SecureBootPrograms.

@@ -100,6 +100,14 @@ type Options struct {
 	XDGCacheHome string
 	// Targets overrides the make targets (partial builds, tests).
 	Targets []string
+	// SignPayload, for slave kernels of arches with an EFI zboot image,
+	// signs the payload (the Image) for UEFI Secure Boot before it is
+	// compressed into vmlinuz.efi: the zboot decompressor hands it to the
+	// firmware's LoadImage, which refuses it unsigned. It returns the
+	// signed copy's path. SignPayloadCert names the signing certificate
+	// (its SHA-256) in the cache key.
+	SignPayload     func(ctx context.Context, path string) (string, error)
+	SignPayloadCert string
 	// Checks run on the final .config before compiling (e.g. the NFS
 	// version in the settings against the kernel's NFS options).
 	Checks []func(final *kconfig.Config) error
@@ -453,8 +461,21 @@ func (p *Plan) computeKey() string {
 		// may carry a stale initramfs (initramfsObject)
 		fmt.Fprintf(h, "initramfs %s assembled without ccache\n", p.initramfs.SHA256)
 	}
+	if p.signsPayload() {
+		fmt.Fprintf(h, "payload signed by %s\n", o.SignPayloadCert)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// signsPayload says whether this build signs its zboot payload.
+func (p *Plan) signsPayload() bool {
+	o := &p.opts
+	return o.SignPayload != nil && o.Role == Slave && o.Arch.EFIImagePath != "" && !o.ConfigOnly && len(o.Targets) == 0
+}
+
+// payloadMark, in the build tree, says its Image was signed in place
+// (SignPayload): a build without signing makes it again from vmlinux.
+const payloadMark = "diskless-payload-signed"
 
 // Key is the cache key of this plan.
 func (p *Plan) Key() string { return p.key }
@@ -559,9 +580,26 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 				return nil, err
 			}
 		}
-		steps, err := p.compile(ctx, expect)
+		// an Image signed in place by an earlier build is not this one's
+		// (make would take it as newer than vmlinux)
+		if _, err := os.Stat(filepath.Join(p.buildDir, payloadMark)); err == nil {
+			os.Remove(filepath.Join(p.buildDir, o.Arch.ImagePath))
+			os.Remove(filepath.Join(p.buildDir, payloadMark))
+		}
+		targets := o.targets()
+		if p.signsPayload() {
+			targets = []string{o.Arch.ImageTarget}
+		}
+		steps, err := p.compile(ctx, expect, targets, false)
 		if err != nil {
 			return nil, err
+		}
+		if p.signsPayload() {
+			n, err := p.signPayload(ctx)
+			if err != nil {
+				return nil, err
+			}
+			steps += n
 		}
 		m.CompileSteps, m.FullSteps = steps, prevFull
 		if fresh {
@@ -815,15 +853,40 @@ func (p *Plan) previousFullSteps() int {
 
 // compile runs make for the targets with progress (against expect steps
 // when known), keeping the full log.
-func (p *Plan) compile(ctx context.Context, expect int) (int, error) {
+// signPayload signs the Image in the tree in place (SignPayload), marks
+// the tree, and makes the EFI image from it: the zboot payload is then the
+// signed Image. It returns make's steps.
+func (p *Plan) signPayload(ctx context.Context) (int, error) {
+	o := &p.opts
+	img := filepath.Join(p.buildDir, o.Arch.ImagePath)
+	signed, err := o.SignPayload(ctx, img)
+	if err != nil {
+		return 0, fmt.Errorf("signing the %s kernel's EFI zboot payload (%s) for Secure Boot: %w", o.Arch.Name, img, err)
+	}
+	if err := os.WriteFile(filepath.Join(p.buildDir, payloadMark), nil, 0o644); err != nil {
+		return 0, err
+	}
+	if signed != img {
+		if err := copyFile(signed, img); err != nil {
+			return 0, err
+		}
+	}
+	o.Log.Info("EFI zboot payload signed for Secure Boot", "arch", o.Arch.Name, "image", img)
+	return p.compile(ctx, 0, o.targets(), true)
+}
+
+func (p *Plan) compile(ctx context.Context, expect int, targets []string, appendLog bool) (int, error) {
 	o := &p.opts
 	logf := filepath.Join(p.buildDir, "diskless-make.log")
-	lf, err := os.Create(logf)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if appendLog {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	}
+	lf, err := os.OpenFile(logf, flags, 0o644)
 	if err != nil {
 		return 0, err
 	}
 	defer lf.Close()
-	targets := o.targets()
 	args := append(p.makeArgs(targets...), fmt.Sprintf("-j%d", o.Jobs))
 	o.Log.Info("compiling kernel", "arch", o.Arch.Name, "role", o.Role, "targets", strings.Join(targets, " "), "jobs", o.Jobs, "ccache", p.ccache != "", "log", logf)
 	pr := newProgress(o.Log, o.Terminal, fmt.Sprintf("kernel %s %s", o.Arch.Name, o.Role), expect, lf)

@@ -16,6 +16,7 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/kconfig"
+	"github.com/diskless/diskless/pkg/secureboot"
 	"github.com/u-root/mkuimage/cpio"
 )
 
@@ -187,6 +188,47 @@ func TestIntegrationSlaveArm64(t *testing.T) {
 			t.Errorf("Image_arm64 does not contain initramfs %d", i+1)
 		}
 	}
+	// Secure Boot: the payload is signed before it is compressed (the
+	// zboot decompressor hands it to the firmware's LoadImage); the
+	// certificate is in the key; a build without signing makes the Image
+	// again, unsigned
+	t.Run("signed-payload", func(t *testing.T) {
+		testutil.NeedTool(t, secureboot.SignProgram, secureboot.Package)
+		dir := t.TempDir()
+		keyPath, crt, _, err := secureboot.WriteKeyPair(dir, "db", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := secureboot.Load(keyPath, crt, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsignedKey := res.Key
+		so := o
+		so.SignPayload = func(ctx context.Context, path string) (string, error) { return k.Signed(ctx, path, dir) }
+		so.SignPayloadCert = k.Fingerprint()
+		sres, err := Build(context.Background(), so)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sres.Key == unsignedKey || sres.MakeSkipped {
+			t.Errorf("signing the payload kept the key %s (make skipped: %v)", sres.Key[:12], sres.MakeSkipped)
+		}
+		img := filepath.Join(o.OutDir, "Image_arm64")
+		if err := secureboot.Verify(context.Background(), crt, img); err != nil {
+			t.Errorf("Image_arm64: %v", err)
+		}
+		payload, err := ZbootPayload(filepath.Join(o.OutDir, "vmlinuz_arm64"))
+		if want, _ := os.ReadFile(img); err != nil || !bytes.Equal(payload, want) {
+			t.Errorf("vmlinuz_arm64's payload is not the signed Image_arm64 (%d bytes, %v)", len(payload), err)
+		}
+		if _, err := Build(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		if err := secureboot.Verify(context.Background(), crt, img); err == nil {
+			t.Error("built without signing, Image_arm64 is still signed")
+		}
+	})
 	// booting it is the smoke suite's and the lab's proof
 }
 

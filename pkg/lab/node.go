@@ -86,9 +86,11 @@ func TapName(mac string) string { return tapName(mac) }
 // boot method says: BIOS x86 nodes (pxelinux, etherboot, ipxe) SeaBIOS with
 // QEMU's iPXE ROM, which takes pxelinux.0, vmlinuz_<arch> or boot.ipxe
 // from DHCP as a PXE ROM would; x86-64 uefi and http nodes OVMF, its own
-// PXE or HTTP boot without an iPXE ROM, as a server's firmware; arm64
-// nodes AAVMF.
-func FirmwareOf(nd nodes.Node, a arch.Arch) (qemu.Firmware, qemu.FirmwareOptions, error) {
+// PXE or HTTP boot without an iPXE ROM, as a server's firmware (with
+// secureBoot, its Secure Boot build enforcing with the snakeoil test key
+// enrolled: the lab's secure_boot nodes); arm64 nodes AAVMF (with
+// secureBoot, from flash with the same key enrolled).
+func FirmwareOf(nd nodes.Node, a arch.Arch, secureBoot bool) (qemu.Firmware, qemu.FirmwareOptions, error) {
 	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP
 	switch {
 	case a.SrcArch == "x86" && !efi:
@@ -96,9 +98,9 @@ func FirmwareOf(nd nodes.Node, a arch.Arch) (qemu.Firmware, qemu.FirmwareOptions
 		// after 5 s, as servers' firmware retries PXE
 		return qemu.SeaBIOS, qemu.FirmwareOptions{Retry: 5 * time.Second}, nil
 	case a.SrcArch == "x86":
-		return qemu.OVMF, qemu.FirmwareOptions{HTTP: nd.Boot == nodes.BootHTTP}, nil
+		return qemu.OVMF, qemu.FirmwareOptions{HTTP: nd.Boot == nodes.BootHTTP, SecureBoot: secureBoot}, nil
 	case a.Name == "arm64":
-		return qemu.AAVMF, qemu.FirmwareOptions{}, nil
+		return qemu.AAVMF, qemu.FirmwareOptions{SecureBoot: secureBoot}, nil
 	}
 	return "", qemu.FirmwareOptions{}, fmt.Errorf("node %s: the lab boots x86_64, i386 and arm64 nodes; %s (U-Boot) is booted by smoke, which types its commands at the prompt", nd.Name, a.Name)
 }
@@ -113,7 +115,7 @@ func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine,
 	if err != nil {
 		return nil, nil, err
 	}
-	fw, fo, err := FirmwareOf(nd, a)
+	fw, fo, err := FirmwareOf(nd, a, l.o.Inventory != nil && l.o.Inventory.SecureBootOf(nd))
 	if err != nil {
 		return nil, nil, err
 	}

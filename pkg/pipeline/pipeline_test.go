@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/diskless/diskless/internal/testenv"
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/secureboot"
 	"github.com/diskless/diskless/pkg/settings"
 	"github.com/diskless/diskless/pkg/sign"
 	"github.com/diskless/diskless/pkg/smoke"
@@ -156,11 +158,18 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	masterPub, masterSec, _ := sign.WriteKeyPair(keys, "master")
+	testutil.NeedTool(t, secureboot.SignProgram, secureboot.Package)
+	dbKey, dbCrt, _, err := secureboot.WriteKeyPair(keys, "db", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	bundles, keep, artifacts := map[string]string{}, t.TempDir(), t.TempDir()
 	order := []string{"x86_64", "i386", "arm64", "riscv64"}
 	for _, a := range order {
 		t.Run(a, func(t *testing.T) {
-			bundles[a] = ciArtifacts(t, a, artifacts, keep, map[string]string{"SIGNING_KEY": ciSec})
+			// the EFI binaries signed for Secure Boot: each path of the
+			// smoke suite boots the signed files
+			bundles[a] = ciArtifacts(t, a, artifacts, keep, map[string]string{"SIGNING_KEY": ciSec, "SECUREBOOT_KEY": dbKey, "SECUREBOOT_CERT": dbCrt})
 		})
 	}
 	if t.Failed() || len(bundles) < len(order) {
@@ -196,9 +205,21 @@ func TestIntegrationCIArtifacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := map[string]bool{}
+	live, efi := map[string]bool{}, map[string]bool{}
 	for _, f := range m.Files {
 		live[f.Name] = true
+		if f.SecureBoot == "" {
+			continue
+		}
+		efi[f.Name] = true
+		if err := secureboot.Verify(context.Background(), dbCrt, filepath.Join(root, f.Name)); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, want := range []string{"bzImage_x86_64", "snponly.efi", "Image_arm64", "vmlinuz_arm64", "Image_riscv64", "vmlinuz_riscv64"} {
+		if !efi[want] {
+			t.Errorf("%s is not signed for Secure Boot in the published set", want)
+		}
 	}
 	for _, want := range []string{"bzImage_x86_64", "vmlinuz_x86_64", "bzImage_i386", "pxelinux.0", "ifcpu64.c32", "pxelinux.cfg/default", "Image_arm64", "vmlinuz_arm64", "initramfs_arm64.cpio.zst", "vmlinuz_riscv64"} {
 		if !live[want] {

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,14 +32,27 @@ const (
 
 // Debian's firmware files.
 const (
-	OVMFCode  = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	OVMFVars  = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	AAVMFCode = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
-	UBootRISC = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf"
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	// OVMFSecureCode is OVMF with Secure Boot (it needs SMM);
+	// OVMFSnakeoilVars is the variable store with Debian's snakeoil test
+	// key (OVMFSnakeoilKey, password "snakeoil", and OVMFSnakeoilCert)
+	// in PK, KEK and db: Secure Boot enforcing, for tests only.
+	OVMFSecureCode   = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	OVMFSnakeoilVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
+	OVMFSnakeoilKey  = "/usr/share/ovmf/PkKek-1-snakeoil.key"
+	OVMFSnakeoilCert = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
+	AAVMFCode        = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+	// AAVMFFlashCode is AAVMF as a flash image (it has Secure Boot);
+	// AAVMFSnakeoilVars its variable store with the snakeoil test key in
+	// PK, KEK and db (the same key as OVMF's): Secure Boot enforcing.
+	AAVMFFlashCode    = "/usr/share/AAVMF/AAVMF_CODE.fd"
+	AAVMFSnakeoilVars = "/usr/share/AAVMF/AAVMF_VARS.snakeoil.fd"
+	UBootRISC         = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf"
 )
 
 // FirmwarePackage names the Debian package of a firmware file.
-var firmwarePackage = map[string]string{OVMFCode: "ovmf", OVMFVars: "ovmf", AAVMFCode: "qemu-efi-aarch64", UBootRISC: "u-boot-qemu"}
+var firmwarePackage = map[string]string{OVMFCode: "ovmf", OVMFVars: "ovmf", OVMFSecureCode: "ovmf", OVMFSnakeoilVars: "ovmf", OVMFSnakeoilKey: "ovmf", OVMFSnakeoilCert: "ovmf", AAVMFCode: "qemu-efi-aarch64", AAVMFFlashCode: "qemu-efi-aarch64", AAVMFSnakeoilVars: "qemu-efi-aarch64", UBootRISC: "u-boot-qemu"}
 
 // NeedFirmware returns an error naming the Debian package when a firmware
 // file is missing.
@@ -58,6 +72,13 @@ type FirmwareOptions struct {
 	// as servers' firmware retries PXE (the machine then reboots instead of
 	// ending QEMU).
 	Retry time.Duration
+	// SecureBoot starts OVMF or AAVMF with Secure Boot enforcing: OVMF's
+	// Secure Boot build on q35 with SMM, AAVMF from flash, each with a
+	// fresh copy of Vars (OVMFSnakeoilVars, AAVMFSnakeoilVars when empty)
+	// as its variable store: the firmware then starts only EFI binaries
+	// signed by a key in that store's db.
+	SecureBoot bool
+	Vars       string
 }
 
 // UseFirmware sets m up to start with fw. A network boot (m.NetBoot) goes
@@ -76,41 +97,58 @@ func (m *Machine) UseFirmware(fw Firmware, o FirmwareOptions) (func(), error) {
 		m.RebootTimeout = o.Retry
 		return none, nil
 	case OVMF:
-		for _, p := range []string{OVMFCode, OVMFVars} {
+		code, template := OVMFCode, cmp.Or(o.Vars, OVMFVars)
+		if o.SecureBoot {
+			code, template = OVMFSecureCode, cmp.Or(o.Vars, OVMFSnakeoilVars)
+		}
+		for _, p := range []string{code, template} {
 			if err := NeedFirmware(p); err != nil {
 				return nil, err
 			}
 		}
-		dir, err := os.MkdirTemp("", "diskless-ovmf-")
+		vars, remove, err := varStore(template)
 		if err != nil {
-			return nil, err
-		}
-		vars := filepath.Join(dir, "OVMF_VARS.fd")
-		data, err := os.ReadFile(OVMFVars)
-		if err == nil {
-			err = fsutil.WriteAtomic(vars, data)
-		}
-		if err != nil {
-			os.RemoveAll(dir)
 			return nil, err
 		}
 		yn := map[bool]string{true: "y", false: "n"}
 		m.Extra = append(m.Extra,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
 			"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string="+yn[!o.HTTP],
 			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
 		m.Machine = "q35"
-		m.NIC, m.NICOptions = "virtio-net-pci", "romfile="
-		return func() { os.RemoveAll(dir) }, nil
-	case AAVMF:
-		if err := NeedFirmware(AAVMFCode); err != nil {
-			return nil, err
+		if o.SecureBoot {
+			// the variable store only SMM code may write: without it a
+			// guest could replace db
+			m.Machine = "q35,smm=on"
+			m.Extra = append(m.Extra, "-global", "driver=cfi.pflash01,property=secure,value=on")
 		}
-		m.Extra = append(m.Extra, "-bios", AAVMFCode)
+		m.NIC, m.NICOptions = "virtio-net-pci", "romfile="
+		return remove, nil
+	case AAVMF:
 		m.Machine = "virt,acpi=off"
 		m.NICOptions = "romfile="
-		return none, nil
+		if !o.SecureBoot {
+			if err := NeedFirmware(AAVMFCode); err != nil {
+				return nil, err
+			}
+			m.Extra = append(m.Extra, "-bios", AAVMFCode)
+			return none, nil
+		}
+		template := cmp.Or(o.Vars, AAVMFSnakeoilVars)
+		for _, p := range []string{AAVMFFlashCode, template} {
+			if err := NeedFirmware(p); err != nil {
+				return nil, err
+			}
+		}
+		vars, remove, err := varStore(template)
+		if err != nil {
+			return nil, err
+		}
+		m.Extra = append(m.Extra,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+AAVMFFlashCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+		return remove, nil
 	case UBoot:
 		if err := NeedFirmware(UBootRISC); err != nil {
 			return nil, err
@@ -119,4 +157,23 @@ func (m *Machine) UseFirmware(fw Firmware, o FirmwareOptions) (func(), error) {
 		return none, nil
 	}
 	return nil, fmt.Errorf("unknown firmware %q", fw)
+}
+
+// varStore is a fresh copy of a UEFI variable store template in a
+// directory of its own, and what removes it.
+func varStore(template string) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "diskless-efivars-")
+	if err != nil {
+		return "", nil, err
+	}
+	vars := filepath.Join(dir, filepath.Base(template))
+	data, err := os.ReadFile(template)
+	if err == nil {
+		err = fsutil.WriteAtomic(vars, data)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return vars, func() { os.RemoveAll(dir) }, nil
 }

@@ -9,8 +9,10 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -34,6 +36,12 @@ type Key struct {
 	KeyPath, CertPath string
 	Signer            *rsa.PrivateKey
 	Cert              *x509.Certificate
+}
+
+// Fingerprint is the hex SHA-256 of the certificate (DER).
+func (k *Key) Fingerprint() string {
+	sum := sha256.Sum256(k.Cert.Raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // WriteKeyPair makes name.key (PEM, PKCS #8, mode 0600), name.crt (PEM)

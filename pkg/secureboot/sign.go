@@ -3,9 +3,7 @@ package secureboot
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"debug/pe"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -75,8 +73,7 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	certSum := sha256.Sum256(k.Cert.Raw)
-	dir := filepath.Join(cacheDir, "secureboot", hex.EncodeToString(certSum[:8]))
+	dir := filepath.Join(cacheDir, "secureboot", k.Fingerprint()[:16])
 	out := filepath.Join(dir, inSum+".efi")
 	if _, err := os.Stat(out); err == nil {
 		if err := k.verify(ctx, out); err == nil {

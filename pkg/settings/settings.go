@@ -17,6 +17,7 @@
 package settings
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -517,6 +518,12 @@ func (s *Settings) Kernel(a arch.Arch, role kbuild.Role) kbuild.Options {
 	if role == kbuild.Slave {
 		o.Cmdline = s.Boot.Cmdline(a)
 		o.Checks = append(o.Checks, s.Boot.CheckKernel)
+		if k := s.SecureBoot; k != nil && a.EFIImagePath != "" {
+			// the zboot decompressor hands its payload to the firmware's
+			// LoadImage: under Secure Boot it must be signed too
+			o.SignPayload = func(ctx context.Context, path string) (string, error) { return k.Signed(ctx, path, s.CacheDir) }
+			o.SignPayloadCert = k.Fingerprint()
+		}
 	}
 	return o
 }
