@@ -231,6 +231,7 @@ var failures = []failure{
 	{"No such file or directory (http://ipxe.org", IPXEScript}, // iPXE: a file it fetched is missing
 	{refusedByFirmware, Firmware},                              // Secure Boot: the first file's signature refused
 	{refusedToIPXE, IPXEScript},                                // Secure Boot: the kernel's signature refused
+	{refusedByShim, ""},                                        // Secure Boot: shim refused the kernel GRUB loaded
 	{"diskless-fallback: mount failed", Initramfs},
 	// a stateless node: the image or overlay not fetched, not what the
 	// signed SHA256SUMS says, or not mountable (the initramfs tries again)
@@ -243,14 +244,18 @@ var failures = []failure{
 // Secure Boot refusing an EFI binary whose signature is not in its db
 // (unsigned, signed by another key, or changed after signing): OVMF's
 // boot manager refusing the first file it loaded ("BdsDxe: failed to
-// load Boot0002 ...: Access Denied"), and iPXE's `kernel` when the
-// firmware's LoadImage refused the image (iPXE says no more than that it
-// cannot run it; without Secure Boot the same image loads).
-var SecureBootRefusals = []string{refusedByFirmware, refusedToIPXE}
+// load Boot0002 ...: Access Denied"), iPXE's `kernel` when the firmware's
+// LoadImage refused the image (iPXE says no more than that it cannot run
+// it; without Secure Boot the same image loads), and GRUB's when shim
+// refused the kernel.
+var SecureBootRefusals = []string{refusedByFirmware, refusedToIPXE, refusedByShim}
 
 const (
 	refusedByFirmware = ": Access Denied"
 	refusedToIPXE     = "Could not select: Exec format error"
+	// GRUB's linux command after shim refused the kernel (signed by a key
+	// neither in db nor in the MOK list)
+	refusedByShim = "bad shim signature"
 )
 
 // Failures lists the console lines that end a boot as failed, leaving out

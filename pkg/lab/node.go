@@ -91,7 +91,7 @@ func TapName(mac string) string { return tapName(mac) }
 // enrolled: the lab's secure_boot nodes); arm64 nodes AAVMF (with
 // secureBoot, from flash with the same key enrolled).
 func FirmwareOf(nd nodes.Node, a arch.Arch, secureBoot bool) (qemu.Firmware, qemu.FirmwareOptions, error) {
-	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP
+	efi := nd.Boot == nodes.BootUEFI || nd.Boot == nodes.BootHTTP || nd.Boot == nodes.BootShim
 	switch {
 	case a.SrcArch == "x86" && !efi:
 		// a failed network boot (no lease, a server down) is tried again
@@ -111,6 +111,14 @@ func FirmwareOf(nd nodes.Node, a arch.Arch, secureBoot bool) (qemu.Firmware, qem
 // The returned function removes the tap, the relay and the machine's
 // files.
 func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine, func(), error) {
+	return l.MachineWithVars(nd, mac, logPath, "")
+}
+
+// MachineWithVars is Machine whose UEFI firmware starts with a copy of
+// the variable store vars ("": the firmware's default; with Secure Boot
+// the snakeoil key's): qemu.OVMFMicrosoftVars makes a Secure Boot node
+// whose db has only Microsoft's keys.
+func (l *Lab) MachineWithVars(nd nodes.Node, mac, logPath, vars string) (*qemu.Machine, func(), error) {
 	a, err := arch.Lookup(nd.Arch)
 	if err != nil {
 		return nil, nil, err
@@ -119,6 +127,7 @@ func (l *Lab) Machine(nd nodes.Node, mac string, logPath string) (*qemu.Machine,
 	if err != nil {
 		return nil, nil, err
 	}
+	fo.Vars = vars
 	tap, remove, err := l.Tap(mac)
 	if err != nil {
 		return nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/diskless/diskless/internal/testutil"
 	"github.com/diskless/diskless/pkg/boot"
 	"github.com/diskless/diskless/pkg/lab"
+	"github.com/diskless/diskless/pkg/nodes"
 	"github.com/diskless/diskless/pkg/qemu"
 )
 
@@ -50,6 +51,14 @@ arch = "x86_64"
 boot = "uefi"
 
 [[node]]
+name = "sb45"
+mac = "00:02:A5:04:3B:45"
+ip = "192.168.1.45"
+arch = "x86_64"
+boot = "shim"
+secure_boot = true
+
+[[node]]
 name = "sb44"
 mac = "00:02:A5:04:3B:44"
 ip = "192.168.1.44"
@@ -66,6 +75,8 @@ const (
 	// stubRan is the start of every line the kernel's EFI stub prints
 	// (on x86_64: the Secure Boot line, the initrd it loaded)
 	stubRan = "EFI stub: "
+	// shim fetching its second stage, and GRUB started
+	shimToGRUB = "Welcome to GRUB!"
 )
 
 // Secure Boot enforcing (OVMF's Secure Boot build and AAVMF, the snakeoil
@@ -80,7 +91,7 @@ func TestIntegrationSecureBoot(t *testing.T) {
 	f := &labFixture{labtest.New(t, labtest.Options{Inventory: secureBootInv, Arches: []string{"x86_64", "arm64"}, SecureBoot: true})}
 	l := f.up(t, "dhcpd")
 	logs := testutil.LogDir(t)
-	for _, name := range []string{"sb41", "sb42", "nb43", "sb44"} {
+	for _, name := range []string{"sb41", "sb42", "nb43", "sb44", "sb45"} {
 		console, ok := f.bootToRoot(t, l, name, logs)
 		if !ok {
 			continue
@@ -91,12 +102,51 @@ func TestIntegrationSecureBoot(t *testing.T) {
 		if f.Node(name).Arch == "arm64" {
 			lines = lines[:1]
 		}
+		if f.Node(name).Boot == nodes.BootShim {
+			// GRUB starts the kernel by the EFI handover: the stub's
+			// lines are not checked, shim's and GRUB's are
+			lines = lines[1:]
+			if !strings.Contains(console, shimToGRUB) {
+				t.Errorf("%s: no %q on the console", name, shimToGRUB)
+			}
+		}
 		for _, want := range lines {
 			if got := strings.Contains(console, want); got != f.Inv.SecureBootOf(f.Node(name)) {
 				t.Errorf("%s (secure_boot %v): %q on the console: %v", name, f.Inv.SecureBootOf(f.Node(name)), want, got)
 			}
 		}
 	}
+
+	// shim's chain where the firmware has only Microsoft's keys, as most
+	// servers ship: shim (Microsoft's signature) starts GRUB (Debian's,
+	// which shim carries), and shim refuses the kernel, whose key is in
+	// neither db nor the MOK list. Enrolling it (mokutil --import, then
+	// MokManager at the next boot) needs someone at the console: the test
+	// stops here.
+	t.Run("shim-microsoft-keys-only", func(t *testing.T) {
+		testutil.NeedFile(t, qemu.OVMFMicrosoftVars, "ovmf")
+		nd := f.Node("sb45")
+		m, remove, err := l.MachineWithVars(nd, nd.MAC, filepath.Join(logs, "shim-ms.log"), qemu.OVMFMicrosoftVars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer remove()
+		m.Accel = f.S.QEMUAccel
+		sess, err := qemu.Start(context.Background(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Stop()
+		if _, err := sess.Expect([]string{"bad shim signature"}, boot.Markers(boot.Kernel), 3*time.Minute); err != nil {
+			t.Fatalf("shim did not refuse the kernel: %v", err)
+		}
+		if !strings.Contains(sess.Console(), shimToGRUB) {
+			t.Errorf("GRUB did not start:\n%s", tail(sess.Console(), 30))
+		}
+		if testing.Verbose() {
+			t.Logf("console:\n%s", tail(sess.Console(), 12))
+		}
+	})
 
 	kernel := filepath.Join(f.Root, "bzImage_x86_64")
 	signed, err := os.ReadFile(kernel)

@@ -78,7 +78,7 @@ type Node struct {
 	MAC        string `toml:"mac"`
 	IP         string `toml:"ip"`
 	Arch       string `toml:"arch"`
-	Boot       string `toml:"boot,omitempty"` // pxelinux (default), etherboot, ipxe, uefi, http
+	Boot       string `toml:"boot,omitempty"` // pxelinux (default), etherboot, ipxe, uefi, http, shim
 	KernelArgs string `toml:"kernel_args,omitempty"`
 	// Image overrides [network] image for this node.
 	Image string `toml:"image,omitempty"`
@@ -142,6 +142,12 @@ const (
 	// URL (snponly.efi on x86-64, vmlinuz_<arch> on arm64 and riscv64) and
 	// nothing goes over TFTP.
 	BootHTTP = "http"
+	// BootShim: UEFI PXE for x86-64 Secure Boot nodes that trust only
+	// Microsoft's keys: the firmware loads Debian's shimx64.efi (signed by
+	// Microsoft) over TFTP, shim loads Debian's signed GRUB (grubx64.efi),
+	// GRUB the kernel (which shim verifies: signed by a key in db or the
+	// MOK list) and the initramfs over TFTP.
+	BootShim = "shim"
 )
 
 // biosLoads is what the BIOS boot methods load unverified, for messages.
@@ -176,7 +182,7 @@ func (inv *Inventory) SecureBootNodes() []string {
 func (inv *Inventory) File() string { return inv.file }
 
 // BootMethods lists the boot methods, for messages.
-var BootMethods = []string{BootPXELinux, BootEtherboot, BootIPXE, BootUEFI, BootHTTP}
+var BootMethods = []string{BootPXELinux, BootEtherboot, BootIPXE, BootUEFI, BootHTTP, BootShim}
 
 // bootRefusal says why a node of arch a cannot boot by method, or "".
 func bootRefusal(method string, a arch.Arch) string {
@@ -188,6 +194,10 @@ func bootRefusal(method string, a arch.Arch) string {
 	case BootUEFI, BootHTTP:
 		if a.Name == "i386" {
 			return fmt.Sprintf("boot = %q: no EFI kernel is built for i386 (32-bit UEFI); boot it by pxelinux, etherboot or ipxe", method)
+		}
+	case BootShim:
+		if a.Name != "x86_64" {
+			return fmt.Sprintf("boot = %q is for x86_64 nodes (Debian's shimx64.efi and grubx64.efi); %s boots by uefi or http", method, a.Name)
 		}
 	default:
 		return fmt.Sprintf("boot = %q: want one of %s", method, strings.Join(BootMethods, ", "))
@@ -425,7 +435,7 @@ func (inv *Inventory) Validate() error {
 			}
 		}
 		if inv.SecureBootOf(nd) && (nd.Boot == BootPXELinux || nd.Boot == BootEtherboot || nd.Boot == BootIPXE) {
-			add(where, "secure_boot = true with boot = %q: no firmware verifies what a BIOS boot loads (%s); boot it by uefi or http, whose chain is signed EFI binaries", nd.Boot, biosLoads[nd.Boot])
+			add(where, "secure_boot = true with boot = %q: no firmware verifies what a BIOS boot loads (%s); boot it by uefi or http (or shim), whose chain is signed EFI binaries", nd.Boot, biosLoads[nd.Boot])
 		}
 		if nd.Image != "" && !imageNameRe.MatchString(nd.Image) {
 			add(where, "image = %q: want an image name like debian-12", nd.Image)

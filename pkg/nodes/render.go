@@ -67,7 +67,8 @@ func (inv *Inventory) Render() (Files, error) {
 
 // BootFiles are the per-node boot files publish serves: pxelinux.cfg/01-<mac>
 // (and the hex-IP name when asked) for each PXELINUX node, ipxe/<mac>.ipxe
-// for each node iPXE boots, cmdline/<mac> for each stateless arm64 node. Publish renders them from the inventory it
+// for each node iPXE boots, grub/<mac>.cfg for each shim node,
+// cmdline/<mac> for each stateless arm64 node. Publish renders them from the inventory it
 // loaded, so they always match it.
 func (inv *Inventory) BootFiles() (Files, error) {
 	f := Files{}
@@ -83,6 +84,14 @@ func (inv *Inventory) BootFiles() (Files, error) {
 				hex, _ := pxe.HexIPFileName(nd.IP)
 				f["pxelinux.cfg/"+hex] = cfg
 			}
+		}
+		if nd.Boot == BootShim {
+			cfg, err := inv.GRUB(nd)
+			if err != nil {
+				return nil, err
+			}
+			name, _ := pxe.GRUBNodeConfigName(nd.MAC)
+			f[name] = cfg
 		}
 		if inv.UsesIPXE(nd) {
 			script, err := inv.IPXE(nd)
@@ -162,8 +171,37 @@ func pin(nd Node) (file string, evenForIPXE bool) {
 		return "vmlinuz_" + nd.Arch, true
 	case BootIPXE:
 		return "undionly.kpxe", false
+	case BootShim:
+		return ShimFile, true
 	}
 	return "", false
+}
+
+// ShimFile is the first file of shim nodes: Debian's Microsoft-signed
+// shim, which fetches grubx64.efi from the same directory.
+const ShimFile = "shimx64.efi"
+
+// UsesShim says whether any node boots through shim and GRUB (publish
+// then serves them, with grub/grub.cfg).
+func (inv *Inventory) UsesShim() bool {
+	for _, nd := range inv.Nodes {
+		if nd.Boot == BootShim {
+			return true
+		}
+	}
+	return false
+}
+
+// GRUB is a shim node's own GRUB configuration (grub/<mac>.cfg): its
+// arch's kernel and initramfs by TFTP with its command line.
+func (inv *Inventory) GRUB(nd Node) (string, error) {
+	a, err := arch.Lookup(nd.Arch)
+	if err != nil {
+		return "", err
+	}
+	return pxe.GRUBNodeConfig(fmt.Sprintf(header, path.Base(inv.file))+"\nnode "+nd.Name+" (boot = "+nd.Boot+")", pxe.Label{
+		Name: nd.Name, Kernel: a.ArtifactName(), Initrd: inv.Initrd[a.Name], Append: inv.Cmdline(nd, a),
+	})
 }
 
 // PXELinux is the node's own pxelinux.cfg file (LABEL form).

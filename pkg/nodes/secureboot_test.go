@@ -63,3 +63,43 @@ func TestSecureBootNeedsUEFIBoot(t *testing.T) {
 		t.Errorf("secure boot nodes %q", got)
 	}
 }
+
+// boot = "shim": x86_64 only; DHCP pins shimx64.efi for the node in both
+// servers' files; the node's grub/<mac>.cfg loads its kernel and
+// initramfs with its command line.
+func TestShimNodes(t *testing.T) {
+	text := strings.Replace(secureBootInv, `boot = "uefi"`, `boot = "shim"`, 1)
+	inv, err := Parse([]byte(text), "nodes.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv.Initrd = map[string]string{"x86_64": "initramfs_x86_64.cpio.zst"}
+	if !inv.UsesShim() {
+		t.Error("UsesShim is false")
+	}
+	if d := inv.DHCPD(); !strings.Contains(d, "host slave21 {\n  hardware ethernet 00:02:a5:04:3b:66;\n  fixed-address 192.168.1.21;\n  # boot = shim\n  filename \"shimx64.efi\";") {
+		t.Errorf("dhcpd.conf does not pin shimx64.efi for slave21:\n%s", d)
+	}
+	if d := inv.Dnsmasq(); !strings.Contains(d, "shimx64.efi") {
+		t.Errorf("dnsmasq's file does not pin shimx64.efi:\n%s", d)
+	}
+	files, err := inv.BootFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := files["grub/00:02:a5:04:3b:66.cfg"]
+	for _, want := range []string{"linux /bzImage_x86_64 ip=dhcp root=/dev/nfs nfsroot=192.168.1.1:/diskless/192.168.1.21", "initrd /initramfs_x86_64.cpio.zst\nboot\n"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("grub/00:02:a5:04:3b:66.cfg lacks %q:\n%s", want, cfg)
+		}
+	}
+	if _, ok := files["ipxe/00-02-a5-04-3b-66.ipxe"]; ok {
+		t.Error("a shim node got an iPXE script")
+	}
+	for _, a := range []string{"arm64", "i386"} {
+		bad := strings.Replace(text, `arch = "x86_64"`, `arch = "`+a+`"`, 1)
+		if _, err := Parse([]byte(bad), "nodes.toml"); err == nil || !strings.Contains(err.Error(), `boot = "shim" is for x86_64 nodes`) {
+			t.Errorf("a shim node of %s: %v", a, err)
+		}
+	}
+}

@@ -184,7 +184,7 @@ func ReadBundle(path, dir string, trusted []*sign.PublicKey) ([]File, error) {
 			bad = append(bad, fmt.Sprintf("%s: sha256 %s, %s says %s", name, g, SumsName, want))
 		default:
 			mf := meta[name]
-			files = append(files, File{Name: name, Source: filepath.Join(dir, name), Arch: mf.Arch, Kind: orDefault(mf.Kind, "file"), SHA256: want, Build: mf.Build})
+			files = append(files, File{Name: name, Source: filepath.Join(dir, name), Arch: mf.Arch, Kind: orDefault(mf.Kind, "file"), SHA256: want, Build: mf.Build, SecureBoot: mf.SecureBoot})
 		}
 	}
 	for name := range got {

@@ -16,6 +16,7 @@ import (
 func TestBundleRoundTripAndPublish(t *testing.T) {
 	src := t.TempDir()
 	files := fileSet(t, src, "A", 2, 3000)
+	files[0].SecureBoot = "CN=diskless Secure Boot db"
 	out := filepath.Join(t.TempDir(), "diskless_x86_64_test.tar.zst")
 	m, err := WriteBundle(out, files, nil)
 	if err != nil {
@@ -27,6 +28,12 @@ func TestBundleRoundTripAndPublish(t *testing.T) {
 	}
 	if len(got) != len(m.Files) {
 		t.Fatalf("%d files back, %d in", len(got), len(m.Files))
+	}
+	// what signed a file for Secure Boot travels with it
+	for _, f := range got {
+		if want := map[bool]string{true: files[0].SecureBoot}[f.Name == files[0].Name]; f.SecureBoot != want {
+			t.Errorf("%s: signed by %q, want %q", f.Name, f.SecureBoot, want)
+		}
 	}
 	root := t.TempDir()
 	if _, err := Publish(context.Background(), got, Options{Root: root}); err != nil {

@@ -171,6 +171,8 @@ func NodeFiles(rendered map[string]string) []File {
 			kind = "ipxe-script"
 		case strings.HasPrefix(n, pxe.NodeCmdlineDir+"/"):
 			kind = "node-cmdline"
+		case strings.HasPrefix(n, pxe.GRUBDir+"/"):
+			kind = "grub-config"
 		}
 		out = append(out, File{Name: n, Data: []byte(rendered[n]), Kind: kind})
 	}

@@ -32,10 +32,31 @@ func group(f File) string {
 		return "arch:" + f.Arch
 	case strings.HasPrefix(f.Name, "pxelinux.cfg/") && f.Name != DefaultConfigName,
 		strings.HasPrefix(f.Name, pxe.IPXENodeDir+"/"), strings.HasPrefix(f.Name, pxe.NodeCmdlineDir+"/"),
-		strings.HasPrefix(f.Name, "overlays/"), strings.HasPrefix(f.Name, "squashfs/"):
+		strings.HasPrefix(f.Name, "overlays/"), strings.HasPrefix(f.Name, "squashfs/"),
+		strings.HasPrefix(f.Name, pxe.GRUBDir+"/"), ShimLoader(f.Name):
 		return "nodes"
 	}
 	return "x86-loader"
+}
+
+// Shim are Debian's signed shim, its MokManager and netboot GRUB, which
+// shim nodes load (boot = "shim"): published with the per-node files of
+// an inventory that has such nodes, from the packages unpacked in the
+// cache (installed, they would run grub-install on the master).
+var Shim = []struct{ Name, Path, Package string }{
+	{"shimx64.efi", "usr/lib/shim/shimx64.efi.signed", "shim-signed"},
+	{"mmx64.efi", "usr/lib/shim/mmx64.efi.signed", "shim-helpers-amd64-signed"},
+	{"grubx64.efi", "usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", "grub-efi-amd64-signed"},
+}
+
+// ShimLoader says whether a name is one of Shim's.
+func ShimLoader(name string) bool {
+	for _, s := range Shim {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Combine makes one file set of several (bundles): a name given by more

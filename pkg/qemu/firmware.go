@@ -42,7 +42,10 @@ const (
 	OVMFSnakeoilVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 	OVMFSnakeoilKey  = "/usr/share/ovmf/PkKek-1-snakeoil.key"
 	OVMFSnakeoilCert = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
-	AAVMFCode        = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+	// OVMFMicrosoftVars has Microsoft's keys in KEK and db, as most
+	// servers ship: shim (signed by Microsoft) starts, nothing of ours.
+	OVMFMicrosoftVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+	AAVMFCode         = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
 	// AAVMFFlashCode is AAVMF as a flash image (it has Secure Boot);
 	// AAVMFSnakeoilVars its variable store with the snakeoil test key in
 	// PK, KEK and db (the same key as OVMF's): Secure Boot enforcing.
@@ -52,7 +55,7 @@ const (
 )
 
 // FirmwarePackage names the Debian package of a firmware file.
-var firmwarePackage = map[string]string{OVMFCode: "ovmf", OVMFVars: "ovmf", OVMFSecureCode: "ovmf", OVMFSnakeoilVars: "ovmf", OVMFSnakeoilKey: "ovmf", OVMFSnakeoilCert: "ovmf", AAVMFCode: "qemu-efi-aarch64", AAVMFFlashCode: "qemu-efi-aarch64", AAVMFSnakeoilVars: "qemu-efi-aarch64", UBootRISC: "u-boot-qemu"}
+var firmwarePackage = map[string]string{OVMFCode: "ovmf", OVMFVars: "ovmf", OVMFSecureCode: "ovmf", OVMFSnakeoilVars: "ovmf", OVMFSnakeoilKey: "ovmf", OVMFSnakeoilCert: "ovmf", OVMFMicrosoftVars: "ovmf", AAVMFCode: "qemu-efi-aarch64", AAVMFFlashCode: "qemu-efi-aarch64", AAVMFSnakeoilVars: "qemu-efi-aarch64", UBootRISC: "u-boot-qemu"}
 
 // NeedFirmware returns an error naming the Debian package when a firmware
 // file is missing.

@@ -66,7 +66,7 @@ func IsEFI(path string) (bool, error) {
 // already signed by k is returned as it is. Each signed copy is checked
 // with sbverify against k's certificate before it is used.
 func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
-	if err := k.verify(ctx, in); err == nil {
+	if k.signedBy(ctx, in) {
 		return in, nil
 	}
 	inSum, _, err := fsutil.HashFile(in)
@@ -76,7 +76,7 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	dir := filepath.Join(cacheDir, "secureboot", k.Fingerprint()[:16])
 	out := filepath.Join(dir, inSum+".efi")
 	if _, err := os.Stat(out); err == nil {
-		if err := k.verify(ctx, out); err == nil {
+		if k.signedBy(ctx, out) {
 			return out, nil
 		}
 		os.Remove(out) // a damaged cache entry: sign again
@@ -111,13 +111,58 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	if sum, _, err := fsutil.HashFile(in); err != nil || sum != inSum {
 		return "", fmt.Errorf("%s changed while it was being signed", in)
 	}
-	if err := k.verify(ctx, tmp); err != nil {
-		return "", fmt.Errorf("%s signed by %s does not verify: %w", in, SignProgram, err)
+	if err := k.verify(ctx, tmp); err != nil || !k.signedBy(ctx, tmp) {
+		return "", fmt.Errorf("%s signed by %s does not verify: %v", in, SignProgram, err)
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return "", err
 	}
 	return out, nil
+}
+
+// signedBy says whether the image at path carries a signature made with
+// k (its certificate among the signatures' certificates) and verifies.
+// sbverify alone cannot tell: given a certificate, it also accepts an
+// image signed only by a chain it cannot complete (Debian's shim, signed
+// by Microsoft, "verifies" against any certificate).
+func (k *Key) signedBy(ctx context.Context, path string) bool {
+	sigs, err := signatures(path)
+	if err != nil || !bytes.Contains(sigs, k.Cert.Raw) {
+		return false
+	}
+	return k.verify(ctx, path) == nil
+}
+
+// signatures is the attribute certificate table of a PE image (its
+// Authenticode signatures, PKCS #7), empty when it has none.
+func signatures(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p, err := pe.NewFile(f)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	var dirs []pe.DataDirectory
+	switch h := p.OptionalHeader.(type) {
+	case *pe.OptionalHeader64:
+		dirs = h.DataDirectory[:h.NumberOfRvaAndSizes]
+	case *pe.OptionalHeader32:
+		dirs = h.DataDirectory[:h.NumberOfRvaAndSizes]
+	}
+	const security = 4 // IMAGE_DIRECTORY_ENTRY_SECURITY: a file offset, not an RVA
+	if len(dirs) <= security || dirs[security].Size == 0 {
+		return nil, nil
+	}
+	d := dirs[security]
+	buf := make([]byte, d.Size)
+	if _, err := f.ReadAt(buf, int64(d.VirtualAddress)); err != nil {
+		return nil, fmt.Errorf("%s: its signature table: %w", path, err)
+	}
+	return buf, nil
 }
 
 // verify checks path's signature against k's certificate (sbverify).
@@ -138,8 +183,11 @@ func (k *Key) verify(ctx context.Context, path string) error {
 	return Verify(ctx, certPath, path)
 }
 
-// Verify runs sbverify --cert certPath on the image at path: nil when one
-// of its signatures is by that certificate and the image's hash matches.
+// Verify runs sbverify --cert certPath on the image at path: nil when a
+// signature verifies and the image's hash matches (as an admin checks a
+// published file by hand). It is lenient with a chain it cannot complete
+// (see signedBy), so it proves a signature by certPath only on an image
+// that had no other.
 func Verify(ctx context.Context, certPath, path string) error {
 	out, err := exec.CommandContext(ctx, VerifyProgram, "--cert", certPath, path).CombinedOutput()
 	if err != nil {

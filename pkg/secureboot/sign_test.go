@@ -102,6 +102,28 @@ func TestSigned(t *testing.T) {
 		t.Errorf("a damaged cache entry: %s, %v", again, err)
 	}
 
+	// an image signed by another key only (Debian's shim is signed by
+	// Microsoft) gets this key's signature too
+	shim := filepath.Join(dir, "shim.efi")
+	otherKey, _, _, _ := WriteKeyPair(other, "other", now)
+	ok2, err := Load(otherKey, filepath.Join(other, "other.crt"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byOther, err := ok2.Signed(ctx, snponly, filepath.Join(dir, "cache2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(byOther)
+	os.WriteFile(shim, data, 0o644)
+	both, err := k.Signed(ctx, shim, cache)
+	if err != nil || both == shim {
+		t.Fatalf("an image signed by another key was taken as signed by this one: %s, %v", both, err)
+	}
+	if !k.signedBy(ctx, both) || !ok2.signedBy(ctx, both) {
+		t.Error("the image does not carry both signatures")
+	}
+
 	// sbsign's refusal names the input
 	notEFI := filepath.Join(dir, "not.efi")
 	os.WriteFile(notEFI, []byte("plain text"), 0o644)
