@@ -1,14 +1,18 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/publish"
+	"github.com/diskless/diskless/pkg/qemu"
 	"github.com/diskless/diskless/pkg/secureboot"
 	"github.com/diskless/diskless/pkg/settings"
 )
@@ -84,4 +88,25 @@ func SignEFI(ctx context.Context, s *settings.Settings, log *slog.Logger, files 
 		log.Info("signed for Secure Boot", "files", n, "cert", k.CertPath)
 	}
 	return out, nil
+}
+
+// warnLabSecureBoot says, when the lab is to boot secure_boot nodes, that
+// its firmware trusts only Debian's snakeoil test key (the only key a
+// variable store Debian ships has in db): what another SECUREBOOT_CERT
+// signed is refused there.
+func warnLabSecureBoot(s *settings.Settings, log *slog.Logger) {
+	if s.Inventory == nil || len(s.Inventory.SecureBootNodes()) == 0 {
+		return
+	}
+	if s.SecureBoot != nil {
+		if data, err := os.ReadFile(qemu.OVMFSnakeoilCert); err == nil {
+			if b, _ := pem.Decode(data); b != nil && bytes.Equal(b.Bytes, s.SecureBoot.Cert.Raw) {
+				return
+			}
+		}
+	}
+	if log == nil {
+		return
+	}
+	log.Warn("the lab's Secure Boot firmware has Debian's snakeoil test key in db, not SECUREBOOT_CERT: its secure_boot nodes will refuse what this publish signs; for the lab, sign with the snakeoil key (README: Secure Boot)", "nodes", strings.Join(s.Inventory.SecureBootNodes(), ", "), "cert", qemu.OVMFSnakeoilCert)
 }

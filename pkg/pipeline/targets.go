@@ -116,6 +116,7 @@ func LabUpWith(ctx context.Context, s *settings.Settings, log *slog.Logger, o la
 	if err := lab.Preflight(o); err != nil {
 		return nil, nil, err
 	}
+	warnLabSecureBoot(s, log)
 	_, m, err := PublishNodes(ctx, s, log)
 	if err != nil {
 		return nil, nil, err
