@@ -205,15 +205,14 @@ func SnakeoilKey(cacheDir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	tmp := key + ".tmp"
-	defer os.Remove(tmp)
-	if out, err := exec.Command("openssl", "pkey", "-in", qemu.OVMFSnakeoilKey, "-passin", "pass:snakeoil", "-out", tmp).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("openssl pkey %s: %v: %s", qemu.OVMFSnakeoilKey, err, out)
+	var stderr strings.Builder
+	c := exec.Command("openssl", "pkey", "-in", qemu.OVMFSnakeoilKey, "-passin", "pass:snakeoil")
+	c.Stderr = &stderr
+	pemKey, err := c.Output()
+	if err != nil {
+		return "", fmt.Errorf("openssl pkey %s: %v: %s", qemu.OVMFSnakeoilKey, err, stderr.String())
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return "", err
-	}
-	return key, os.Rename(tmp, key)
+	return key, sign.WriteKeyFile(key, pemKey, 0o600)
 }
 
 // Publish publishes the built arches with inv's per-node files (publish

@@ -229,7 +229,8 @@ var failures = []failure{
 	{"PXE-E", Firmware},
 	{"Could not open", Firmware},                               // QEMU or the firmware could not open a file it was given
 	{"No such file or directory (http://ipxe.org", IPXEScript}, // iPXE: a file it fetched is missing
-	{refusedByFirmware, Firmware},                              // Secure Boot: the first file's signature refused
+	{refusedByFirmware, ""},                                    // Secure Boot: the first file's signature refused, for good
+	{"diskless: no grub/", ""},                                 // a shim node GRUB has no configuration for
 	{refusedToIPXE, IPXEScript},                                // Secure Boot: the kernel's signature refused
 	{refusedByShim, ""},                                        // Secure Boot: shim refused the kernel GRUB loaded
 	{"diskless-fallback: mount failed", Initramfs},

@@ -140,11 +140,14 @@ func SignPrograms() []Program { return []Program{{"signify-openbsd", "signify-op
 
 // SecureBootPrograms is what signing EFI binaries for Secure Boot
 // (SECUREBOOT_KEY) runs: sbsigntool's sbsign, and sbverify, which checks
-// each signature; openssl unlocks the firmware's snakeoil test key for
-// the lab's Secure Boot tests.
+// each signature.
 func SecureBootPrograms() []Program {
-	return []Program{{"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}, {"openssl", "openssl"}}
+	return []Program{{"sbsign", "sbsigntool"}, {"sbverify", "sbsigntool"}}
 }
+
+// SecureBootTestPrograms is what the Secure Boot tests run besides: openssl
+// unlocks the firmware's snakeoil test key.
+func SecureBootTestPrograms() []Program { return []Program{{"openssl", "openssl"}} }
 
 // SecureBoot lists the packages of SecureBootPrograms.
 func SecureBoot() []string { return packagesOf(SecureBootPrograms()) }
@@ -214,7 +217,7 @@ func packagesOf(ps []Program) []string {
 func All() []string {
 	pkgs := append(append(append(append(Nodes(), Distcc()...), Sign()...), SecureBoot()...), packagesOf(WorkflowPrograms())...)
 	pkgs = append(append(append(pkgs, NodeOS()...), packagesOf(ImagePrograms())...), Lab()...)
-	pkgs = append(pkgs, "qemu-user-static")
+	pkgs = append(append(pkgs, "qemu-user-static"), packagesOf(SecureBootTestPrograms())...)
 	for _, a := range arch.All() {
 		pkgs = append(pkgs, KernelBuild(a, true, true)...)
 		pkgs = append(pkgs, Boot(a)...)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/diskless/diskless/internal/fsutil"
 	"github.com/diskless/diskless/pkg/arch"
+	"github.com/diskless/diskless/pkg/pxe"
 )
 
 // Network holds the settings shared by all nodes ([network] in nodes.toml).
@@ -433,6 +434,9 @@ func (inv *Inventory) Validate() error {
 			if msg := bootRefusal(nd.Boot, a); msg != "" {
 				add(where, "%s", msg)
 			}
+		}
+		if nd.Boot == BootShim && strings.ContainsAny(nd.KernelArgs, pxe.GRUBSyntax) {
+			add(where, "kernel_args = %q: boot = \"shim\" passes it in GRUB's configuration, which reads %s as syntax: leave them out", nd.KernelArgs, pxe.GRUBSyntax)
 		}
 		if inv.SecureBootOf(nd) && (nd.Boot == BootPXELinux || nd.Boot == BootEtherboot || nd.Boot == BootIPXE) {
 			add(where, "secure_boot = true with boot = %q: no firmware verifies what a BIOS boot loads (%s); boot it by uefi or http (or shim), whose chain is signed EFI binaries", nd.Boot, biosLoads[nd.Boot])

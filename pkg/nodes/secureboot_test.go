@@ -103,3 +103,16 @@ func TestShimNodes(t *testing.T) {
 		}
 	}
 }
+
+// A shim node's kernel_args go into GRUB's configuration: what GRUB reads
+// as syntax is refused, naming the node and the option.
+func TestShimKernelArgs(t *testing.T) {
+	text := strings.Replace(secureBootInv, `boot = "uefi"`, "boot = \"shim\"\nkernel_args = \"quiet; reboot\"", 1)
+	if _, err := Parse([]byte(text), "nodes.toml"); err == nil || !strings.Contains(err.Error(), "node 1 (slave21, line 5)") || !strings.Contains(err.Error(), `kernel_args = "quiet; reboot"`) {
+		t.Errorf("%v", err)
+	}
+	ok := strings.Replace(secureBootInv, `boot = "uefi"`, "boot = \"shim\"\nkernel_args = \"quiet loglevel=3\"", 1)
+	if _, err := Parse([]byte(ok), "nodes.toml"); err != nil {
+		t.Error(err)
+	}
+}

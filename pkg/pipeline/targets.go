@@ -23,7 +23,11 @@ import (
 // then the kernel of role for o.Arch into Artifacts/<arch> (.../master).
 func Kernel(ctx context.Context, o Options, role kbuild.Role) (*kbuild.Result, kbuild.Options, error) {
 	ko := o.Settings.Kernel(o.Arch, role)
-	if err := deps.Ensure(ctx, o.log(), deps.KernelBuild(o.Arch, ko.KernelSrc == "", !ko.NoCcache)); err != nil {
+	pkgs := deps.KernelBuild(o.Arch, ko.KernelSrc == "", !ko.NoCcache)
+	if ko.SignPayload != nil {
+		pkgs = append(pkgs, deps.SecureBoot()...) // sbsign, before make
+	}
+	if err := deps.Ensure(ctx, o.log(), pkgs); err != nil {
 		return nil, ko, err
 	}
 	if role == kbuild.Slave {

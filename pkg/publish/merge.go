@@ -93,6 +93,16 @@ func IsNodeFile(name string) bool {
 	return group(File{Name: name}) == "nodes"
 }
 
+// Kept is what a merging publish of files into root carries over from its
+// live generation (keepLive's additions), each with its Source there.
+func Kept(root string, files []File, drop []string, nodes bool) ([]File, error) {
+	all, err := keepLive(root, files, drop, nodes)
+	if err != nil {
+		return nil, err
+	}
+	return all[len(files):], nil
+}
+
 // keepLive adds to files what the live generation of root has of other
 // arches: a live file is kept when the new set has nothing of its group
 // (its arch, the x86 loaders, the per-node files) and its arch is not in

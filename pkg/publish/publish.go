@@ -323,9 +323,11 @@ func GenerationDir(n int) string { return fmt.Sprintf("%s/%06d", genDir, n) }
 
 // Pinned says whether a published file is a boot configuration that
 // Publish pins to its generation (pxe.Pin): PXELINUX configurations, iPXE
-// scripts and the command lines of stateless arm64 nodes (cmdline/<mac>).
+// scripts, shim nodes' GRUB configurations (grub/) and the command lines
+// of stateless arm64 nodes (cmdline/<mac>).
 func Pinned(name string) bool {
-	return strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe") || strings.HasPrefix(name, pxe.NodeCmdlineDir+"/")
+	return strings.HasPrefix(name, "pxelinux.cfg/") || strings.HasSuffix(name, ".ipxe") || strings.HasPrefix(name, pxe.NodeCmdlineDir+"/") ||
+		strings.HasPrefix(name, pxe.GRUBDir+"/")
 }
 
 // pinConfigs makes every boot configuration of generation n name the
@@ -377,7 +379,7 @@ func unpinned(text string) []string {
 			names = f[1:2]
 		case strings.EqualFold(f[0], "INITRD") && f[0] == strings.ToUpper(f[0]):
 			names = strings.Split(f[1], ",")
-		case f[0] == "kernel":
+		case f[0] == "kernel", f[0] == "linux": // iPXE's; GRUB's
 			names = f[1:2]
 		case f[0] == "initrd":
 			names = f[len(f)-1:]

@@ -16,6 +16,11 @@ const (
 	GRUBConfigName = GRUBDir + "/grub.cfg"
 )
 
+// GRUBSyntax are the characters GRUB's configuration reads as syntax
+// (variables, quotes, separators, blocks, redirections, comments): a
+// command line with one of them is refused, not quoted.
+const GRUBSyntax = "$;\"'\\{}|&<>#"
+
 // GRUBNodeConfigName is a node's own GRUB configuration:
 // grub/52:54:00:12:34:56.cfg.
 func GRUBNodeConfigName(mac string) (string, error) {
@@ -46,8 +51,8 @@ func GRUBConfig(comment string) string {
 // be signed by a key in db or the MOK list.
 func GRUBNodeConfig(comment string, l Label) (string, error) {
 	for _, v := range []string{l.Kernel, l.Initrd, l.Append} {
-		if strings.ContainsAny(v, "\n\r\"$;\\") {
-			return "", fmt.Errorf("label %s: a value contains a line break or one of \" $ ; \\ (GRUB's syntax)", l.Name)
+		if strings.ContainsAny(v, "\n\r"+GRUBSyntax) {
+			return "", fmt.Errorf("label %s: a value contains a line break or one of %s (GRUB's syntax)", l.Name, GRUBSyntax)
 		}
 	}
 	if l.Kernel == "" {

@@ -376,7 +376,8 @@ var ipxeFetches = map[string]bool{"kernel": true, "initrd": true, "chain": true,
 // fetched: a node that read this generation's configuration then fetches
 // this generation's kernel and initramfs even when a publish switches in
 // between. PXELINUX configurations (KERNEL, LINUX, INITRD, APPEND's
-// initrd=, all relative to PXELINUX's directory) and iPXE scripts (the
+// initrd=, all relative to PXELINUX's directory), GRUB's (linux and
+// initrd, absolute in its TFTP root) and iPXE scripts (the
 // absolute paths of kernel, initrd, chain and imgfetch) are rewritten,
 // and in them and in a bare command line (a node's cmdline/<mac>) the
 // PinnedArgs; published says whether a top-level name is in the generation; anything
@@ -431,6 +432,8 @@ func Pin(text, dir string, published func(top string) bool) string {
 			pinArgs(f, pin)
 		case !ipxe && (cmd == "KERNEL" || cmd == "LINUX"):
 			f[1] = pin(f[1])
+			// GRUB's linux takes the command line on the same line
+			pinArgs(f, pin)
 		case !ipxe && cmd == "INITRD":
 			parts := strings.Split(f[1], ",")
 			for j := range parts {

@@ -66,7 +66,7 @@ func IsEFI(path string) (bool, error) {
 // already signed by k is returned as it is. Each signed copy is checked
 // with sbverify against k's certificate before it is used.
 func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
-	if k.signedBy(ctx, in) {
+	if k.SignedBy(ctx, in) {
 		return in, nil
 	}
 	inSum, _, err := fsutil.HashFile(in)
@@ -76,7 +76,7 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	dir := filepath.Join(cacheDir, "secureboot", k.Fingerprint()[:16])
 	out := filepath.Join(dir, inSum+".efi")
 	if _, err := os.Stat(out); err == nil {
-		if k.signedBy(ctx, out) {
+		if k.SignedBy(ctx, out) {
 			return out, nil
 		}
 		os.Remove(out) // a damaged cache entry: sign again
@@ -97,7 +97,12 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	if err := cert.Close(); err != nil {
 		return "", err
 	}
-	tmp := out + ".tmp"
+	t, err := os.CreateTemp(dir, inSum+"-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	tmp := t.Name()
+	t.Close()
 	defer os.Remove(tmp)
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, SignProgram, "--key", k.KeyPath, "--cert", cert.Name(), "--output", tmp, in)
@@ -111,21 +116,23 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	if sum, _, err := fsutil.HashFile(in); err != nil || sum != inSum {
 		return "", fmt.Errorf("%s changed while it was being signed", in)
 	}
-	if err := k.verify(ctx, tmp); err != nil || !k.signedBy(ctx, tmp) {
-		return "", fmt.Errorf("%s signed by %s does not verify: %v", in, SignProgram, err)
+	if !k.SignedBy(ctx, tmp) {
+		return "", fmt.Errorf("%s signed by %s does not carry a signature by %s that sbverify accepts", in, SignProgram, k.CertPath)
 	}
-	if err := os.Rename(tmp, out); err != nil {
+	// another process may have signed the same file meanwhile: the first
+	// copy stays (its bytes may already be hashed for a publish)
+	if err := os.Link(tmp, out); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", err
 	}
 	return out, nil
 }
 
-// signedBy says whether the image at path carries a signature made with
+// SignedBy says whether the image at path carries a signature made with
 // k (its certificate among the signatures' certificates) and verifies.
 // sbverify alone cannot tell: given a certificate, it also accepts an
 // image signed only by a chain it cannot complete (Debian's shim, signed
 // by Microsoft, "verifies" against any certificate).
-func (k *Key) signedBy(ctx context.Context, path string) bool {
+func (k *Key) SignedBy(ctx context.Context, path string) bool {
 	sigs, err := signatures(path)
 	if err != nil || !bytes.Contains(sigs, k.Cert.Raw) {
 		return false
@@ -149,15 +156,18 @@ func signatures(path string) ([]byte, error) {
 	var dirs []pe.DataDirectory
 	switch h := p.OptionalHeader.(type) {
 	case *pe.OptionalHeader64:
-		dirs = h.DataDirectory[:h.NumberOfRvaAndSizes]
+		dirs = h.DataDirectory[:min(h.NumberOfRvaAndSizes, 16)]
 	case *pe.OptionalHeader32:
-		dirs = h.DataDirectory[:h.NumberOfRvaAndSizes]
+		dirs = h.DataDirectory[:min(h.NumberOfRvaAndSizes, 16)]
 	}
 	const security = 4 // IMAGE_DIRECTORY_ENTRY_SECURITY: a file offset, not an RVA
 	if len(dirs) <= security || dirs[security].Size == 0 {
 		return nil, nil
 	}
 	d := dirs[security]
+	if st, err := f.Stat(); err != nil || int64(d.VirtualAddress)+int64(d.Size) > st.Size() {
+		return nil, fmt.Errorf("%s: its signature table runs past the end of the file", path)
+	}
 	buf := make([]byte, d.Size)
 	if _, err := f.ReadAt(buf, int64(d.VirtualAddress)); err != nil {
 		return nil, fmt.Errorf("%s: its signature table: %w", path, err)
@@ -186,7 +196,7 @@ func (k *Key) verify(ctx context.Context, path string) error {
 // Verify runs sbverify --cert certPath on the image at path: nil when a
 // signature verifies and the image's hash matches (as an admin checks a
 // published file by hand). It is lenient with a chain it cannot complete
-// (see signedBy), so it proves a signature by certPath only on an image
+// (see SignedBy), so it proves a signature by certPath only on an image
 // that had no other.
 func Verify(ctx context.Context, certPath, path string) error {
 	out, err := exec.CommandContext(ctx, VerifyProgram, "--cert", certPath, path).CombinedOutput()

@@ -120,7 +120,7 @@ func TestSigned(t *testing.T) {
 	if err != nil || both == shim {
 		t.Fatalf("an image signed by another key was taken as signed by this one: %s, %v", both, err)
 	}
-	if !k.signedBy(ctx, both) || !ok2.signedBy(ctx, both) {
+	if !k.SignedBy(ctx, both) || !ok2.SignedBy(ctx, both) {
 		t.Error("the image does not carry both signatures")
 	}
 
