@@ -125,18 +125,7 @@ func TestIntegrationSecureBoot(t *testing.T) {
 	// stops here.
 	t.Run("shim-microsoft-keys-only", func(t *testing.T) {
 		testutil.NeedFile(t, qemu.OVMFMicrosoftVars, "ovmf")
-		nd := f.Node("sb45")
-		m, remove, err := l.MachineWithVars(nd, nd.MAC, filepath.Join(logs, "shim-ms.log"), qemu.OVMFMicrosoftVars)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer remove()
-		m.Accel = f.S.QEMUAccel
-		sess, err := qemu.Start(context.Background(), m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sess.Stop()
+		sess := start(t, l, f, "sb45", filepath.Join(logs, "shim-ms.log"), qemu.OVMFMicrosoftVars)
 		if _, err := sess.Expect([]string{"bad shim signature"}, boot.Markers(boot.Kernel), 3*time.Minute); err != nil {
 			t.Fatalf("shim did not refuse the kernel: %v", err)
 		}
@@ -216,22 +205,30 @@ func overwrite(t *testing.T, path string, data []byte) {
 	}
 }
 
-// refusedBoot boots a node whose firmware is expected to refuse what it
-// loads, and returns the console once a refusal appeared.
-func refusedBoot(t *testing.T, l *lab.Lab, f *labFixture, name, logPath string) string {
+// start powers a node on (its firmware's variable store from vars, ""
+// for the lab's default) and stops it, and removes its tap, when t ends.
+func start(t *testing.T, l *lab.Lab, f *labFixture, name, logPath, vars string) *qemu.Session {
 	t.Helper()
 	nd := f.Node(name)
-	m, remove, err := l.Machine(nd, nd.MAC, logPath)
+	m, remove, err := l.MachineWithVars(nd, nd.MAC, logPath, vars)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer remove()
+	t.Cleanup(remove)
 	m.Accel = f.S.QEMUAccel
 	sess, err := qemu.Start(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.Stop()
+	t.Cleanup(func() { sess.Stop() })
+	return sess
+}
+
+// refusedBoot boots a node whose firmware is expected to refuse what it
+// loads, and returns the console once a refusal appeared.
+func refusedBoot(t *testing.T, l *lab.Lab, f *labFixture, name, logPath string) string {
+	t.Helper()
+	sess := start(t, l, f, name, logPath, "")
 	res, err := sess.Expect(boot.SecureBootRefusals, append(boot.Markers(boot.Kernel), stubRan), 3*time.Minute)
 	if err != nil {
 		t.Errorf("no refusal by the firmware: %v\n%s", err, tail(sess.Console(), 30))
@@ -252,18 +249,7 @@ func refusedBoot(t *testing.T, l *lab.Lab, f *labFixture, name, logPath string) 
 // started boots a node until its kernel's EFI stub runs.
 func started(t *testing.T, l *lab.Lab, f *labFixture, name, logPath string) {
 	t.Helper()
-	nd := f.Node(name)
-	m, remove, err := l.Machine(nd, nd.MAC, logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer remove()
-	m.Accel = f.S.QEMUAccel
-	sess, err := qemu.Start(context.Background(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Stop()
+	sess := start(t, l, f, name, logPath, "")
 	if _, err := sess.Expect([]string{stubRan}, boot.SecureBootRefusals, 2*time.Minute); err != nil {
 		t.Errorf("%s (secure_boot off): the kernel's EFI stub did not start: %v", name, err)
 	}
