@@ -104,19 +104,12 @@ func (m *Machine) UseFirmware(fw Firmware, o FirmwareOptions) (func(), error) {
 		if o.SecureBoot {
 			code, template = OVMFSecureCode, cmp.Or(o.Vars, OVMFSnakeoilVars)
 		}
-		for _, p := range []string{code, template} {
-			if err := NeedFirmware(p); err != nil {
-				return nil, err
-			}
-		}
-		vars, remove, err := varStore(template)
+		remove, err := m.useFlash(code, template)
 		if err != nil {
 			return nil, err
 		}
 		yn := map[bool]string{true: "y", false: "n"}
 		m.Extra = append(m.Extra,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
 			"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string="+yn[!o.HTTP],
 			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
 		m.Machine = "q35"
@@ -138,20 +131,7 @@ func (m *Machine) UseFirmware(fw Firmware, o FirmwareOptions) (func(), error) {
 			m.Extra = append(m.Extra, "-bios", AAVMFCode)
 			return none, nil
 		}
-		template := cmp.Or(o.Vars, AAVMFSnakeoilVars)
-		for _, p := range []string{AAVMFFlashCode, template} {
-			if err := NeedFirmware(p); err != nil {
-				return nil, err
-			}
-		}
-		vars, remove, err := varStore(template)
-		if err != nil {
-			return nil, err
-		}
-		m.Extra = append(m.Extra,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+AAVMFFlashCode,
-			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
-		return remove, nil
+		return m.useFlash(AAVMFFlashCode, cmp.Or(o.Vars, AAVMFSnakeoilVars))
 	case UBoot:
 		if err := NeedFirmware(UBootRISC); err != nil {
 			return nil, err
@@ -162,12 +142,18 @@ func (m *Machine) UseFirmware(fw Firmware, o FirmwareOptions) (func(), error) {
 	return nil, fmt.Errorf("unknown firmware %q", fw)
 }
 
-// varStore is a fresh copy of a UEFI variable store template in a
-// directory of its own, and what removes it.
-func varStore(template string) (string, func(), error) {
+// useFlash gives m UEFI firmware in flash: code read-only, and a fresh
+// copy of the variable store template (a used one remembers boot options)
+// in a directory of its own, which the returned function removes.
+func (m *Machine) useFlash(code, template string) (func(), error) {
+	for _, p := range []string{code, template} {
+		if err := NeedFirmware(p); err != nil {
+			return nil, err
+		}
+	}
 	dir, err := os.MkdirTemp("", "diskless-efivars-")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	vars := filepath.Join(dir, filepath.Base(template))
 	data, err := os.ReadFile(template)
@@ -176,7 +162,10 @@ func varStore(template string) (string, func(), error) {
 	}
 	if err != nil {
 		os.RemoveAll(dir)
-		return "", nil, err
+		return nil, err
 	}
-	return vars, func() { os.RemoveAll(dir) }, nil
+	m.Extra = append(m.Extra,
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+		"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+	return func() { os.RemoveAll(dir) }, nil
 }

@@ -36,6 +36,8 @@ type Key struct {
 	KeyPath, CertPath string
 	Signer            *rsa.PrivateKey
 	Cert              *x509.Certificate
+	// certIsPEM: CertPath is PEM, which sbsign and sbverify read as it is
+	certIsPEM bool
 }
 
 // Fingerprint is the hex SHA-256 of the certificate (DER).
@@ -144,7 +146,7 @@ func Load(keyPath, certPath string, now time.Time) (*Key, error) {
 	if !codeSigning(cert) {
 		return nil, fmt.Errorf("SECUREBOOT_CERT=%s: not a code-signing certificate (its key usage or extended key usage leaves out signing code): secureboot:keygen makes one", certPath)
 	}
-	return &Key{KeyPath: keyPath, CertPath: certPath, Signer: signer, Cert: cert}, nil
+	return &Key{KeyPath: keyPath, CertPath: certPath, Signer: signer, Cert: cert, certIsPEM: bytes.HasPrefix(bytes.TrimSpace(certData), []byte("-----BEGIN CERTIFICATE-----"))}, nil
 }
 
 // codeSigning says whether the certificate may sign code: a key usage,

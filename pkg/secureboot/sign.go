@@ -49,13 +49,20 @@ func IsEFI(path string) (bool, error) {
 		return false, nil
 	}
 	defer p.Close()
+	subsystem, _ := optionalHeader(p)
+	return subsystem == imageSubsystemEFIApplication, nil
+}
+
+// optionalHeader is a PE image's subsystem and data directories, for its
+// 32- or 64-bit optional header (none: 0, nil).
+func optionalHeader(p *pe.File) (subsystem uint16, dirs []pe.DataDirectory) {
 	switch h := p.OptionalHeader.(type) {
 	case *pe.OptionalHeader64:
-		return h.Subsystem == imageSubsystemEFIApplication, nil
+		return h.Subsystem, h.DataDirectory[:min(h.NumberOfRvaAndSizes, 16)]
 	case *pe.OptionalHeader32:
-		return h.Subsystem == imageSubsystemEFIApplication, nil
+		return h.Subsystem, h.DataDirectory[:min(h.NumberOfRvaAndSizes, 16)]
 	}
-	return false, nil
+	return 0, nil
 }
 
 // Signed is the copy of the EFI image in at signed with k: made once by
@@ -84,19 +91,11 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	cert, err := os.CreateTemp(dir, "cert-*.pem")
+	cert, done, err := k.certPEM()
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(cert.Name())
-	// SECUREBOOT_CERT may be DER (name.cer): sbsign reads PEM
-	if err := pem.Encode(cert, &pem.Block{Type: "CERTIFICATE", Bytes: k.Cert.Raw}); err != nil {
-		cert.Close()
-		return "", err
-	}
-	if err := cert.Close(); err != nil {
-		return "", err
-	}
+	defer done()
 	t, err := os.CreateTemp(dir, inSum+"-*.tmp")
 	if err != nil {
 		return "", err
@@ -105,7 +104,7 @@ func (k *Key) Signed(ctx context.Context, in, cacheDir string) (string, error) {
 	t.Close()
 	defer os.Remove(tmp)
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, SignProgram, "--key", k.KeyPath, "--cert", cert.Name(), "--output", tmp, in)
+	cmd := exec.CommandContext(ctx, SignProgram, "--key", k.KeyPath, "--cert", cert, "--output", tmp, in)
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Run(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
@@ -153,13 +152,7 @@ func signatures(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer p.Close()
-	var dirs []pe.DataDirectory
-	switch h := p.OptionalHeader.(type) {
-	case *pe.OptionalHeader64:
-		dirs = h.DataDirectory[:min(h.NumberOfRvaAndSizes, 16)]
-	case *pe.OptionalHeader32:
-		dirs = h.DataDirectory[:min(h.NumberOfRvaAndSizes, 16)]
-	}
+	_, dirs := optionalHeader(p)
 	const security = 4 // IMAGE_DIRECTORY_ENTRY_SECURITY: a file offset, not an RVA
 	if len(dirs) <= security || dirs[security].Size == 0 {
 		return nil, nil
@@ -177,20 +170,35 @@ func signatures(path string) ([]byte, error) {
 
 // verify checks path's signature against k's certificate (sbverify).
 func (k *Key) verify(ctx context.Context, path string) error {
-	certPath := k.CertPath
-	if data, err := os.ReadFile(certPath); err != nil || !bytes.Contains(data, []byte("-----BEGIN CERTIFICATE-----")) {
-		f, err := os.CreateTemp("", "diskless-cert-*.pem")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: k.Cert.Raw})
-		if err := f.Close(); err != nil {
-			return err
-		}
-		certPath = f.Name()
+	cert, done, err := k.certPEM()
+	if err != nil {
+		return err
 	}
-	return Verify(ctx, certPath, path)
+	defer done()
+	return Verify(ctx, cert, path)
+}
+
+// certPEM is a PEM file of k's certificate for sbsign and sbverify, which
+// read no DER (SECUREBOOT_CERT may be name.cer): SECUREBOOT_CERT itself
+// when it is PEM, else a temporary copy that done removes.
+func (k *Key) certPEM() (path string, done func(), err error) {
+	if k.certIsPEM {
+		return k.CertPath, func() {}, nil
+	}
+	f, err := os.CreateTemp("", "diskless-cert-*.pem")
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() { os.Remove(f.Name()) }
+	err = pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: k.Cert.Raw})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		done()
+		return "", nil, err
+	}
+	return f.Name(), done, nil
 }
 
 // Verify runs sbverify --cert certPath on the image at path: nil when a
