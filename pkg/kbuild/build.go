@@ -142,13 +142,16 @@ type Meta struct {
 	BaseConfig    string     `json:"base_config"`
 	Fragments     []FileHash `json:"fragments"`
 	// Initramfs is the cpio archive built into the kernel, if any.
-	Initramfs    *FileHash `json:"initramfs,omitempty"`
-	Compiler     string    `json:"compiler"`
-	CompilerVer  string    `json:"compiler_version"`
-	Ccache       bool      `json:"ccache"`
-	Jobs         int       `json:"jobs"`
-	Targets      []string  `json:"make_targets"`
-	ConfigOnly   bool      `json:"config_only"`
+	Initramfs   *FileHash `json:"initramfs,omitempty"`
+	Compiler    string    `json:"compiler"`
+	CompilerVer string    `json:"compiler_version"`
+	Ccache      bool      `json:"ccache"`
+	Jobs        int       `json:"jobs"`
+	Targets     []string  `json:"make_targets"`
+	ConfigOnly  bool      `json:"config_only"`
+	// ConfigReused says make's config steps were skipped: the tree's
+	// .config was the one the same config inputs gave (configKey).
+	ConfigReused bool      `json:"config_reused,omitempty"`
 	Key          string    `json:"cache_key"`
 	DistccHosts  string    `json:"distcc_hosts,omitempty"`
 	RemoteJobs   int       `json:"distcc_remote_jobs,omitempty"`
@@ -555,9 +558,11 @@ func (p *Plan) Run(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	if err := p.configure(ctx); err != nil {
+	reused, err := p.configure(ctx)
+	if err != nil {
 		return nil, err
 	}
+	m.ConfigReused = reused
 	outDir := filepath.Join(p.buildDir, "diskless-out")
 	os.RemoveAll(outDir)
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
@@ -781,8 +786,52 @@ func (p *Plan) initramfsObject(ctx context.Context) error {
 
 func (p *Plan) distccLog() string { return filepath.Join(p.buildDir, "diskless-distcc.log") }
 
-// configure writes the verified final .config into the build directory.
-func (p *Plan) configure(ctx context.Context) error {
+// configure writes the verified final .config into the build directory,
+// or verifies the one there when the same config inputs made it (reused).
+func (p *Plan) configure(ctx context.Context) (reused bool, err error) {
+	o := &p.opts
+	cfgPath := filepath.Join(p.buildDir, ".config")
+	stamp := filepath.Join(p.buildDir, configStamp)
+	ckey := p.configKey()
+	reused = p.configUpToDate(stamp, ckey, cfgPath)
+	if reused {
+		// the same inputs gave this .config: make's config steps (~20 s,
+		// the .config rewritten) would give it again
+		o.Log.Info("config unchanged: make's config steps skipped", "arch", o.Arch.Name, "role", o.Role, "config_key", ckey[:12])
+	} else {
+		os.Remove(stamp)
+		if err := p.makeConfig(ctx, cfgPath); err != nil {
+			return false, err
+		}
+	}
+	final, err := kconfig.ParseFile(cfgPath)
+	if err != nil {
+		return false, fmt.Errorf("reading the final config: %w", err)
+	}
+	if ms := kconfig.Verify(final, p.req); len(ms) > 0 {
+		return false, &kconfig.VerifyError{Config: cfgPath, Mismatches: ms}
+	}
+	if o.Role == Slave {
+		if err := kconfig.SlaveFinal(final, p.req); err != nil {
+			return false, err
+		}
+	}
+	for _, check := range o.Checks {
+		if err := check(final); err != nil {
+			return false, err
+		}
+	}
+	o.Log.Info("config verified", "arch", o.Arch.Name, "role", o.Role, "requested", len(p.req.Entries))
+	h, _, err := fsutil.HashFile(cfgPath)
+	if err != nil {
+		return false, err
+	}
+	return reused, fsutil.WriteAtomic(stamp, []byte(ckey+" "+h+"\n"))
+}
+
+// makeConfig runs make's config steps: the base config, the requested
+// values applied, olddefconfig.
+func (p *Plan) makeConfig(ctx context.Context, cfgPath string) error {
 	o := &p.opts
 	logf := filepath.Join(p.buildDir, "diskless-config.log")
 	lf, err := os.Create(logf)
@@ -803,7 +852,6 @@ func (p *Plan) configure(ctx context.Context) error {
 	if err := run(o.baseConfig()); err != nil {
 		return err
 	}
-	cfgPath := filepath.Join(p.buildDir, ".config")
 	base, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return err
@@ -811,28 +859,42 @@ func (p *Plan) configure(ctx context.Context) error {
 	if err := os.WriteFile(cfgPath, kconfig.Apply(base, p.req), 0o644); err != nil {
 		return err
 	}
-	if err := run("olddefconfig"); err != nil {
-		return err
+	return run("olddefconfig")
+}
+
+// configStamp, in the build tree, holds the config key of its .config
+// and the .config's checksum, written once the .config was verified.
+const configStamp = "diskless-config.key"
+
+// configKey hashes what decides the .config, the key's inputs without
+// what only make's targets see (the targets, the initramfs's content, the
+// payload's signing): the source, arch, role, base config, the requested
+// entries, the compiler by name and version (Kconfig asks it), and how make
+// runs it (ccache, distcc).
+func (p *Plan) configKey() string {
+	o := &p.opts
+	h := sha256.New()
+	fmt.Fprintf(h, "diskless-kconfig-v1\x00%s\x00%s\x00%s\x00%s\x00%s\x00", o.Arch.Name, o.Role, p.src.Identity, p.src.Dir, o.baseConfig())
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", p.cc, p.ccVer, p.ccache, o.DistccHosts)
+	for _, e := range p.req.Entries {
+		fmt.Fprintf(h, "%s\n", e)
 	}
-	final, err := kconfig.ParseFile(cfgPath)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// configUpToDate says whether the tree's .config is the one the stamp
+// recorded for key: unchanged since it was verified.
+func (p *Plan) configUpToDate(stamp, key, cfgPath string) bool {
+	data, err := os.ReadFile(stamp)
 	if err != nil {
-		return fmt.Errorf("reading the final config: %w", err)
+		return false
 	}
-	if ms := kconfig.Verify(final, p.req); len(ms) > 0 {
-		return &kconfig.VerifyError{Config: cfgPath, Mismatches: ms}
+	k, sum, ok := strings.Cut(strings.TrimSpace(string(data)), " ")
+	if !ok || k != key {
+		return false
 	}
-	if o.Role == Slave {
-		if err := kconfig.SlaveFinal(final, p.req); err != nil {
-			return err
-		}
-	}
-	for _, check := range o.Checks {
-		if err := check(final); err != nil {
-			return err
-		}
-	}
-	o.Log.Info("config verified", "arch", o.Arch.Name, "role", o.Role, "requested", len(p.req.Entries))
-	return nil
+	h, _, err := fsutil.HashFile(cfgPath)
+	return err == nil && h == sum
 }
 
 // previousFullSteps is the step count of the last build from an empty tree

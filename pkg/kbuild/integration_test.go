@@ -338,8 +338,11 @@ func TestIntegrationShellEnvironmentDoesNotReachMake(t *testing.T) {
 	}
 	t.Logf("no-op with the stray variables: %s", time.Since(start).Round(time.Millisecond))
 
-	if err := os.Remove(filepath.Join(again.BuildDir, stampName)); err != nil {
-		t.Fatal(err)
+	// make's config steps run too, with the stray variables
+	for _, f := range []string{stampName, configStamp} {
+		if err := os.Remove(filepath.Join(again.BuildDir, f)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	o.OutDir = t.TempDir()
 	start = time.Now()
@@ -370,5 +373,81 @@ func needDefaultSource(t *testing.T) {
 	t.Helper()
 	if _, err := FindDefaultSource(DefaultSourceGlob); err != nil {
 		testutil.SkipOrFail(t, "no kernel source: install the Debian package linux-source-6.1 ("+err.Error()+")")
+	}
+}
+
+// make's config steps run once per set of config inputs: a build that
+// changes only what make's targets see (here: the build record removed,
+// as a new initramfs or a new target would) verifies the tree's .config
+// and leaves it untouched; a .config edited by hand, or a new fragment,
+// runs them again.
+func TestIntegrationConfigStepsOncePerInputs(t *testing.T) {
+	a := mustArch(t, "x86_64")
+	needKernelTools(t, a)
+	ctx := context.Background()
+	o := realOptions(t, a, Master, true)
+	build := func(o Options) (*Result, string) {
+		t.Helper()
+		p, err := Prepare(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(filepath.Join(p.BuildDir(), stampName)) // make would have work
+		res, err := p.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, filepath.Join(p.BuildDir(), ".config")
+	}
+	p, err := Prepare(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(p.BuildDir(), configStamp))
+	first, cfg := build(o)
+	if first.ConfigReused {
+		t.Fatal("the first build after the config stamp was removed reused the .config")
+	}
+	st1, err := os.Stat(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	again, _ := build(o)
+	st2, _ := os.Stat(cfg)
+	if !again.ConfigReused || !st2.ModTime().Equal(st1.ModTime()) {
+		t.Errorf("same config inputs: reused %v, .config rewritten %v", again.ConfigReused, !st2.ModTime().Equal(st1.ModTime()))
+	}
+	if again.Key != first.Key {
+		t.Errorf("key changed: %s, was %s", again.Key[:12], first.Key[:12])
+	}
+
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "CONFIG_DISKLESS_EDITED_BY_HAND=y")
+	f.Close()
+	edited, _ := build(o)
+	data, _ := os.ReadFile(cfg)
+	if edited.ConfigReused || bytes.Contains(data, []byte("EDITED_BY_HAND")) {
+		t.Errorf("a .config edited by hand was kept: reused %v", edited.ConfigReused)
+	}
+
+	extra := filepath.Join(t.TempDir(), "extra.config")
+	if err := os.WriteFile(extra, []byte("CONFIG_LOCALVERSION=\"-configsteps\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o2 := o
+	o2.Extra = append(append([]string(nil), o.Extra...), extra)
+	o2.OutDir = t.TempDir()
+	changed, _ := build(o2)
+	data, _ = os.ReadFile(cfg)
+	if changed.ConfigReused || !bytes.Contains(data, []byte(`CONFIG_LOCALVERSION="-configsteps"`)) {
+		t.Errorf("a new fragment did not run the config steps: reused %v", changed.ConfigReused)
+	}
+	back, _ := build(o)
+	if back.ConfigReused {
+		t.Error("the .config of other inputs was reused")
 	}
 }
