@@ -32,7 +32,6 @@ import (
 	"github.com/magefile/mage/sh"
 
 	"github.com/diskless/diskless/internal/gotest"
-	"github.com/diskless/diskless/internal/prewarm"
 	"github.com/diskless/diskless/pkg/arch"
 	"github.com/diskless/diskless/pkg/deps"
 	"github.com/diskless/diskless/pkg/kbuild"
@@ -635,36 +634,6 @@ func (Test) Unit() error {
 // per package and every skipped test (under CI nothing may skip).
 func (Test) Integration(ctx context.Context) error {
 	mg.CtxDeps(ctx, Deps)
-	return integration(ctx, startWarm())
-}
-
-// Warm builds what the integration tests build on first use (each arch's
-// initramfs, slave kernel and netboot image, the Debian node images) with
-// the tests' settings into the shared caches. `test` and
-// `test:integration` run it in the background on idle CPU.
-func (Test) Warm(ctx context.Context) error {
-	return prewarm.Run(ctx, ".", prewarm.Jobs(), log)
-}
-
-// startWarm starts test:warm in the background (nil when it cannot: the
-// tests then build everything themselves).
-func startWarm() *prewarm.Background {
-	exe, err := os.Executable()
-	if err == nil {
-		os.MkdirAll("artifacts", 0o755)
-		var b *prewarm.Background
-		if b, err = prewarm.Start([]string{exe, "test:warm"}, filepath.Join("artifacts", "prewarm.log")); err == nil {
-			return b
-		}
-	}
-	log.Warn("the integration tests build their kernels and images themselves", "err", err)
-	return nil
-}
-
-func integration(ctx context.Context, warm *prewarm.Background) error {
-	if warm != nil {
-		defer func() { fmt.Print(warm.Stop()) }()
-	}
 	// the test binaries compiled on every core first (36 s instead of 56 s
 	// cold); then -p 1: kernel builds and QEMU guests of different packages
 	// would compete for the 2 CPUs and make boot timeouts flaky
@@ -681,17 +650,7 @@ func integration(ctx context.Context, warm *prewarm.Background) error {
 // All is the README's test command (`test`): deps, unit tests, then the
 // integration and boot tests; it says how long each stage took.
 func (Test) All(ctx context.Context) error {
-	var warm *prewarm.Background
-	defer func() {
-		if warm != nil {
-			warm.Stop() // when the unit tests failed: integration stops it otherwise
-		}
-	}()
-	stages := []func() error{
-		func() error { return Deps(ctx) },
-		func() error { warm = startWarm(); return Test{}.Unit() },
-		func() error { return integration(ctx, warm) },
-	}
+	stages := []func() error{func() error { return Deps(ctx) }, Test{}.Unit, func() error { return Test{}.Integration(ctx) }}
 	for i, name := range []string{"deps", "unit tests", "integration tests"} {
 		start := time.Now()
 		err := stages[i]()

@@ -43,24 +43,17 @@ func Lookup(k string) (string, bool) {
 // artifacts directory of the test's own.
 func Settings(t testing.TB, env map[string]string) *settings.Settings {
 	t.Helper()
-	s, err := Load(env, ProjectDir)
+	s, err := settings.Load(func(k string) (string, bool) {
+		if v, ok := env[k]; ok {
+			return v, true
+		}
+		return Lookup(k)
+	}, ProjectDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Artifacts = t.TempDir()
 	return s
-}
-
-// Load is the tests' settings outside a test (internal/prewarm builds
-// what they will ask for): env on top of Lookup, the project at
-// projectDir.
-func Load(env map[string]string, projectDir string) (*settings.Settings, error) {
-	return settings.Load(func(k string) (string, bool) {
-		if v, ok := env[k]; ok {
-			return v, true
-		}
-		return Lookup(k)
-	}, projectDir)
 }
 
 // Arch returns the arch for name after checking (skip locally, fail in
