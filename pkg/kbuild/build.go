@@ -822,11 +822,14 @@ func (p *Plan) configure(ctx context.Context) (reused bool, err error) {
 		}
 	}
 	o.Log.Info("config verified", "arch", o.Arch.Name, "role", o.Role, "requested", len(p.req.Entries))
+	if reused {
+		return true, nil // the stamp already says so
+	}
 	h, _, err := fsutil.HashFile(cfgPath)
 	if err != nil {
 		return false, err
 	}
-	return reused, fsutil.WriteAtomic(stamp, []byte(ckey+" "+h+"\n"))
+	return false, fsutil.WriteAtomic(stamp, []byte(ckey+" "+h+"\n"))
 }
 
 // makeConfig runs make's config steps: the base config, the requested
